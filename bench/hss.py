@@ -1,0 +1,134 @@
+"""HSS stub MAR/MAA throughput (sequential and 50 in flight) beside the bare python-diameter echo
+ceiling measured in the same run.
+
+Run: python bench/hss.py [--n 2000]
+Both servers run in their own processes; the HSS does Milenage, SQLite SQN updates and key unsealing
+per request, the echo server does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gba import diameter as d  # noqa: E402
+from gbaio.diameter_node import DiameterClient, NodeIdentity  # noqa: E402
+
+IMPI = "bench@ims.test"
+
+
+def _spawn(args: list[str], pattern: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    assert p.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if m := re.search(pattern, line):
+            return p, m.group(1) if m.groups() else ""
+    p.kill()
+    raise RuntimeError(f"{args} did not start")
+
+
+async def _ours(port: int, n: int, inflight: int) -> float:
+    client = DiameterClient(NodeIdentity("bench.gba.test", "gba.test", (d.APP_ZH,)), "127.0.0.1", port, timeout=30)
+    counter = iter(range(10**9))
+
+    async def one() -> None:
+        env = d.MultimediaAuthRequest(f"bench;{next(counter)}", "bench.gba.test", "gba.test", "gba.test", IMPI)
+        ans = d.MultimediaAuthAnswer.from_envelope(await client.request(env.to_envelope(0, 0)))
+        assert ans.result_code is not None
+
+    for _ in range(50):
+        await one()
+    start = time.perf_counter()
+    if inflight <= 1:
+        for _ in range(n):
+            await one()
+    else:
+        sem = asyncio.Semaphore(inflight)
+
+        async def bounded() -> None:
+            async with sem:
+                await one()
+
+        await asyncio.gather(*(bounded() for _ in range(n)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return n / elapsed
+
+
+def _pd_client(port: int, n: int, inflight: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "bench/pd_echo.py", "client", str(port), str(n), str(inflight)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    n = ap.parse_args().n
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GBAGW_")}
+        env["GBAGW_HSS_ZH_PORT"] = "0"
+        env["GBAGW_LOG_LEVEL"] = "WARNING"
+        gbagw = [sys.executable, "-m", "gbagw.cli"]
+        subprocess.run(
+            [
+                *gbagw,
+                "hss",
+                "add-subscriber",
+                "--data-dir",
+                tmp,
+                "--impi",
+                IMPI,
+                "--k",
+                os.urandom(16).hex(),
+                "--opc",
+                os.urandom(16).hex(),
+            ],
+            check=True,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+        )
+        hss, hss_port = _spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"on [\d.]+:(\d+)", env)
+        echo_port = 39000 + os.getpid() % 1000
+        echo, _ = _spawn([sys.executable, "bench/pd_echo.py", "server", str(echo_port)], r"(ready)")
+        try:
+            rows = []
+            for inflight in (1, 50):
+                hss_rate = asyncio.run(_ours(int(hss_port), n, inflight))
+                ours_echo = asyncio.run(_ours(echo_port, n, inflight))
+                pd_echo = _pd_client(echo_port, n, inflight)
+                rows.append((inflight, hss_rate, ours_echo, pd_echo))
+        finally:
+            hss.terminate()
+            echo.kill()
+            hss.wait(10)
+    print(f"MAR/MAA round trips per second, n={n}, 2 cores, each server in its own process")
+    print(
+        f"{'in flight':>9} {'HSS stub':>10} {'pd echo (our client)':>21} {'pd echo (pd client)':>20} "
+        f"{'HSS / pd-echo ceiling':>22}"
+    )
+    for inflight, hss_rate, ours_echo, pd_echo in rows:
+        print(f"{inflight:>9} {hss_rate:>10,.0f} {ours_echo:>21,.0f} {pd_echo:>20,.0f} {hss_rate / pd_echo:>22.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The Ub 200 OK body: ``application/vnd.3gpp.bsf+xml`` BootstrappingInfo (TS 24.109 Annex C)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gba.safexml import XmlError, child_text, local_name, parse
+
+CONTENT_TYPE = "application/vnd.3gpp.bsf+xml"
+NAMESPACE = "uri:3gpp-gba"
+MAX_LEN = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrappingInfo:
+    btid: str
+    lifetime: dt.datetime  # absolute expiry instant, UTC (TS 24.109 C.2: xs:dateTime)
+
+    def to_xml(self) -> bytes:
+        root = etree.Element(f"{{{NAMESPACE}}}BootstrappingInfo", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
+        etree.SubElement(root, f"{{{NAMESPACE}}}btid").text = self.btid
+        etree.SubElement(root, f"{{{NAMESPACE}}}lifetime").text = format_time(self.lifetime)
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+    @classmethod
+    def parse(cls, data: bytes) -> BootstrappingInfo:
+        root = parse(data, MAX_LEN)
+        if local_name(root) != "BootstrappingInfo":
+            raise XmlError("root element is not BootstrappingInfo")
+        btid = child_text(root, "btid")
+        lifetime = child_text(root, "lifetime")
+        if not btid or not lifetime:
+            raise XmlError("BootstrappingInfo lacks btid or lifetime")
+        return cls(btid, parse_time(lifetime))
+
+
+def format_time(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise XmlError(f"invalid xs:dateTime {text!r}") from None
+    if t.tzinfo is None:
+        raise XmlError("lifetime must carry a time zone")
+    return t.astimezone(dt.UTC)

@@ -1,0 +1,384 @@
+"""HTTP Digest for AKA (RFC 3310, AKAv1-MD5) as profiled by 3GPP TS 24.109, on RFC 2617 / RFC 7616.
+
+Strict, bounded parsers for ``WWW-Authenticate``, ``Authorization`` and ``Authentication-Info``;
+builders for the same headers; response / rspauth computation for qop ``auth`` and ``auth-int``.
+Every parser either returns a typed value or raises :class:`DigestError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+
+MAX_HEADER_LEN = 8192
+MAX_PARAMS = 32
+MAX_VALUE_LEN = 4096
+AKA_ALGORITHM = "AKAv1-MD5"
+QOP_AUTH = "auth"
+QOP_AUTH_INT = "auth-int"
+QOPS = (QOP_AUTH, QOP_AUTH_INT)
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
+_NC_RE = re.compile(r"[0-9a-fA-F]{8}")
+
+
+class DigestError(ValueError):
+    """A Digest header is malformed or violates the AKA profile."""
+
+
+# --- generic auth-param lexer (RFC 7235 clause 2.1, RFC 7230 clause 3.2.6) ---------------------
+
+
+def _skip_ows(s: str, i: int) -> int:
+    while i < len(s) and s[i] in " \t":
+        i += 1
+    return i
+
+
+def _read_quoted(s: str, i: int) -> tuple[str, int]:
+    """Read a quoted-string starting at s[i] == '"'; returns (unescaped value, index after)."""
+    out: list[str] = []
+    i += 1
+    while i < len(s):
+        c = s[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c == "\\":
+            if i + 1 >= len(s):
+                break
+            c = s[i + 1]
+            i += 1
+        if (ord(c) < 0x20 and c != "\t") or c == "\x7f":
+            raise DigestError("control character in quoted string")
+        out.append(c)
+        i += 1
+    raise DigestError("unterminated quoted string")
+
+
+def parse_auth_params(text: str) -> dict[str, str]:
+    """Parse ``name=value, name="quoted"`` lists. Names are case-insensitive; duplicates are errors."""
+    if len(text) > MAX_HEADER_LEN:
+        raise DigestError("header too long")
+    params: dict[str, str] = {}
+    i = _skip_ows(text, 0)
+    while i < len(text):
+        if text[i] == ",":  # RFC 7230 clause 7: empty list elements are tolerated
+            i = _skip_ows(text, i + 1)
+            continue
+        m = _TOKEN_RE.match(text, i)
+        if not m:
+            raise DigestError(f"expected a parameter name at offset {i}")
+        name = m.group(0).lower()
+        i = _skip_ows(text, m.end())
+        if i >= len(text) or text[i] != "=":
+            raise DigestError(f"parameter {name!r} has no value")
+        i = _skip_ows(text, i + 1)
+        if i < len(text) and text[i] == '"':
+            value, i = _read_quoted(text, i)
+        else:
+            m = _TOKEN_RE.match(text, i)
+            if not m:
+                raise DigestError(f"parameter {name!r} has an invalid value")
+            value, i = m.group(0), m.end()
+        if len(value) > MAX_VALUE_LEN:
+            raise DigestError(f"parameter {name!r} is too long")
+        if name in params:
+            raise DigestError(f"duplicate parameter {name!r}")
+        params[name] = value
+        if len(params) > MAX_PARAMS:
+            raise DigestError("too many parameters")
+        i = _skip_ows(text, i)
+        if i < len(text):
+            if text[i] != ",":
+                raise DigestError(f"expected ',' at offset {i}")
+            i = _skip_ows(text, i + 1)
+    return params
+
+
+def _split_scheme(header: str) -> dict[str, str]:
+    if len(header) > MAX_HEADER_LEN:
+        raise DigestError("header too long")
+    header = header.strip(" \t")
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() != "digest":
+        raise DigestError("authentication scheme is not Digest")
+    return parse_auth_params(rest)
+
+
+def quote(value: str) -> str:
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+        raise DigestError("control character in a header value")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _join(params: list[tuple[str, str, bool]]) -> str:
+    return ", ".join(f"{k}={quote(v) if q else v}" for k, v, q in params)
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN_RE.fullmatch(value):
+        raise DigestError(f"{what} must be a token")
+    return value
+
+
+# --- AKA nonce (RFC 3310 clause 3.2) -------------------------------------------------------------
+
+
+def aka_nonce(rand: bytes, autn: bytes, server_data: bytes = b"") -> str:
+    """nonce = base64(RAND || AUTN || server specific data) (RFC 3310 clause 3.2)."""
+    if len(rand) != 16 or len(autn) != 16:
+        raise DigestError("RAND and AUTN must be 16 octets each")
+    return base64.b64encode(rand + autn + server_data).decode("ascii")
+
+
+def parse_aka_nonce(nonce: str) -> tuple[bytes, bytes, bytes]:
+    """(RAND, AUTN, server data) from an AKA nonce."""
+    raw = b64decode_strict(nonce, "nonce")
+    if len(raw) < 32:
+        raise DigestError("AKA nonce shorter than RAND || AUTN")
+    return raw[:16], raw[16:32], raw[32:]
+
+
+def b64decode_strict(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise DigestError(f"{what} is not valid base64") from exc
+
+
+# --- typed headers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """``WWW-Authenticate: Digest ...`` (RFC 2617 clause 3.2.1, RFC 3310 clause 3.2)."""
+
+    realm: str
+    nonce: str
+    algorithm: str = AKA_ALGORITHM
+    qop: tuple[str, ...] = (QOP_AUTH_INT,)
+    opaque: str | None = None
+    stale: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_header(self) -> str:
+        params: list[tuple[str, str, bool]] = [("realm", self.realm, True), ("nonce", self.nonce, True)]
+        params.append(("algorithm", _token(self.algorithm, "algorithm"), False))
+        if self.qop:
+            params.append(("qop", ",".join(self.qop), True))
+        if self.opaque is not None:
+            params.append(("opaque", self.opaque, True))
+        if self.stale:
+            params.append(("stale", "true", False))
+        return "Digest " + _join(params)
+
+    @classmethod
+    def parse(cls, header: str) -> Challenge:
+        p = _split_scheme(header)
+        try:
+            realm, nonce = p.pop("realm"), p.pop("nonce")
+        except KeyError as exc:
+            raise DigestError(f"challenge lacks {exc.args[0]}") from None
+        qop = tuple(q.strip() for q in p.pop("qop", "").split(",") if q.strip())
+        return cls(
+            realm=realm,
+            nonce=nonce,
+            algorithm=p.pop("algorithm", "MD5"),
+            qop=qop,
+            opaque=p.pop("opaque", None),
+            stale=p.pop("stale", "false").lower() == "true",
+            extra=p,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """``Authorization: Digest ...`` (RFC 2617 clause 3.2.2, RFC 3310 clause 3.3/3.4)."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str | None = None
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    opaque: str | None = None
+    auts: bytes | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_initial(self) -> bool:
+        """The first Ub request carries an empty nonce and response (TS 24.109 clause 4.2)."""
+        return self.nonce == "" and self.response == ""
+
+    def to_header(self) -> str:
+        params: list[tuple[str, str, bool]] = [
+            ("username", self.username, True),
+            ("realm", self.realm, True),
+            ("nonce", self.nonce, True),
+            ("uri", self.uri, True),
+            ("response", self.response, True),
+        ]
+        if self.algorithm is not None:
+            params.append(("algorithm", _token(self.algorithm, "algorithm"), False))
+        if self.qop is not None:
+            params += [("qop", _token(self.qop, "qop"), False), ("nc", self.nc or "", False)]
+            params.append(("cnonce", self.cnonce or "", True))
+        if self.opaque is not None:
+            params.append(("opaque", self.opaque, True))
+        if self.auts is not None:
+            params.append(("auts", base64.b64encode(self.auts).decode("ascii"), True))
+        return "Digest " + _join(params)
+
+    @classmethod
+    def parse(cls, header: str) -> Credentials:
+        p = _split_scheme(header)
+        try:
+            username, realm, nonce, uri = p.pop("username"), p.pop("realm"), p.pop("nonce"), p.pop("uri")
+            response = p.pop("response")
+        except KeyError as exc:
+            raise DigestError(f"credentials lack {exc.args[0]}") from None
+        if response and not _HEX32_RE.fullmatch(response):
+            raise DigestError("response must be 32 hex digits")
+        qop, nc, cnonce = p.pop("qop", None), p.pop("nc", None), p.pop("cnonce", None)
+        if qop is not None:
+            if qop not in QOPS:
+                raise DigestError(f"unsupported qop {qop!r}")
+            if nc is None or cnonce is None:
+                raise DigestError("qop requires nc and cnonce")
+            if not _NC_RE.fullmatch(nc):
+                raise DigestError("nc must be 8 hex digits")
+        elif nc is not None or cnonce is not None:
+            raise DigestError("nc/cnonce without qop")
+        auts_text = p.pop("auts", None)
+        auts = None
+        if auts_text is not None:
+            auts = b64decode_strict(auts_text, "auts")
+            if len(auts) != 14:
+                raise DigestError("AUTS must be 14 octets")
+        return cls(
+            username=username,
+            realm=realm,
+            nonce=nonce,
+            uri=uri,
+            response=response.lower(),
+            algorithm=p.pop("algorithm", None),
+            qop=qop,
+            nc=nc.lower() if nc else None,
+            cnonce=cnonce,
+            opaque=p.pop("opaque", None),
+            auts=auts,
+            extra=p,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationInfo:
+    """``Authentication-Info`` (RFC 2617 clause 3.2.3)."""
+
+    rspauth: str
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    nextnonce: str | None = None
+
+    def to_header(self) -> str:
+        params: list[tuple[str, str, bool]] = []
+        if self.nextnonce is not None:
+            params.append(("nextnonce", self.nextnonce, True))
+        if self.qop is not None:
+            params.append(("qop", _token(self.qop, "qop"), False))
+        params.append(("rspauth", self.rspauth, True))
+        if self.cnonce is not None:
+            params.append(("cnonce", self.cnonce, True))
+        if self.nc is not None:
+            params.append(("nc", _token(self.nc, "nc"), False))
+        return _join(params)
+
+    @classmethod
+    def parse(cls, header: str) -> AuthenticationInfo:
+        p = parse_auth_params(header)
+        rspauth = p.get("rspauth")
+        if rspauth is None or not _HEX32_RE.fullmatch(rspauth):
+            raise DigestError("Authentication-Info lacks a valid rspauth")
+        return cls(
+            rspauth=rspauth.lower(),
+            qop=p.get("qop"),
+            nc=p.get("nc"),
+            cnonce=p.get("cnonce"),
+            nextnonce=p.get("nextnonce"),
+        )
+
+
+# --- computations (RFC 2617 clause 3.2.2.1-3.2.2.3; RFC 3310 clause 3.3: password = RES octets) --
+
+
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _ha2(method: str, uri: str, qop: str, body: bytes | None) -> str:
+    a2 = f"{method}:{uri}".encode()
+    if qop == QOP_AUTH_INT:
+        a2 += b":" + _md5_hex(body or b"").encode("ascii")
+    elif qop != QOP_AUTH:
+        raise DigestError(f"unsupported qop {qop!r}")
+    return _md5_hex(a2)
+
+
+def compute_response(
+    *,
+    password: bytes,
+    username: str,
+    realm: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    nc: str,
+    cnonce: str,
+    qop: str,
+    body: bytes | None = None,
+) -> str:
+    """request-digest; for AKAv1 the password is RES as raw octets, empty for AUTS (RFC 3310 3.4)."""
+    ha1 = _md5_hex(f"{username}:{realm}:".encode() + password)
+    ha2 = _ha2(method, uri, qop, body)
+    return _md5_hex(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
+
+
+def compute_rspauth(
+    *,
+    password: bytes,
+    username: str,
+    realm: str,
+    uri: str,
+    nonce: str,
+    nc: str,
+    cnonce: str,
+    qop: str,
+    body: bytes | None = None,
+) -> str:
+    """rspauth: as the response but with an empty method, over the response body (RFC 2617 3.2.3)."""
+    return compute_response(
+        password=password,
+        username=username,
+        realm=realm,
+        method="",
+        uri=uri,
+        nonce=nonce,
+        nc=nc,
+        cnonce=cnonce,
+        qop=qop,
+        body=body,
+    )
+
+
+def responses_equal(expected: str, received: str) -> bool:
+    """Constant-time comparison of two hex digests."""
+    return hmac.compare_digest(expected.lower().encode("ascii"), received.lower().encode("ascii", "replace"))

@@ -1,0 +1,144 @@
+"""Configuration loading: embedded defaults, a TOML file, then ``GBAGW_<SECTION>_<KEY>`` overrides.
+
+Each service gets its own typed config object; validation errors name the key and the problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gba.btid import is_fqdn
+from hss_stub.config import HssConfig
+
+ENV_PREFIX = "GBAGW_"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def _defaults() -> dict[str, Any]:
+    text = resources.files("gbagw").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str = "") -> None:
+    for key, value in override.items():
+        if key not in base:
+            raise ConfigError(f"unknown configuration key {where}{key}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _merge(base[key], value, f"{where}{key}.")
+        else:
+            base[key] = value
+
+
+def _coerce(name: str, default: Any, text: str) -> Any:
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be a boolean, got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if isinstance(default, list):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for var, text in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in raw or not isinstance(raw[section], dict) or key not in raw[section]:
+            raise ConfigError(f"environment variable {var} names no configuration key")
+        if isinstance(raw[section][key], list) and raw[section][key] and isinstance(raw[section][key][0], dict):
+            raise ConfigError(f"{var}: {section}.{key} is a table list; set it in the TOML file")
+        raw[section][key] = _coerce(f"{section}.{key}", raw[section][key], text)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    raw: dict[str, Any]
+    data_dir: Path
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw[name]
+        assert isinstance(value, dict)
+        return value
+
+
+def load(path: Path | None, data_dir: Path | None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    raw = copy.deepcopy(_defaults())
+    if path is not None:
+        try:
+            override = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        _merge(raw, override)
+    _apply_env(raw, os.environ if environ is None else environ)
+    return LoadedConfig(raw, data_dir or Path("var"))
+
+
+def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a path")
+    value = value.replace("<data-dir>", str(cfg.data_dir))
+    if value.startswith("sqlite:///"):
+        value = value[len("sqlite:///") :]
+    elif "://" in value:
+        raise ConfigError(f"{name}: only sqlite:/// URLs or plain paths are supported here, got {value!r}")
+    return Path(value)
+
+
+def _port(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (0-65535), got {value!r}")
+    return value
+
+
+def _fqdn(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not is_fqdn(value):
+        raise ConfigError(f"{name} must be a fully qualified domain name, got {value!r}")
+    return value
+
+
+def _positive(name: str, value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def hss_config(cfg: LoadedConfig) -> HssConfig:
+    s = cfg.section("hss")
+    peers = s["allowed_peers"]
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise ConfigError("hss.allowed_peers must be a list of Diameter identities")
+    return HssConfig(
+        fqdn=_fqdn("hss.fqdn", s["fqdn"]),
+        realm=_fqdn("hss.realm", s["realm"]),
+        zh_host=str(s["zh_host"]),
+        zh_port=_port("hss.zh_port", s["zh_port"]),
+        db=_path(cfg, "hss.db", s["db"]),
+        kek_file=_path(cfg, "hss.kek_file", s["kek_file"]),
+        allowed_peers=tuple(peers) or None,
+        watchdog_interval=_positive("hss.watchdog_interval", s["watchdog_interval"]),
+    )

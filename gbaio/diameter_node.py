@@ -1,0 +1,454 @@
+"""An asyncio Diameter node on top of the core's codec (RFC 6733 clause 5: CER/CEA, DWR/DWA, DPR/DPA).
+
+python-diameter's own Node runs one select thread plus two threads per connection and one per
+request, leaks one entry per client request and takes seconds to shut down; we keep its AVP codec
+(via ``gba.diameter``) and replace its transport with this one. TCP only, one connection per peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from gba import diameter as d
+
+log = logging.getLogger("gbagw.diameter")
+
+Handler = Callable[[d.Envelope, "PeerInfo"], Awaitable[d.Envelope]]
+
+DISCONNECT_REBOOTING = 0  # Disconnect-Cause (RFC 6733 clause 5.4.3)
+DISCONNECT_DO_NOT_WANT_TO_TALK = 2
+
+
+class DiameterError(Exception):
+    """Base of the transport errors."""
+
+
+class PeerUnavailable(DiameterError):
+    """The peer cannot be reached, closed the connection or refused the capabilities exchange."""
+
+
+class RequestTimeout(DiameterError):
+    """No answer within the request timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    origin_host: str
+    origin_realm: str
+    address: str
+    apps: frozenset[int]
+
+
+@dataclass(slots=True)
+class NodeIdentity:
+    origin_host: str
+    origin_realm: str
+    apps: tuple[int, ...]
+    host_ip: str = "127.0.0.1"
+    origin_state_id: int = field(default_factory=lambda: int(time.time()) & 0xFFFFFFFF)
+
+
+class _Ids:
+    """Hop-by-hop and end-to-end identifiers (RFC 6733 clause 3: E2E high 12 bits from time)."""
+
+    def __init__(self) -> None:
+        self._hbh = itertools.count(int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF)
+        self._e2e = itertools.count(
+            ((int(time.time()) & 0xFFF) << 20) | (int.from_bytes(os.urandom(3), "big") & 0xFFFFF)
+        )
+
+    def next(self) -> tuple[int, int]:
+        return next(self._hbh) & 0xFFFFFFFF, next(self._e2e) & 0xFFFFFFFF
+
+
+async def _read_message(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readexactly(4)
+    length = d.message_length(head)
+    return head + await reader.readexactly(length - 4)
+
+
+class Connection:
+    """One established peer connection (either side). Requests in both directions are supported."""
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: PeerInfo,
+        handler: Handler | None,
+        ids: _Ids,
+        watchdog_interval: float,
+    ) -> None:
+        self.identity = identity
+        self.peer = peer
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._ids = ids
+        self._pending: dict[int, asyncio.Future[d.Envelope]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._watchdog_interval = watchdog_interval
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"diameter-read-{peer.origin_host}")
+        self._watchdog_task = asyncio.create_task(self._watchdog(), name=f"diameter-dwr-{peer.origin_host}")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def _send(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
+        self._writer.write(data)
+
+    async def request(self, env: d.Envelope, timeout: float) -> d.Envelope:
+        """Send a request (ids are assigned here) and wait for its answer."""
+        if self.closed or self._closing:
+            raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
+        env.hop_by_hop, env.end_to_end = self._ids.next()
+        fut: asyncio.Future[d.Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[env.hop_by_hop] = fut
+        try:
+            self._send(env.encode())
+            await self._writer.drain()
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer from {self.peer.origin_host} within {timeout}s") from None
+        except (ConnectionError, OSError) as exc:
+            raise PeerUnavailable(f"send to {self.peer.origin_host} failed: {exc}") from None
+        finally:
+            # Every request leaves the table, answered or not (python-diameter's leak, fixed here).
+            self._pending.pop(env.hop_by_hop, None)
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                raw = await _read_message(self._reader)
+                try:
+                    env = d.Envelope.from_bytes(raw)
+                except d.DiameterDecodeError as exc:
+                    self._on_undecodable(raw, exc)
+                    continue
+                if env.is_request:
+                    self._dispatch(env)
+                else:
+                    fut = self._pending.get(env.hop_by_hop)
+                    if fut is not None and not fut.done():
+                        fut.set_result(env)
+                    else:
+                        log.warning(
+                            "answer with unknown hop-by-hop id %#x from %s", env.hop_by_hop, self.peer.origin_host
+                        )
+        except d.DiameterDecodeError as exc:
+            log.warning("closing connection to %s: unframeable data (%s)", self.peer.origin_host, exc)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            self._teardown()
+
+    def _on_undecodable(self, raw: bytes, exc: d.DiameterDecodeError) -> None:
+        """Framing was intact but the AVPs were not: answer requests with the RFC 6733 code."""
+        log.warning("undecodable message from %s: %s", self.peer.origin_host, exc)
+        if len(raw) >= d.HEADER_LEN and raw[4] & d.FLAG_REQUEST:
+            req = d.Envelope(
+                int.from_bytes(raw[5:8], "big"),
+                int.from_bytes(raw[8:12], "big"),
+                raw[4],
+                int.from_bytes(raw[12:16], "big"),
+                int.from_bytes(raw[16:20], "big"),
+            )
+            ans = d.error_answer(
+                req, exc.result_code, self.identity.origin_host, self.identity.origin_realm, message=str(exc)
+            )
+            with contextlib.suppress(PeerUnavailable):
+                self._send(ans.encode())
+
+    def _dispatch(self, env: d.Envelope) -> None:
+        if env.command_code == d.CMD_DEVICE_WATCHDOG:
+            self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
+            return
+        if env.command_code == d.CMD_DISCONNECT_PEER:
+            self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
+            self._closing = True
+            return
+        task = asyncio.create_task(self._handle(env))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _base_answer_avps(self, rc: int) -> list[d.Avp]:
+        return [
+            d.new_avp(d.Avps.RESULT_CODE, rc),
+            d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
+            d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
+            d.new_avp(d.Avps.ORIGIN_STATE_ID, self.identity.origin_state_id),
+        ]
+
+    async def _handle(self, env: d.Envelope) -> None:
+        ident = self.identity
+        if env.application_id not in ident.apps:
+            ans = d.error_answer(env, d.ResultCode.APPLICATION_UNSUPPORTED, ident.origin_host, ident.origin_realm)
+        elif self._handler is None:
+            ans = d.error_answer(env, d.ResultCode.COMMAND_UNSUPPORTED, ident.origin_host, ident.origin_realm)
+        else:
+            try:
+                ans = await self._handler(env, self.peer)
+            except d.MissingAvp as exc:
+                ans = d.error_answer(
+                    env,
+                    exc.result_code,
+                    ident.origin_host,
+                    ident.origin_realm,
+                    failed_avp=d.missing_avp_placeholder(exc.code, exc.vendor),
+                    message=str(exc),
+                )
+            except Exception:
+                log.exception("handler failed for command %d from %s", env.command_code, self.peer.origin_host)
+                ans = d.error_answer(env, d.ResultCode.UNABLE_TO_COMPLY, ident.origin_host, ident.origin_realm)
+        with contextlib.suppress(PeerUnavailable, ConnectionError, OSError):
+            self._send(ans.encode())
+            await self._writer.drain()
+
+    async def _watchdog(self) -> None:
+        """RFC 3539 / RFC 6733 5.5: DWR after Tw of silence; a missing DWA closes the connection."""
+        while True:
+            await asyncio.sleep(self._watchdog_interval)
+            env = d.Envelope(
+                d.CMD_DEVICE_WATCHDOG,
+                0,
+                d.FLAG_REQUEST,
+                0,
+                0,
+                [
+                    d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
+                    d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
+                    d.new_avp(d.Avps.ORIGIN_STATE_ID, self.identity.origin_state_id),
+                ],
+            )
+            try:
+                await self.request(env, timeout=self._watchdog_interval)
+            except DiameterError:
+                log.warning("watchdog: no DWA from %s, closing", self.peer.origin_host)
+                self._writer.close()
+                return
+
+    def _teardown(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._watchdog_task.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(PeerUnavailable(f"connection to {self.peer.origin_host} closed"))
+        self._writer.close()
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Graceful DPR/DPA (RFC 6733 5.4), letting in-flight handlers finish first."""
+        if self.closed:
+            return
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        dpr = d.Envelope(
+            d.CMD_DISCONNECT_PEER,
+            0,
+            d.FLAG_REQUEST,
+            0,
+            0,
+            [
+                d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
+                d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
+                d.new_avp(d.Avps.DISCONNECT_CAUSE, DISCONNECT_REBOOTING),
+            ],
+        )
+        with contextlib.suppress(DiameterError):
+            await self.request(dpr, timeout=timeout)
+        self._closing = True
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), timeout)
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader_task
+        self._teardown()
+
+
+def _cer_envelope(identity: NodeIdentity) -> d.Envelope:
+    avps = d.capabilities_avps(
+        identity.origin_host, identity.origin_realm, identity.host_ip, identity.apps, identity.origin_state_id
+    )
+    return d.Envelope(d.CMD_CAPABILITIES_EXCHANGE, 0, d.FLAG_REQUEST, 0, 0, avps)
+
+
+def _peer_from(env: d.Envelope, address: str) -> PeerInfo:
+    host = d.get_str(env.avps, d.Avps.ORIGIN_HOST)
+    realm = d.get_str(env.avps, d.Avps.ORIGIN_REALM)
+    assert host is not None and realm is not None
+    return PeerInfo(host, realm, address, frozenset(d.advertised_apps(env.avps)))
+
+
+class DiameterServer:
+    """Accepts peers: CER/CEA with an optional Origin-Host allowlist, then serves ``handler``."""
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        handler: Handler,
+        *,
+        allowed_peers: Iterable[str] | None = None,
+        watchdog_interval: float = 30.0,
+        cer_timeout: float = 5.0,
+    ) -> None:
+        self.identity = identity
+        self._handler = handler
+        self._allowed = frozenset(allowed_peers) if allowed_peers is not None else None
+        self._watchdog_interval = watchdog_interval
+        self._cer_timeout = cer_timeout
+        self._ids = _Ids()
+        self._server: asyncio.Server | None = None
+        self.connections: set[Connection] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._accept, host, port)
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = writer.get_extra_info("peername")[:2]
+        addr = f"{host}:{port}"
+        try:
+            raw = await asyncio.wait_for(_read_message(reader), self._cer_timeout)
+            cer = d.Envelope.from_bytes(raw)
+        except (TimeoutError, asyncio.IncompleteReadError, d.DiameterDecodeError, ConnectionError, OSError) as exc:
+            log.warning("peer %s: no valid CER (%s), closing", addr, type(exc).__name__)
+            writer.close()
+            return
+        if cer.command_code != d.CMD_CAPABILITIES_EXCHANGE or not cer.is_request:
+            log.warning("peer %s: first message is not a CER, closing", addr)
+            writer.close()
+            return
+        ident = self.identity
+        try:
+            peer = _peer_from(cer, addr)
+        except d.MissingAvp as exc:
+            writer.write(
+                d.error_answer(
+                    cer, d.ResultCode.MISSING_AVP, ident.origin_host, ident.origin_realm, message=str(exc)
+                ).encode()
+            )
+            writer.close()
+            return
+        rc = d.ResultCode.SUCCESS
+        if self._allowed is not None and peer.origin_host not in self._allowed:
+            rc = d.ResultCode.UNKNOWN_PEER  # RFC 6733 5.3: unknown peers may be refused
+        elif not peer.apps & set(ident.apps):
+            rc = d.ResultCode.NO_COMMON_APPLICATION
+        cea_avps = [d.new_avp(d.Avps.RESULT_CODE, rc)]
+        cea_avps += d.capabilities_avps(
+            ident.origin_host, ident.origin_realm, ident.host_ip, ident.apps, ident.origin_state_id
+        )
+        writer.write(cer.answer(cea_avps, error=3000 <= rc < 4000).encode())
+        if rc != d.ResultCode.SUCCESS:
+            log.warning("peer %s (%s) refused in CER: result %d", peer.origin_host, addr, rc)
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.drain()
+            writer.close()
+            return
+        log.info("peer %s (%s) connected", peer.origin_host, addr)
+        conn = Connection(ident, reader, writer, peer, self._handler, self._ids, self._watchdog_interval)
+        self.connections.add(conn)
+        await conn.wait_closed()
+        self.connections.discard(conn)
+        log.info("peer %s (%s) disconnected", peer.origin_host, addr)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(c.close() for c in list(self.connections)), return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+
+async def connect(
+    identity: NodeIdentity,
+    host: str,
+    port: int,
+    *,
+    handler: Handler | None = None,
+    timeout: float = 5.0,
+    watchdog_interval: float = 30.0,
+) -> Connection:
+    """Open a connection and run the CER/CEA exchange; raises :class:`PeerUnavailable`."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        raise PeerUnavailable(f"cannot connect to {host}:{port}: {exc}") from None
+    ids = _Ids()
+    cer = _cer_envelope(identity)
+    cer.hop_by_hop, cer.end_to_end = ids.next()
+    try:
+        writer.write(cer.encode())
+        await writer.drain()
+        cea = d.Envelope.from_bytes(await asyncio.wait_for(_read_message(reader), timeout))
+    except (TimeoutError, asyncio.IncompleteReadError, d.DiameterDecodeError, ConnectionError, OSError) as exc:
+        writer.close()
+        raise PeerUnavailable(f"capabilities exchange with {host}:{port} failed: {type(exc).__name__}") from None
+    rc, _ = cea.result()
+    if rc != d.ResultCode.SUCCESS:
+        writer.close()
+        raise PeerUnavailable(f"{host}:{port} refused the capabilities exchange with result {rc}")
+    peer = _peer_from(cea, f"{host}:{port}")
+    return Connection(identity, reader, writer, peer, handler, ids, watchdog_interval)
+
+
+class DiameterClient:
+    """A client toward one peer that connects lazily and reconnects after a failure."""
+
+    def __init__(
+        self, identity: NodeIdentity, host: str, port: int, *, timeout: float = 5.0, watchdog_interval: float = 30.0
+    ) -> None:
+        self.identity = identity
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._watchdog_interval = watchdog_interval
+        self._conn: Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    async def _connection(self) -> Connection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        async with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = await connect(
+                    self.identity, self.host, self.port, timeout=self.timeout, watchdog_interval=self._watchdog_interval
+                )
+            return self._conn
+
+    @property
+    def peer(self) -> PeerInfo | None:
+        return self._conn.peer if self._conn is not None else None
+
+    async def request(self, env: d.Envelope, timeout: float | None = None) -> d.Envelope:
+        conn = await self._connection()
+        return await conn.request(env, timeout or self.timeout)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

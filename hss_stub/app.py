@@ -1,0 +1,39 @@
+"""HSS stub service: wires the subscriber store and the Zh handler to a Diameter server."""
+
+from __future__ import annotations
+
+import logging
+
+from gba import diameter as d
+from gbaio.diameter_node import DiameterServer, NodeIdentity
+from hss_stub.config import HssConfig
+from hss_stub.store import SubscriberStore
+from hss_stub.zh import ZhHandler
+
+log = logging.getLogger("gbagw.hss")
+
+
+class HssService:
+    def __init__(self, config: HssConfig, store: SubscriberStore) -> None:
+        self.config = config
+        self.store = store
+        identity = NodeIdentity(config.fqdn, config.realm, (d.APP_ZH,), host_ip=config.zh_host)
+        self.server = DiameterServer(
+            identity,
+            ZhHandler(config, store),
+            allowed_peers=config.allowed_peers,
+            watchdog_interval=config.watchdog_interval,
+        )
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        self.port = await self.server.start(self.config.zh_host, self.config.zh_port)
+        log.info("HSS stub %s listening for Zh on %s:%d", self.config.fqdn, self.config.zh_host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        await self.server.close()
+
+
+def create_hss(config: HssConfig, store: SubscriberStore) -> HssService:
+    return HssService(config, store)

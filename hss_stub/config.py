@@ -1,0 +1,20 @@
+"""Configuration of the HSS stub (one object, built by the CLI from TOML + environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class HssConfig:
+    fqdn: str = "hss.gba.test"
+    realm: str = "gba.test"
+    zh_host: str = "127.0.0.1"
+    zh_port: int = 3869
+    db: Path = Path("var/hss.sqlite")
+    kek_file: Path = Path("var/hss.kek")
+    # Diameter Origin-Hosts allowed to connect; None accepts any peer (lab default).
+    allowed_peers: tuple[str, ...] | None = None
+    watchdog_interval: float = 30.0
+    default_amf: bytes = b"\x80\x00"

@@ -1,0 +1,156 @@
+"""Subscriber store of the HSS stub: SQLite (WAL) with K and OPc sealed under a KEK.
+
+SQN follows TS 33.102 Annex C.1.2/C.3 profile 2 with a 5-bit IND: SQN = SEQ || IND; every vector
+takes SEQ + 1 and the next IND (cyclic), so the USIM's 32-entry SEQ_MS array accepts vectors used
+out of order. The increment is one ``UPDATE ... RETURNING`` statement, so two concurrent requests,
+even from two processes, never get the same SQN.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gba.keywrap import seal, unseal
+
+IND_BITS = 5
+SQN_MASK = (1 << 48) - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscribers (
+    impi TEXT PRIMARY KEY,
+    k_sealed BLOB NOT NULL,
+    opc_sealed BLOB NOT NULL,
+    amf BLOB NOT NULL,
+    sqn INTEGER NOT NULL,
+    guss BLOB,
+    guss_timestamp INTEGER,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+"""
+
+# Next SQN: SEQ + 1 with IND + 1 mod 32 (see module docstring), masked to 48 bits.
+_NEXT_SQN = f"((((sqn >> {IND_BITS}) + 1) << {IND_BITS}) | (((sqn & 31) + 1) & 31)) & {SQN_MASK}"
+
+
+class StoreError(RuntimeError):
+    """The subscriber store refused an operation (duplicate or unknown IMPI, bad values)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    impi: str
+    k: bytes
+    opc: bytes
+    amf: bytes
+    sqn: int
+    guss: bytes | None
+    guss_timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberSummary:
+    """What may be listed: never K or OPc."""
+
+    impi: str
+    amf: bytes
+    sqn: int
+    has_guss: bool
+
+
+def next_sqn(sqn: int) -> int:
+    return ((((sqn >> IND_BITS) + 1) << IND_BITS) | (((sqn & 31) + 1) & 31)) & SQN_MASK
+
+
+class SubscriberStore:
+    def __init__(self, path: Path, kek: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._kek = kek
+        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None = None) -> None:
+        if len(k) != 16 or len(opc) != 16 or len(amf) != 2 or not 0 <= sqn <= SQN_MASK:
+            raise StoreError("K and OPc are 16 octets, AMF 2 octets, SQN 48 bits")
+        now = int(time.time())
+        aad = impi.encode()
+        try:
+            self._db.execute(
+                "INSERT INTO subscribers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    impi,
+                    seal(self._kek, k, aad + b"|K"),
+                    seal(self._kek, opc, aad + b"|OPc"),
+                    amf,
+                    sqn,
+                    guss,
+                    now if guss is not None else None,
+                    now,
+                    now,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"subscriber {impi} already exists") from None
+
+    def remove(self, impi: str) -> None:
+        if self._db.execute("DELETE FROM subscribers WHERE impi = ?", (impi,)).rowcount == 0:
+            raise StoreError(f"no subscriber {impi}")
+
+    def set_guss(self, impi: str, guss: bytes | None) -> None:
+        now = int(time.time())
+        cur = self._db.execute(
+            "UPDATE subscribers SET guss = ?, guss_timestamp = ?, updated = ? WHERE impi = ?",
+            (guss, now if guss is not None else None, now, impi),
+        )
+        if cur.rowcount == 0:
+            raise StoreError(f"no subscriber {impi}")
+
+    def list(self) -> list[SubscriberSummary]:
+        rows = self._db.execute("SELECT impi, amf, sqn, guss IS NOT NULL FROM subscribers ORDER BY impi").fetchall()
+        return [SubscriberSummary(r[0], bytes(r[1]), int(r[2]), bool(r[3])) for r in rows]
+
+    def _open(self, row: tuple[Any, ...]) -> Subscriber:
+        impi = str(row[0])
+        aad = impi.encode()
+        return Subscriber(
+            impi=impi,
+            k=unseal(self._kek, bytes(row[1]), aad + b"|K"),
+            opc=unseal(self._kek, bytes(row[2]), aad + b"|OPc"),
+            amf=bytes(row[3]),
+            sqn=int(row[4]),
+            guss=bytes(row[5]) if row[5] is not None else None,
+            guss_timestamp=int(row[6]) if row[6] is not None else None,
+        )
+
+    def get(self, impi: str) -> Subscriber | None:
+        row = self._db.execute(
+            "SELECT impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp FROM subscribers WHERE impi = ?", (impi,)
+        ).fetchone()
+        return self._open(row) if row else None
+
+    def take_next_sqn(self, impi: str) -> Subscriber | None:
+        """Atomically advance SQN_HE and return the subscriber carrying the SQN to use."""
+        row = self._db.execute(
+            f"UPDATE subscribers SET sqn = {_NEXT_SQN} WHERE impi = ? "  # noqa: S608 - constant expression
+            "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
+            (impi,),
+        ).fetchone()
+        return self._open(row) if row else None
+
+    def resync(self, impi: str, sqn_ms: int) -> Subscriber | None:
+        """SQN_HE := SQN_MS and take the SQN after it (TS 33.102 clause 6.3.5), in one statement."""
+        row = self._db.execute(
+            "UPDATE subscribers SET sqn = ? WHERE impi = ? "
+            "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
+            (next_sqn(sqn_ms & SQN_MASK), impi),
+        ).fetchone()
+        return self._open(row) if row else None

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gbagw import config
+from tests.procs import run_cli
+
+
+def test_defaults_and_env_override(tmp_path: Path) -> None:
+    cfg = config.load(None, tmp_path, {"GBAGW_HSS_ZH_PORT": "13869", "GBAGW_HSS_ALLOWED_PEERS": "a.test, b.test"})
+    hss = config.hss_config(cfg)
+    assert hss.zh_port == 13869 and hss.allowed_peers == ("a.test", "b.test")
+    assert hss.db == tmp_path / "hss.sqlite" and hss.fqdn == "hss.gba.test"
+
+
+def test_toml_file_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text('[hss]\nfqdn = "hss.lab.example"\nzh_port = 4000\n')
+    hss = config.hss_config(config.load(f, tmp_path, {}))
+    assert hss.fqdn == "hss.lab.example" and hss.zh_port == 4000
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("[hss]\nzh_port = 70000\n", {}, "hss.zh_port"),
+        ("[hss]\nfqdn = 'not a host'\n", {}, "hss.fqdn"),
+        ("[hss]\nbogus = 1\n", {}, "unknown configuration key hss.bogus"),
+        ("[hss\n", {}, "not valid TOML"),
+        ("", {"GBAGW_HSS_ZH_PORT": "many"}, "hss.zh_port must be an integer"),
+        ("", {"GBAGW_NOPE_X": "1"}, "names no configuration key"),
+        ("", {"GBAGW_HSS_WATCHDOG_INTERVAL": "-1"}, "positive"),
+    ],
+)
+def test_invalid_configuration_is_named(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text(toml)
+    with pytest.raises(config.ConfigError, match=message):
+        config.hss_config(config.load(f, tmp_path, env))
+
+
+def test_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
+    r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)], env={"GBAGW_HSS_ZH_PORT": "x"})
+    assert r.returncode == 2 and "hss.zh_port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_lists_design_commands() -> None:
+    r = run_cli(["--help"])
+    for cmd in ("up", "hss", "bsf", "naf", "ue"):
+        assert cmd in r.stdout
+    r = run_cli(["hss", "--help"])
+    for cmd in ("serve", "add-subscriber", "list-subscribers", "remove-subscriber", "set-guss", "import"):
+        assert cmd in r.stdout
+
+
+def test_import_example_subscribers(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "subscribers.example.toml"
+    r = run_cli(["hss", "import", str(example), "--data-dir", str(tmp_path)])
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)])
+    assert "001010000000002@" in r.stdout and "guss=yes" in r.stdout
+
+
+def test_kek_file_permissions_checked(tmp_path: Path) -> None:
+    kek = tmp_path / "hss.kek"
+    kek.write_bytes(bytes(32))
+    kek.chmod(0o644)
+    r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)])
+    assert r.returncode == 2 and "chmod 600" in r.stderr

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from gba.keywrap import KeyWrapError
+from hss_stub.store import StoreError, SubscriberStore, next_sqn
+
+KEK = bytes(range(32))
+K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")
+OPC = bytes.fromhex("cd63cb71954a9f4e48a5994e37a02baf")
+
+
+def test_keys_are_sealed_at_rest(tmp_path: Path) -> None:
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("h.sqlite*"))
+    s.close()
+    raw += (tmp_path / "h.sqlite").read_bytes()
+    assert K not in raw and OPC not in raw
+    got = SubscriberStore(tmp_path / "h.sqlite", KEK).get("a@ims")
+    assert got is not None and got.k == K and got.opc == OPC
+    with pytest.raises(KeyWrapError):
+        SubscriberStore(tmp_path / "h.sqlite", bytes(32)).get("a@ims")
+
+
+def test_sealed_key_bound_to_its_row(tmp_path: Path) -> None:
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    s.add("b@ims", bytes(16), bytes(16), b"\x80\x00", 0)
+    db = sqlite3.connect(tmp_path / "h.sqlite")
+    db.execute(
+        "UPDATE subscribers SET k_sealed = (SELECT k_sealed FROM subscribers WHERE impi='a@ims') WHERE impi='b@ims'"
+    )
+    db.commit()
+    with pytest.raises(KeyWrapError):
+        s.get("b@ims")
+
+
+def test_sqn_sequence_and_sql_matches_python(tmp_path: Path) -> None:
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 31)
+    expected = 31
+    for _ in range(70):
+        expected = next_sqn(expected)
+        sub = s.take_next_sqn("a@ims")
+        assert sub is not None and sub.sqn == expected
+    assert next_sqn((1 << 48) - 1) < (1 << 48)
+    assert s.take_next_sqn("nobody") is None
+
+
+def test_concurrent_increments_from_threads_are_unique(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    SubscriberStore(path, KEK).add("a@ims", K, OPC, b"\x80\x00", 0)
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        store = SubscriberStore(path, KEK)
+        for _ in range(50):
+            sub = store.take_next_sqn("a@ims")
+            assert sub is not None
+            with lock:
+                seen.append(sub.sqn)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 200 and len(set(seen)) == 200
+
+
+def test_crud_errors(tmp_path: Path) -> None:
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    with pytest.raises(StoreError):
+        s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    with pytest.raises(StoreError):
+        s.add("c@ims", K[:8], OPC, b"\x80\x00", 0)
+    with pytest.raises(StoreError):
+        s.remove("zz")
+    with pytest.raises(StoreError):
+        s.set_guss("zz", b"<guss/>")
+    s.set_guss("a@ims", b"<guss/>")
+    assert [x.has_guss for x in s.list()] == [True]
+    s.remove("a@ims")
+    assert s.list() == []

@@ -1,0 +1,114 @@
+"""Start real gbagw processes for end-to-end tests and stop them cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+GBAGW = [sys.executable, "-m", "gbagw.cli"]
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(GBAGW + args, capture_output=True, text=True, timeout=timeout, env=_env(env))
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GBAGW_")}
+    env.update(extra or {})
+    return env
+
+
+class Proc:
+    def __init__(self, popen: subprocess.Popen[str], stderr_path: Path) -> None:
+        self.popen = popen
+        self.stderr_path = stderr_path
+        self.stdout_lines: list[str] = []
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        assert self.popen.stdout is not None
+        for line in self.stdout_lines:
+            if m := rx.search(line):
+                return m
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"process exited with {self.popen.returncode}: {self.stderr_path.read_text()[-2000:]}"
+                )
+            ready, _, _ = select.select([self.popen.stdout], [], [], 0.2)
+            if ready:
+                line = self.popen.stdout.readline()
+                self.stdout_lines.append(line)
+                if m := rx.search(line):
+                    return m
+        raise TimeoutError(f"no line matching {pattern!r}; stderr: {self.stderr_path.read_text()[-2000:]}")
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    @property
+    def logs(self) -> str:
+        return self.stderr_path.read_text()
+
+
+@contextmanager
+def gbagw_process(
+    args: list[str], tmp: Path, env: Mapping[str, str] | None = None, name: str = "proc"
+) -> Iterator[Proc]:
+    stderr_path = tmp / f"{name}.stderr.log"
+    with open(stderr_path, "w") as err:
+        popen = subprocess.Popen(GBAGW + args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env(env), bufsize=1)
+    proc = Proc(popen, stderr_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def tshark_capture(port: int, pcap: Path) -> Iterator[None]:
+    """Live capture of loopback traffic on ``port`` with tshark (dumpcap)."""
+    p = subprocess.Popen(
+        ["tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stderr is not None
+    deadline = time.monotonic() + 20
+    started = False
+    while time.monotonic() < deadline:
+        line = p.stderr.readline()
+        if "Capturing on" in line:
+            started = True
+            break
+        if p.poll() is not None:
+            break
+    if not started:
+        p.kill()
+        raise RuntimeError("tshark did not start capturing")
+    time.sleep(0.3)
+    try:
+        yield
+    finally:
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        p.wait(15)
