@@ -131,6 +131,7 @@ class UeClient:
         *,
         mode: UeMode = UeMode.GBA_ME,
         uri: str = "/",
+        qop: str = digest.QOP_AUTH_INT,
         cnonce_factory: Any = None,
     ) -> None:
         self.usim = usim
@@ -138,6 +139,7 @@ class UeClient:
         self.realm = realm
         self.mode = mode
         self.uri = uri
+        self.qop = qop  # preferred; TS 24.109 4.3 mandates auth-int, auth is accepted for interop
         self._cnonce = cnonce_factory or (lambda: os.urandom(8).hex())
         self._pending: _Pending | None = None
         self.bootstrap: Bootstrap | None = None
@@ -168,7 +170,10 @@ class UeClient:
         except digest.DigestError as exc:
             raise UeError(str(exc)) from exc
         result = self.usim.authenticate(rand, autn, gba_u=self.mode is UeMode.GBA_U)
-        qop = digest.QOP_AUTH_INT if digest.QOP_AUTH_INT in ch.qop or not ch.qop else digest.QOP_AUTH
+        if self.qop in ch.qop or not ch.qop:
+            qop = self.qop
+        else:
+            qop = digest.QOP_AUTH_INT if digest.QOP_AUTH_INT in ch.qop else digest.QOP_AUTH
         nc, cnonce = "00000001", self._cnonce()
         if isinstance(result, AkaSyncFailure):
             password, auts, ck, ik = b"", result.auts, b"", b""  # RFC 3310 3.4: empty password with AUTS

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import datetime as dt
 import json
+import os
 import signal
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from gba import milenage
+from bsf.app import create_bsf, open_store
+from bsf.config import BsfConfig
+from gba import kdf, milenage, ue
 from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
+from gbagw.ue_client import UbRefused, bootstrap
 from gbaio import logs
 from gbaio.kek import KekFileError, load_or_create_kek
 from hss_stub.app import create_hss
@@ -201,6 +208,128 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- bsf / up ------------------------------------------------------------------------------------
+
+
+def _make_bsf(bsf: BsfConfig) -> Any:
+    try:
+        store = open_store(bsf.store, load_or_create_kek(bsf.kek_file))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return create_bsf(bsf, store)
+
+
+def cmd_bsf_serve(args: argparse.Namespace) -> int:
+    bsf = cfgmod.bsf_config(_load(args))
+    service = _make_bsf(bsf)
+
+    async def start() -> None:
+        port = await service.start()
+        print(
+            f"bsf: Ub on http://{bsf.ub_host}:{port}/ (B-TID domain {bsf.fqdn}, HSS {bsf.hss_host}:{bsf.hss_port})",
+            flush=True,
+        )
+
+    asyncio.run(_serve_until_signal(start, service.stop))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """HSS stub + BSF in one process on loopback, SQLite under --data-dir."""
+    cfg = _load(args)
+    hss = cfgmod.hss_config(cfg)
+    hss_store = _open_hss_store(hss)
+    hss_service = create_hss(hss, hss_store)
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        hss_port = await hss_service.start()
+        bsf = cfgmod.bsf_config(cfg)
+        # gbagw up wires the BSF's Zh peer to the HSS it just started (DESIGN.md).
+        bsf = dataclasses.replace(bsf, hss_host=hss.zh_host, hss_port=hss_port)
+        state["bsf"] = _make_bsf(bsf)
+        ub_port = await state["bsf"].start()
+        print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
+        print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
+        print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
+
+    async def stop() -> None:
+        if "bsf" in state:
+            await state["bsf"].stop()
+        await hss_service.stop()
+
+    try:
+        asyncio.run(_serve_until_signal(start, stop))
+    finally:
+        hss_store.close()
+    return EXIT_OK
+
+
+# --- ue ------------------------------------------------------------------------------------------
+
+
+def _emit(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key}: {value}")
+
+
+def _ua_id(value: str | None) -> bytes:
+    return _hex("ua-id", value, 5) if value is not None else kdf.UaProtocol.HTTP_DIGEST.value
+
+
+def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
+    k = _hex("k", args.k, 16)
+    opc = milenage.compute_opc(k, _hex("op", args.op, 16)) if args.op else _hex("opc", args.opc, 16)
+    usim = ue.Usim(k, opc)
+    if args.state is not None and args.state.exists():
+        saved = json.loads(args.state.read_text())
+        usim.seq_ms = [int(x) for x in saved.get("seq_ms", usim.seq_ms)]
+    realm = args.realm or (args.bsf.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+    client = ue.UeClient(usim, args.impi, realm, mode=ue.UeMode.GBA_U if args.gba_u else ue.UeMode.GBA_ME)
+    try:
+        boot = asyncio.run(bootstrap(args.bsf, client))
+    except UbRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except ue.UeError as exc:
+        raise CliError(f"UE stopped: {exc}", EXIT_REFUSED) from None
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
+    if args.state is not None:
+        fd = os.open(args.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(ue.state_to_dict(usim, boot), f)
+    out: dict[str, Any] = {"btid": boot.btid, "lifetime": boot.lifetime.isoformat(), "gba_type": boot.mode.value}
+    if args.show_keys:
+        out["ks"] = boot.ks.hex()
+        out["rand"] = boot.rand.hex()
+    _emit(out, args.json)
+    return EXIT_OK
+
+
+def cmd_ue_naf_key(args: argparse.Namespace) -> int:
+    try:
+        boot = ue.bootstrap_from_dict(json.loads(args.state.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliError(f"cannot read UE state {args.state}: {exc}") from None
+    if boot is None:
+        raise CliError(f"{args.state} holds no bootstrap; run gbagw ue bootstrap --state first")
+    if boot.lifetime < dt.datetime.now(dt.UTC):
+        raise CliError("the bootstrap in the state file has expired; bootstrap again")
+    try:
+        naf_id = kdf.NafId(args.naf_fqdn, _ua_id(args.ua_id))
+    except kdf.KdfError as exc:
+        raise CliError(str(exc)) from None
+    me, uicc = boot.naf_keys(naf_id)
+    out = {"btid": boot.btid, "naf_id": naf_id.encode().hex(), "ks_naf" if uicc is None else "ks_ext_naf": me.hex()}
+    if uicc is not None:
+        out["ks_int_naf"] = uicc.hex()
+    _emit(out, args.json)
+    return EXIT_OK
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_args: argparse.Namespace) -> int:
         raise CliError(f"'gbagw {name}' is not available in this build yet (see the open issues)")
@@ -214,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run HSS stub + BSF + demo NAF on loopback")
     _common(up)
-    up.set_defaults(func=_not_yet("up"))
+    up.set_defaults(func=cmd_up)
 
     hss = sub.add_parser("hss", help="HSS stub (Zh Diameter server) and its subscriber database")
     hsub = hss.add_subparsers(dest="hss_command", required=True)
@@ -255,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = bsf.add_subparsers(dest="bsf_command", required=True)
     p = bsub.add_parser("serve", help="run Ub (HTTP) and Zn (Diameter)")
     _common(p)
-    p.set_defaults(func=_not_yet("bsf serve"))
+    p.set_defaults(func=cmd_bsf_serve)
 
     naf = sub.add_parser("naf", help="NAF kit: demo NAF and Zn client")
     nsub = naf.add_subparsers(dest="naf_command", required=True)
@@ -284,14 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gba-u", action="store_true")
     p.add_argument("--state", type=Path)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--show-keys", action="store_true")
-    p.set_defaults(func=_not_yet("ue bootstrap"))
+    p.add_argument("--show-keys", action="store_true", help="also print Ks and RAND (lab use)")
+    p.add_argument("--realm", help="digest realm to send first (default: the BSF URL's host)")
+    p.set_defaults(func=cmd_ue_bootstrap)
     p = usub.add_parser("naf-key", help="derive Ks_(ext/int)_NAF from a saved bootstrap")
     p.add_argument("--state", type=Path, required=True)
     p.add_argument("--naf-fqdn", required=True)
     p.add_argument("--ua-id")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_not_yet("ue naf-key"))
+    p.set_defaults(func=cmd_ue_naf_key)
     return parser
 
 

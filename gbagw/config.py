@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bsf.config import BsfConfig, NafEntry
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
 
@@ -141,4 +142,42 @@ def hss_config(cfg: LoadedConfig) -> HssConfig:
         kek_file=_path(cfg, "hss.kek_file", s["kek_file"]),
         allowed_peers=tuple(peers) or None,
         watchdog_interval=_positive("hss.watchdog_interval", s["watchdog_interval"]),
+    )
+
+
+def bsf_config(cfg: LoadedConfig) -> BsfConfig:
+    s = cfg.section("bsf")
+    store = str(s["store"]).replace("<data-dir>", str(cfg.data_dir))
+    if not store.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"bsf.store must be sqlite:///PATH or redis://HOST:PORT/DB, got {store!r}")
+    lifetime = s["key_lifetime"]
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
+        raise ConfigError(f"bsf.key_lifetime must be a positive number of seconds, got {lifetime!r}")
+    nafs = []
+    for i, n in enumerate(s["nafs"]):
+        if not isinstance(n, dict) or "fqdn" not in n:
+            raise ConfigError(f"bsf.nafs[{i}] needs at least fqdn")
+        nafs.append(
+            NafEntry(
+                fqdn=_fqdn(f"bsf.nafs[{i}].fqdn", n["fqdn"]),
+                diameter_host=_fqdn(f"bsf.nafs[{i}].diameter_host", n.get("diameter_host", n["fqdn"])),
+                group=n.get("group"),
+            )
+        )
+    return BsfConfig(
+        fqdn=_fqdn("bsf.fqdn", s["fqdn"]),
+        realm=_fqdn("bsf.realm", s["realm"]),
+        ub_host=str(s["ub_host"]),
+        ub_port=_port("bsf.ub_port", s["ub_port"]),
+        zn_host=str(s["zn_host"]),
+        zn_port=_port("bsf.zn_port", s["zn_port"]),
+        key_lifetime=lifetime,
+        store=store,
+        kek_file=_path(cfg, "bsf.kek_file", s["kek_file"]),
+        hss_host=str(s["hss_host"]),
+        hss_port=_port("bsf.hss_port", s["hss_port"]),
+        hss_realm=_fqdn("bsf.hss_realm", s["hss_realm"]),
+        challenge_lifetime=int(_positive("bsf.challenge_lifetime", s["challenge_lifetime"])),
+        zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
+        nafs=tuple(nafs),
     )

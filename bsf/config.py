@@ -1,0 +1,38 @@
+"""Configuration of the BSF (one object, built by the CLI from TOML + environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class NafEntry:
+    fqdn: str
+    diameter_host: str
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BsfConfig:
+    fqdn: str = "bsf.gba.test"
+    realm: str = "gba.test"  # Diameter realm
+    ub_host: str = "127.0.0.1"
+    ub_port: int = 8080
+    zn_host: str = "127.0.0.1"
+    zn_port: int = 3868
+    key_lifetime: int = 3600
+    store: str = "sqlite:///var/bsf.sqlite"
+    kek_file: Path = Path("var/kek")
+    hss_host: str = "127.0.0.1"
+    hss_port: int = 3869
+    hss_realm: str = "gba.test"
+    challenge_lifetime: int = 60  # seconds a 401 nonce stays usable (single use)
+    zh_timeout: float = 5.0
+    retry_after: int = 5  # Retry-After on 503 when the HSS is unreachable or busy
+    nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def http_realm(self) -> str:
+        """The digest realm on Ub is the BSF FQDN (TS 24.109 clause 4.3)."""
+        return self.fqdn

@@ -1,0 +1,96 @@
+"""The BSF's shared state: pending Ub challenges and bootstrapping contexts.
+
+Both records are stored sealed (AES-GCM under the BSF KEK, bound to their key), so the backends only
+ever see opaque bytes. Any number of BSF instances sharing one store can serve either request of a
+bootstrap, and Zn for any B-TID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gba.keywrap import seal, unseal
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChallenge:
+    """What the second Ub request is checked against (one authentication vector, used once)."""
+
+    impi: str
+    nonce: str
+    opaque: str
+    rand: bytes
+    xres: bytes  # the expected RES (already LSB-flipped for GBA_U)
+    ck: bytes
+    ik: bytes
+    gba_u: bool
+    guss: bytes | None
+    expires: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapContext:
+    """TS 33.220 clause 4.5.2: B-TID, IMPI, RAND, Ks, lifetime, GBA type and GUSS."""
+
+    btid: str
+    impi: str
+    rand: bytes
+    ks: bytes
+    created: dt.datetime
+    expires: dt.datetime
+    gba_u: bool
+    guss: bytes | None
+
+
+def _enc(v: object) -> object:
+    if isinstance(v, bytes):
+        return {"h": v.hex()}
+    if isinstance(v, dt.datetime):
+        return {"t": v.timestamp()}
+    return v
+
+
+def _dec(v: Any) -> Any:
+    if isinstance(v, dict) and "h" in v:
+        return bytes.fromhex(str(v["h"]))
+    if isinstance(v, dict) and "t" in v:
+        return dt.datetime.fromtimestamp(float(v["t"]), dt.UTC)
+    return v
+
+
+def seal_record(kek: bytes, record: PendingChallenge | BootstrapContext, key: str) -> bytes:
+    data = {name: _enc(getattr(record, name)) for name in record.__slots__}
+    return seal(kek, json.dumps(data).encode(), key.encode())
+
+
+def unseal_challenge(kek: bytes, blob: bytes, key: str) -> PendingChallenge:
+    data = json.loads(unseal(kek, blob, key.encode()))
+    return PendingChallenge(**{k: _dec(v) for k, v in data.items()})
+
+
+def unseal_context(kek: bytes, blob: bytes, key: str) -> BootstrapContext:
+    data = json.loads(unseal(kek, blob, key.encode()))
+    return BootstrapContext(**{k: _dec(v) for k, v in data.items()})
+
+
+class ContextStore(Protocol):
+    """One small async interface; SQLite and Redis implement it and share one contract test suite."""
+
+    async def put_challenge(self, challenge: PendingChallenge) -> None: ...
+
+    async def take_challenge(self, nonce: str) -> PendingChallenge | None:
+        """Remove and return the challenge for ``nonce`` (single use); None if unknown or expired."""
+        ...
+
+    async def put_context(self, ctx: BootstrapContext) -> None:
+        """Store a context; it supersedes any earlier context of the same IMPI (TS 33.220 4.5.2)."""
+        ...
+
+    async def get_context(self, btid: str) -> BootstrapContext | None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

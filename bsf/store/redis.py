@@ -1,0 +1,68 @@
+"""Redis context store: sealed records with TTL = remaining lifetime, Cluster-safe key names.
+
+Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}`` and ``gbagw:{impi:<impi>}`` (the IMPI's current
+B-TID). Each key is a single-key operation so no two keys need the same hash slot; GETDEL makes a
+challenge single-use across every BSF instance.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from bsf.store import (
+    BootstrapContext,
+    PendingChallenge,
+    seal_record,
+    unseal_challenge,
+    unseal_context,
+)
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError("unexpected Redis reply type")
+    return value
+
+
+def _ttl_ms(expires_ts: float) -> int:
+    return max(1, int((expires_ts - time.time()) * 1000))
+
+
+class RedisStore:
+    def __init__(self, url: str, kek: bytes) -> None:
+        self._kek = kek
+        self._r = aioredis.from_url(url)
+
+    async def put_challenge(self, challenge: PendingChallenge) -> None:
+        blob = seal_record(self._kek, challenge, "challenge:" + challenge.nonce)
+        await self._r.set(f"gbagw:{{ch:{challenge.nonce}}}", blob, px=_ttl_ms(challenge.expires.timestamp()))
+
+    async def take_challenge(self, nonce: str) -> PendingChallenge | None:
+        blob = await self._r.getdel(f"gbagw:{{ch:{nonce}}}")
+        if blob is None:
+            return None
+        ch = unseal_challenge(self._kek, _bytes(blob), "challenge:" + nonce)
+        return ch if ch.expires.timestamp() >= time.time() else None
+
+    async def put_context(self, ctx: BootstrapContext) -> None:
+        ttl = _ttl_ms(ctx.expires.timestamp())
+        blob = seal_record(self._kek, ctx, "context:" + ctx.btid)
+        previous = await self._r.set(f"gbagw:{{impi:{ctx.impi}}}", ctx.btid.encode(), px=ttl, get=True)
+        await self._r.set(f"gbagw:{{ctx:{ctx.btid}}}", blob, px=ttl)
+        if previous is not None and _bytes(previous).decode() != ctx.btid:
+            await self._r.delete(f"gbagw:{{ctx:{_bytes(previous).decode()}}}")
+
+    async def get_context(self, btid: str) -> BootstrapContext | None:
+        blob = await self._r.get(f"gbagw:{{ctx:{btid}}}")
+        if blob is None:
+            return None
+        ctx = unseal_context(self._kek, _bytes(blob), "context:" + btid)
+        return ctx if ctx.expires.timestamp() >= time.time() else None
+
+    async def ping(self) -> bool:
+        return bool(await self._r.ping())
+
+    async def close(self) -> None:
+        await self._r.aclose()

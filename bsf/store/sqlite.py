@@ -1,0 +1,96 @@
+"""SQLite context store (embedded default): WAL, sealed records, expiry sweep on write."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from bsf.store import (
+    BootstrapContext,
+    PendingChallenge,
+    seal_record,
+    unseal_challenge,
+    unseal_context,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS contexts (
+    btid TEXT PRIMARY KEY, impi TEXT NOT NULL, blob BLOB NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contexts_impi ON contexts (impi);
+CREATE INDEX IF NOT EXISTS contexts_expires ON contexts (expires);
+"""
+SWEEP_INTERVAL = 30.0
+
+
+class SqliteStore:
+    def __init__(self, path: Path, kek: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._kek = kek
+        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self._lock = asyncio.Lock()
+        self._last_sweep = 0.0
+
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < SWEEP_INTERVAL:
+            return
+        self._last_sweep = now
+        self._db.execute("DELETE FROM challenges WHERE expires < ?", (now,))
+        self._db.execute("DELETE FROM contexts WHERE expires < ?", (now,))
+
+    async def put_challenge(self, challenge: PendingChallenge) -> None:
+        blob = seal_record(self._kek, challenge, "challenge:" + challenge.nonce)
+        async with self._lock:
+            now = time.time()
+            self._sweep(now)
+            self._db.execute(
+                "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?)",
+                (challenge.nonce, blob, challenge.expires.timestamp()),
+            )
+
+    async def take_challenge(self, nonce: str) -> PendingChallenge | None:
+        async with self._lock:
+            row = self._db.execute(
+                "DELETE FROM challenges WHERE nonce = ? RETURNING blob, expires", (nonce,)
+            ).fetchone()
+        if row is None or row[1] < time.time():
+            return None
+        return unseal_challenge(self._kek, bytes(row[0]), "challenge:" + nonce)
+
+    async def put_context(self, ctx: BootstrapContext) -> None:
+        blob = seal_record(self._kek, ctx, "context:" + ctx.btid)
+        async with self._lock:
+            self._sweep(time.time())
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM contexts WHERE impi = ?", (ctx.impi,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)",
+                    (ctx.btid, ctx.impi, blob, ctx.expires.timestamp()),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    async def get_context(self, btid: str) -> BootstrapContext | None:
+        row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
+        if row is None or row[1] < time.time():
+            return None
+        return unseal_context(self._kek, bytes(row[0]), "context:" + btid)
+
+    async def count_contexts(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
+
+    async def ping(self) -> bool:
+        return bool(self._db.execute("SELECT 1").fetchone() == (1,))
+
+    async def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,198 @@
+"""Ub: HTTP Digest AKA bootstrapping (RFC 3310 as profiled by TS 24.109 clause 4, TS 33.220 4.5.2).
+
+Stateless per request: the pending challenge and the resulting context live in the store, so any BSF
+instance sharing it can take either request of a bootstrap.
+
+Status codes (the specs leave them open): 400 malformed Authorization; 401 challenge (also a fresh one,
+``stale=true``, when the nonce is unknown, used or expired); 403 wrong response, unknown IMPI or
+refused resynchronisation (final, the vector is spent); 503 + Retry-After when the HSS cannot be asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+
+from aiohttp import web
+
+from bsf.config import BsfConfig
+from bsf.store import BootstrapContext, ContextStore, PendingChallenge
+from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
+from gba import digest, milenage
+from gba.bootstrapping_info import CONTENT_TYPE, BootstrappingInfo
+from gba.btid import Btid
+from gba.safexml import XmlError
+from gba.uss import Guss, UiccType, parse_guss
+
+log = logging.getLogger("gbagw.bsf.ub")
+
+MAX_AUTHORIZATION_LEN = 4096
+SERVER_PRODUCT = "gbagw-bsf/0.1"
+UICC_PRODUCT = "3gpp-gba-uicc"  # TS 24.109 clause 4.2 product token of a GBA_U-capable UE
+
+
+def _guss(raw: bytes | None, impi: str) -> Guss | None:
+    if raw is None:
+        return None
+    try:
+        return parse_guss(raw)
+    except XmlError as exc:
+        log.error("ub: GUSS of %s from the HSS is unusable (%s); ignoring it", impi, exc)
+        return None
+
+
+def _ua_tokens(request: web.Request) -> set[str]:
+    ua = request.headers.get("User-Agent", "")
+    return {t.split("/")[0].strip().lower() for t in ua.replace(";", " ").split()}
+
+
+class UbHandler:
+    def __init__(self, config: BsfConfig, store: ContextStore, zh: ZhClient) -> None:
+        self.config = config
+        self.store = store
+        self.zh = zh
+
+    def _plain(self, status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+        h = {"Server": SERVER_PRODUCT, **(headers or {})}
+        return web.Response(status=status, text=text + "\n", headers=h)
+
+    async def _challenge(
+        self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False
+    ) -> web.Response:
+        try:
+            vec = await self.zh.fetch_vector(impi, resync_info)
+        except HssUnavailable:
+            return self._plain(503, "HSS unavailable, retry later", {"Retry-After": str(self.config.retry_after)})
+        except UnknownSubscriber:
+            log.info("ub: bootstrap refused: unknown IMPI %s", impi)
+            return self._plain(403, "bootstrapping refused")
+        except HssRefused as exc:
+            log.info("ub: bootstrap refused for %s: HSS code %s", impi, exc.code)
+            return self._plain(403, "bootstrapping refused")
+        guss = _guss(vec.guss, impi)
+        # GBA_U when the subscription says so (GUSS uiccType) and the UE announces a GBA-aware UICC.
+        gba_u = ua_uicc and guss is not None and guss.uicc_type is UiccType.GBA_U
+        autn = milenage.gba_u_autn(vec.autn, vec.ik) if gba_u else vec.autn
+        xres = milenage.gba_u_expected_res(vec.xres) if gba_u else vec.xres
+        nonce = digest.aka_nonce(vec.rand, autn)
+        opaque = base64.b64encode(os.urandom(12)).decode("ascii")
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.config.challenge_lifetime)
+        await self.store.put_challenge(
+            PendingChallenge(impi, nonce, opaque, vec.rand, xres, vec.ck, vec.ik, gba_u, vec.guss, expires)
+        )
+        header = digest.Challenge(
+            realm=self.config.http_realm,
+            nonce=nonce,
+            qop=(digest.QOP_AUTH_INT, digest.QOP_AUTH),
+            opaque=opaque,
+            stale=stale,
+        ).to_header()
+        log.info("ub: challenge for %s (gba_u=%s resync=%s)", impi, gba_u, resync_info is not None)
+        return web.Response(status=401, headers={"WWW-Authenticate": header, "Server": SERVER_PRODUCT})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        values = request.headers.getall("Authorization", [])
+        if len(values) != 1:
+            return self._plain(400, "exactly one Authorization: Digest header with the IMPI is required")
+        if len(values[0]) > MAX_AUTHORIZATION_LEN:
+            return self._plain(400, "Authorization header too long")
+        try:
+            cred = digest.Credentials.parse(values[0])
+        except digest.DigestError as exc:
+            return self._plain(400, f"malformed Authorization: {exc}")
+        if not cred.username:
+            return self._plain(400, "username (IMPI) is empty")
+        ua_uicc = UICC_PRODUCT in _ua_tokens(request)
+        if cred.is_initial:
+            return await self._challenge(cred.username, ua_uicc)
+        body = await request.read()
+        pending = await self.store.take_challenge(cred.nonce)
+        if pending is None or pending.impi != cred.username:
+            log.info("ub: unknown, used or expired nonce from %s; new challenge", cred.username)
+            return await self._challenge(cred.username, ua_uicc, stale=True)
+        problem = self._check_fields(cred, pending, request)
+        if problem:
+            log.info("ub: rejected answer from %s: %s", cred.username, problem)
+            return self._plain(403, "bootstrapping refused")
+        assert cred.qop and cred.nc and cred.cnonce
+        password = b"" if cred.auts is not None else pending.xres
+        expected = digest.compute_response(
+            password=password,
+            username=cred.username,
+            realm=cred.realm,
+            method=request.method,
+            uri=cred.uri,
+            nonce=cred.nonce,
+            nc=cred.nc,
+            cnonce=cred.cnonce,
+            qop=cred.qop,
+            body=body,
+        )
+        if not digest.responses_equal(expected, cred.response):
+            log.info("ub: wrong response from %s (auts=%s)", cred.username, cred.auts is not None)
+            return self._plain(403, "bootstrapping refused")
+        if cred.auts is not None:
+            # TS 24.109 4.5 / TS 33.102 6.3.5: Zh resync with RAND || AUTS, then a fresh challenge.
+            return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts)
+        return await self._success(cred, pending)
+
+    def _check_fields(self, cred: digest.Credentials, p: PendingChallenge, request: web.Request) -> str | None:
+        if cred.realm != self.config.http_realm:
+            return "realm mismatch"
+        if cred.opaque != p.opaque:
+            return "opaque mismatch"
+        if cred.uri != request.path_qs and cred.uri != str(request.url):
+            return "uri does not match the request"
+        if cred.qop is None:
+            return "qop missing"
+        if cred.nc != "00000001":
+            return "nonce count must be 1 (nonces are single use)"
+        if cred.algorithm is not None and cred.algorithm.lower() != digest.AKA_ALGORITHM.lower():
+            return "algorithm mismatch"
+        return None
+
+    async def _success(self, cred: digest.Credentials, p: PendingChallenge) -> web.Response:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        lifetime = self.config.key_lifetime
+        guss = _guss(p.guss, p.impi)
+        if guss is not None and guss.lifetime is not None:
+            lifetime = min(lifetime, guss.lifetime)  # TS 33.220 4.4.6: GUSS may shorten the lifetime
+        btid = str(Btid(p.rand, self.config.fqdn))
+        ctx = BootstrapContext(
+            btid, p.impi, p.rand, p.ck + p.ik, now, now + dt.timedelta(seconds=lifetime), p.gba_u, p.guss
+        )
+        await self.store.put_context(ctx)
+        body = BootstrappingInfo(btid, ctx.expires).to_xml()
+        assert cred.qop and cred.nc and cred.cnonce
+        rspauth = digest.compute_rspauth(
+            password=p.xres,
+            username=cred.username,
+            realm=cred.realm,
+            uri=cred.uri,
+            nonce=cred.nonce,
+            nc=cred.nc,
+            cnonce=cred.cnonce,
+            qop=cred.qop,
+            body=body,
+        )
+        info = digest.AuthenticationInfo(rspauth=rspauth, qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce)
+        log.info("ub: bootstrapped %s btid=%s gba_u=%s lifetime=%ds", p.impi, btid, p.gba_u, lifetime)
+        return web.Response(
+            status=200,
+            body=body,
+            content_type=CONTENT_TYPE,
+            headers={
+                "Authentication-Info": info.to_header(),
+                "Server": SERVER_PRODUCT,
+                "Expires": ctx.expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            },
+        )
+
+
+def create_ub_app(config: BsfConfig, store: ContextStore, zh: ZhClient) -> web.Application:
+    handler = UbHandler(config, store, zh)
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
+    return app

@@ -1,0 +1,200 @@
+"""Ub end to end with real processes: `gbagw hss serve` + `gbagw bsf serve`, a UE over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bsf.store.redis import RedisStore
+from bsf.store.sqlite import SqliteStore
+from gba import digest, ue
+from gbagw.ue_client import bootstrap
+from gbaio.kek import load_or_create_kek
+from tests.procs import Proc, gbagw_process, run_cli
+
+pytestmark = pytest.mark.e2e
+
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OPC = "cd63cb71954a9f4e48a5994e37a02baf"
+IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
+IMPI_U = "gba-u-user@ims.test"
+GUSS_U = b"<guss><bsfInfo><uiccType>GBA_U</uiccType><lifeTime>600</lifeTime></bsfInfo><ussList/></guss>"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.hss_port = _free_port()
+        self.env = {
+            "GBAGW_HSS_ZH_PORT": str(self.hss_port),
+            "GBAGW_BSF_HSS_PORT": str(self.hss_port),
+            "GBAGW_BSF_UB_PORT": "0",
+            "GBAGW_BSF_CHALLENGE_LIFETIME": "2",
+        }
+        self.data = ["--data-dir", str(tmp)]
+
+    def start_hss(self, name: str = "hss") -> Proc:
+        cm = gbagw_process(["hss", "serve", *self.data], self.tmp, self.env, name)
+        proc = cm.__enter__()
+        proc.wait_for(r"Zh Diameter on")
+        proc._cm = cm  # type: ignore[attr-defined]
+        return proc
+
+    def start_bsf(self, name: str = "bsf", env: dict[str, str] | None = None) -> tuple[Proc, str]:
+        cm = gbagw_process(["bsf", "serve", *self.data], self.tmp, {**self.env, **(env or {})}, name)
+        proc = cm.__enter__()
+        m = proc.wait_for(r"Ub on (http://[\d.]+:\d+/)")
+        proc._cm = cm  # type: ignore[attr-defined]
+        return proc, m.group(1)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Proc, Proc, str]]:
+    lab = Lab(tmp_path_factory.mktemp("ub"))
+    guss = lab.tmp / "guss.xml"
+    guss.write_bytes(GUSS_U)
+    for impi, extra in ((IMPI, []), (IMPI_U, ["--guss", str(guss)])):
+        r = run_cli(["hss", "add-subscriber", *lab.data, "--impi", impi, "--k", K, "--opc", OPC, *extra])
+        assert r.returncode == 0, r.stderr
+    hss = lab.start_hss()
+    bsf, url = lab.start_bsf()
+    yield lab, hss, bsf, url
+    bsf.stop()
+    hss.stop()
+
+
+def _ue(impi: str = IMPI, mode: ue.UeMode = ue.UeMode.GBA_ME, qop: str = digest.QOP_AUTH_INT) -> ue.UeClient:
+    return ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), impi, "bsf.gba.test", mode=mode, qop=qop)
+
+
+async def _get(url: str, authorization: str | None, ua: str = "test-ue 3gpp-gba") -> tuple[int, dict[str, str], bytes]:
+    headers = {"User-Agent": ua}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as r:
+        return r.status, dict(r.headers), await r.read()
+
+
+async def test_bootstrap_auth_int_and_auth(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    _, _, _, url = lab
+    for qop in (digest.QOP_AUTH_INT, digest.QOP_AUTH):
+        client = _ue(qop=qop)
+        boot = await bootstrap(url, client)
+        assert boot.btid.endswith("@bsf.gba.test")
+        assert base64.b64decode(boot.btid.split("@")[0]) == boot.rand
+        assert boot.mode is ue.UeMode.GBA_ME and len(boot.ks) == 32
+
+
+async def test_gba_u_and_guss_lifetime(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    lab_, _, _, url = lab
+    boot = await bootstrap(url, _ue(IMPI_U, ue.UeMode.GBA_U))
+    remaining = (boot.lifetime - __import__("datetime").datetime.now(__import__("datetime").UTC)).total_seconds()
+    assert 500 < remaining <= 600  # GUSS lifeTime 600 caps the 3600 s default
+    store = SqliteStore(lab_.tmp / "bsf.sqlite", load_or_create_kek(lab_.tmp / "kek"))
+    ctx = await store.get_context(boot.btid)
+    assert ctx is not None and ctx.gba_u and ctx.ks == boot.ks and ctx.impi == IMPI_U
+    await store.close()
+
+
+async def test_resync_after_ue_sqn_ahead(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    _, _, _, url = lab
+    client = _ue()
+    # Every IND slot ahead, so no vector from the HSS's SQN is fresh (TS 33.102 C.2.2).
+    client.usim.seq_ms = [40000] * ue.IND_SIZE
+    boot = await bootstrap(url, client)
+    assert boot.btid.endswith("@bsf.gba.test")
+    assert client.usim.sqn_ms >> 5 == 40001  # the fresh vector came from SQN_MS + 1
+
+
+async def test_wrong_res_replayed_and_stale_nonce(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    _, _, _, url = lab
+    client = _ue()
+    status, headers, _ = await _get(url, client.authorization())
+    assert status == 401
+    answer = client.on_challenge(headers["WWW-Authenticate"])
+    wrong = answer.replace(digest.Credentials.parse(answer).response, "0" * 32)
+    status, _, body = await _get(url, wrong)
+    assert status == 403 and b"refused" in body
+    # The nonce is spent: replaying even the right answer gets a fresh challenge marked stale.
+    status, headers, _ = await _get(url, answer)
+    assert status == 401 and "stale=true" in headers["WWW-Authenticate"]
+    # A challenge answered after its lifetime (2 s here) is stale too.
+    client2 = _ue()
+    status, headers, _ = await _get(url, client2.authorization())
+    late = client2.on_challenge(headers["WWW-Authenticate"])
+    await asyncio.sleep(2.5)
+    status, headers, _ = await _get(url, late)
+    assert status == 401 and "stale=true" in headers["WWW-Authenticate"]
+
+
+async def test_unknown_impi_and_malformed_headers(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    _, _, _, url = lab
+    status, _, body = await _get(url, _ue("nobody@ims.test").authorization())
+    assert status == 403 and b"nobody" not in body and b"unknown" not in body.lower()
+    for bad in (None, "Basic Zm9vOmJhcg==", 'Digest username="a", realm="x"', "Digest " + "x" * 5000):
+        status, _, _ = await _get(url, bad)
+        assert status == 400, bad
+
+
+async def test_hss_down_gives_503_then_recovers(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
+    hss = lab.start_hss("hss1")
+    bsf, url = lab.start_bsf()
+    try:
+        assert (await bootstrap(url, _ue())).btid
+        hss.stop()
+        status, headers, _ = await _get(url, _ue().authorization())
+        assert status == 503 and headers["Retry-After"] == "5"
+        hss = lab.start_hss("hss2")
+        assert (await bootstrap(url, _ue())).btid  # same BSF process, no restart
+        # Restart the BSF: the SQLite context store keeps what was issued.
+        boot = await bootstrap(url, _ue())
+        bsf.stop()
+        bsf, url = lab.start_bsf("bsf2")
+        store = SqliteStore(tmp_path / "bsf.sqlite", load_or_create_kek(tmp_path / "kek"))
+        assert (await store.get_context(boot.btid)) is not None
+        await store.close()
+    finally:
+        bsf.stop()
+        hss.stop()
+    for secret in (boot.ks.hex(), base64.b64encode(boot.ks).decode(), K, OPC):
+        assert secret not in bsf.logs.lower() and secret not in hss.logs.lower()
+
+
+async def test_two_bsf_processes_on_redis(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
+    redis_env = {"GBAGW_BSF_STORE": "redis://127.0.0.1:6379/14"}
+    hss = lab.start_hss()
+    a, url_a = lab.start_bsf("bsf-a", redis_env)
+    b, url_b = lab.start_bsf("bsf-b", redis_env)
+    try:
+        for first, second in ((url_a, url_b), (url_b, url_a)):
+            client = _ue()
+            status, headers, _ = await _get(first, client.authorization())
+            assert status == 401
+            answer = client.on_challenge(headers["WWW-Authenticate"])
+            status, headers, body = await _get(second, answer)
+            assert status == 200, body
+            boot = client.on_success(headers.get("Authentication-Info"), body)
+            store = RedisStore("redis://127.0.0.1:6379/14", load_or_create_kek(tmp_path / "kek"))
+            ctx = await store.get_context(boot.btid)
+            assert ctx is not None and ctx.ks == boot.ks
+            await store.close()
+    finally:
+        a.stop()
+        b.stop()
+        hss.stop()

@@ -1,0 +1,103 @@
+"""One contract suite, run against both context store backends (SQLite and the Redis on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bsf.store import BootstrapContext, ContextStore, PendingChallenge
+from bsf.store.redis import RedisStore
+from bsf.store.sqlite import SqliteStore
+
+KEK = os.urandom(32)
+REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ContextStore]:
+    s: ContextStore = (
+        SqliteStore(tmp_path / "bsf.sqlite", KEK) if request.param == "sqlite" else RedisStore(REDIS_URL, KEK)
+    )
+    yield s
+    await s.close()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _challenge(impi: str, ttl: float = 60) -> PendingChallenge:
+    return PendingChallenge(
+        impi,
+        uuid.uuid4().hex,
+        "op",
+        os.urandom(16),
+        os.urandom(8),
+        os.urandom(16),
+        os.urandom(16),
+        False,
+        b"<guss/>",
+        _now() + dt.timedelta(seconds=ttl),
+    )
+
+
+def _context(impi: str, ttl: float = 60) -> BootstrapContext:
+    rand = os.urandom(16)
+    return BootstrapContext(
+        f"{uuid.uuid4().hex}@bsf.gba.test",
+        impi,
+        rand,
+        os.urandom(32),
+        _now(),
+        _now() + dt.timedelta(seconds=ttl),
+        True,
+        None,
+    )
+
+
+async def test_challenge_is_single_use(store: ContextStore) -> None:
+    ch = _challenge("a@ims")
+    await store.put_challenge(ch)
+    assert await store.take_challenge(ch.nonce) == ch
+    assert await store.take_challenge(ch.nonce) is None
+    assert await store.take_challenge("never-issued") is None
+
+
+async def test_expired_challenge_is_refused(store: ContextStore) -> None:
+    ch = _challenge("a@ims", ttl=-1)
+    await store.put_challenge(ch)
+    assert await store.take_challenge(ch.nonce) is None
+
+
+async def test_context_round_trip_and_supersede(store: ContextStore) -> None:
+    impi = f"{uuid.uuid4().hex}@ims"
+    first, second = _context(impi), _context(impi)
+    await store.put_context(first)
+    assert await store.get_context(first.btid) == first
+    await store.put_context(second)
+    assert await store.get_context(second.btid) == second
+    assert await store.get_context(first.btid) is None  # TS 33.220 4.5.2: the new context replaces the old
+
+
+async def test_expired_context_is_gone(store: ContextStore) -> None:
+    ctx = _context("b@ims", ttl=-5)
+    await store.put_context(ctx)
+    assert await store.get_context(ctx.btid) is None
+    assert await store.ping()
+
+
+async def test_records_are_sealed(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "bsf.sqlite", KEK)
+    ctx = _context("c@ims")
+    await s.put_context(ctx)
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("bsf.sqlite*"))
+    assert ctx.ks not in raw and ctx.ks.hex().encode() not in raw
+    other = SqliteStore(tmp_path / "bsf.sqlite", os.urandom(32))
+    with pytest.raises(ValueError):
+        await other.get_context(ctx.btid)
+    await s.close()
