@@ -172,6 +172,19 @@ async def test_peer_allowlist_and_garbage(hss: tuple[Proc, int, Path]) -> None:
     assert proc.popen.poll() is None
 
 
+async def test_watchdog_keeps_an_idle_connection(hss: tuple[Proc, int, Path]) -> None:
+    _proc, port, _ = hss
+    # DWR every 0.2 s: a missing DWA would make the client close the connection (RFC 6733 5.5).
+    conn = await connect(_identity(), "127.0.0.1", port, watchdog_interval=0.2)
+    try:
+        await asyncio.sleep(1.2)
+        assert not conn.closed
+        assert d.MultimediaAuthAnswer.from_envelope(await conn.request(_mar(IMPI), timeout=5)).ok
+    finally:
+        await conn.close()
+    assert conn.closed
+
+
 async def test_tshark_decodes_live_zh_capture(hss: tuple[Proc, int, Path], tmp_path: Path) -> None:
     _proc, port, _ = hss
     pcap = tmp_path / "zh.pcap"
