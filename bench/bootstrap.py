@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import free_port, spawn  # noqa: E402
 from gba import ue  # noqa: E402
 
 K, OPC = os.urandom(16), os.urandom(16)
@@ -42,24 +41,6 @@ app = web.Application()
 app.router.add_route("*", "/{t:.*}", h)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True))
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spawn(args: list[str], pattern: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    assert p.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if m := re.search(pattern, line):
-            return p, m
-    p.kill()
-    raise RuntimeError(f"{args} did not start")
 
 
 async def _gbagw_run(session: aiohttp.ClientSession, url: str, impi: str, usim: ue.Usim) -> None:
@@ -111,7 +92,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     seconds = ap.parse_args().seconds
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBAGW_")}
-    hss_port = _port()
+    hss_port = free_port()
     env.update(
         {
             "GBAGW_HSS_ZH_PORT": str(hss_port),
@@ -143,10 +124,10 @@ def main() -> None:
                 capture_output=True,
                 cwd=ROOT,
             )
-        hss, _ = _spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env)
-        bsf, m = _spawn([*gbagw, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env)
-        bare_port = _port()
-        bare, _ = _spawn([sys.executable, "-c", BARE_SERVER, str(bare_port)], r"ready", env)
+        hss, _ = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env)
+        bsf, m = spawn([*gbagw, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env)
+        bare_port = free_port()
+        bare, _ = spawn([sys.executable, "-c", BARE_SERVER, str(bare_port)], r"ready", env)
         try:
             for concurrency in (1, 10, 50):
                 ours = asyncio.run(_measure(_gbagw_run, m.group(1), concurrency, seconds))

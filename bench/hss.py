@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,22 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import spawn  # noqa: E402
 from gba import diameter as d  # noqa: E402
 from gbaio.diameter_node import DiameterClient, NodeIdentity  # noqa: E402
 
 IMPI = "bench@ims.test"
-
-
-def _spawn(args: list[str], pattern: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    assert p.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if m := re.search(pattern, line):
-            return p, m.group(1) if m.groups() else ""
-    p.kill()
-    raise RuntimeError(f"{args} did not start")
 
 
 async def _ours(port: int, n: int, inflight: int) -> float:
@@ -107,9 +95,10 @@ def main() -> None:
             cwd=ROOT,
             capture_output=True,
         )
-        hss, hss_port = _spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"on [\d.]+:(\d+)", env)
+        hss, m = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"on [\d.]+:(\d+)", env)
+        hss_port = m.group(1)
         echo_port = 39000 + os.getpid() % 1000
-        echo, _ = _spawn([sys.executable, "bench/pd_echo.py", "server", str(echo_port)], r"(ready)")
+        echo, _ = spawn([sys.executable, "bench/pd_echo.py", "server", str(echo_port)], r"(ready)")
         try:
             rows = []
             for inflight in (1, 50):
