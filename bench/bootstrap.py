@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import free_port, spawn  # noqa: E402
+from bench.procs import free_port, provision, spawn  # noqa: E402
 from gba import ue  # noqa: E402
 
 K, OPC = os.urandom(16), os.urandom(16)
@@ -105,25 +104,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(N_UES):
-            subprocess.run(
-                [
-                    *gbagw,
-                    "hss",
-                    "add-subscriber",
-                    "--data-dir",
-                    tmp,
-                    "--impi",
-                    f"ue{i}@ims.bench",
-                    "--k",
-                    K.hex(),
-                    "--opc",
-                    OPC.hex(),
-                ],
-                check=True,
-                env=env,
-                capture_output=True,
-                cwd=ROOT,
-            )
+            provision(gbagw, tmp, f"ue{i}@ims.bench", K, OPC, env)
         hss, _ = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env)
         bsf, m = spawn([*gbagw, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env)
         bare_port = free_port()

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import spawn  # noqa: E402
+from bench.procs import provision, spawn  # noqa: E402
 from gba import diameter as d  # noqa: E402
 from gbaio.diameter_node import DiameterClient, NodeIdentity  # noqa: E402
 
@@ -76,25 +76,7 @@ def main() -> None:
         env["GBAGW_HSS_ZH_PORT"] = "0"
         env["GBAGW_LOG_LEVEL"] = "WARNING"
         gbagw = [sys.executable, "-m", "gbagw.cli"]
-        subprocess.run(
-            [
-                *gbagw,
-                "hss",
-                "add-subscriber",
-                "--data-dir",
-                tmp,
-                "--impi",
-                IMPI,
-                "--k",
-                os.urandom(16).hex(),
-                "--opc",
-                os.urandom(16).hex(),
-            ],
-            check=True,
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-        )
+        provision(gbagw, tmp, IMPI, os.urandom(16), os.urandom(16), env)
         hss, m = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"on [\d.]+:(\d+)", env)
         hss_port = m.group(1)
         echo_port = 39000 + os.getpid() % 1000

@@ -29,3 +29,14 @@ def spawn(
             return p, m
     p.kill()
     raise RuntimeError(f"{args} did not start")
+
+
+def provision(gbagw: list[str], data_dir: str, impi: str, k: bytes, opc: bytes, env: dict[str, str]) -> None:
+    """Add one subscriber to the HSS stub's database through the CLI."""
+    subprocess.run(
+        [*gbagw, "hss", "add-subscriber", "--data-dir", data_dir, "--impi", impi, "--k", k.hex(), "--opc", opc.hex()],
+        check=True,
+        env=env,
+        capture_output=True,
+        cwd=ROOT,
+    )

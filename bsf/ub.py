@@ -116,20 +116,8 @@ class UbHandler:
         if problem:
             log.info("ub: rejected answer from %s: %s", cred.username, problem)
             return self._plain(403, "bootstrapping refused")
-        assert cred.qop and cred.nc and cred.cnonce
         password = b"" if cred.auts is not None else pending.xres
-        expected = digest.compute_response(
-            password=password,
-            username=cred.username,
-            realm=cred.realm,
-            method=request.method,
-            uri=cred.uri,
-            nonce=cred.nonce,
-            nc=cred.nc,
-            cnonce=cred.cnonce,
-            qop=cred.qop,
-            body=body,
-        )
+        expected = cred.expected_response(password, request.method, body)
         if not digest.responses_equal(expected, cred.response):
             log.info("ub: wrong response from %s (auts=%s)", cred.username, cred.auts is not None)
             return self._plain(403, "bootstrapping refused")
@@ -165,18 +153,7 @@ class UbHandler:
         )
         await self.store.put_context(ctx)
         body = BootstrappingInfo(btid, ctx.expires).to_xml()
-        assert cred.qop and cred.nc and cred.cnonce
-        rspauth = digest.compute_rspauth(
-            password=p.xres,
-            username=cred.username,
-            realm=cred.realm,
-            uri=cred.uri,
-            nonce=cred.nonce,
-            nc=cred.nc,
-            cnonce=cred.cnonce,
-            qop=cred.qop,
-            body=body,
-        )
+        rspauth = cred.expected_rspauth(p.xres, body)
         info = digest.AuthenticationInfo(rspauth=rspauth, qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce)
         log.info("ub: bootstrapped %s btid=%s gba_u=%s lifetime=%ds", p.impi, btid, p.gba_u, lifetime)
         return web.Response(

@@ -278,6 +278,42 @@ class Credentials:
             extra=p,
         )
 
+    def _digest_fields(self) -> tuple[str, str, str]:
+        if self.qop is None or self.nc is None or self.cnonce is None:
+            raise DigestError("a digest over these credentials needs qop, nc and cnonce")
+        return self.qop, self.nc, self.cnonce
+
+    def expected_response(self, password: bytes, method: str, body: bytes | None = None) -> str:
+        """The request-digest these credentials must carry for ``password`` (RFC 2617 3.2.2.1)."""
+        qop, nc, cnonce = self._digest_fields()
+        return compute_response(
+            password=password,
+            username=self.username,
+            realm=self.realm,
+            method=method,
+            uri=self.uri,
+            nonce=self.nonce,
+            nc=nc,
+            cnonce=cnonce,
+            qop=qop,
+            body=body,
+        )
+
+    def expected_rspauth(self, password: bytes, body: bytes | None = None) -> str:
+        """The server's rspauth for a response carrying ``body`` (RFC 2617 3.2.3)."""
+        qop, nc, cnonce = self._digest_fields()
+        return compute_rspauth(
+            password=password,
+            username=self.username,
+            realm=self.realm,
+            uri=self.uri,
+            nonce=self.nonce,
+            nc=nc,
+            cnonce=cnonce,
+            qop=qop,
+            body=body,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AuthenticationInfo:

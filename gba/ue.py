@@ -6,6 +6,7 @@ header, a 200 OK into a bootstrapped state, and derives the NAF keys from that s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -106,18 +107,15 @@ class Bootstrap:
         return ext, None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Pending:
-    nonce: str
+    """The answer sent to the last challenge and what it was computed from."""
+
+    cred: digest.Credentials
     rand: bytes
     password: bytes
     ck: bytes
     ik: bytes
-    qop: str
-    nc: str
-    cnonce: str
-    uri: str
-    synced: bool
 
 
 class UeClient:
@@ -155,7 +153,7 @@ class UeClient:
 
     @property
     def resynchronising(self) -> bool:
-        return self._pending is not None and self._pending.synced
+        return self._pending is not None and self._pending.cred.auts is not None
 
     def on_challenge(self, www_authenticate: str, method: str = "GET", body: bytes = b"") -> str:
         """Answer a 401: the Authorization header with RES, or with AUTS after a SQN failure."""
@@ -179,38 +177,28 @@ class UeClient:
             password, auts, ck, ik = b"", result.auts, b"", b""  # RFC 3310 3.4: empty password with AUTS
         else:
             password, auts, ck, ik = result.res, None, result.ck, result.ik
-        response = digest.compute_response(
-            password=password,
-            username=self.impi,
-            realm=ch.realm,
-            method=method,
-            uri=self.uri,
-            nonce=ch.nonce,
-            nc=nc,
-            cnonce=cnonce,
-            qop=qop,
-            body=body,
-        )
-        self._pending = _Pending(ch.nonce, rand, password, ck, ik, qop, nc, cnonce, self.uri, auts is not None)
-        self.realm = ch.realm
-        return digest.Credentials(
+        unsigned = digest.Credentials(
             username=self.impi,
             realm=ch.realm,
             nonce=ch.nonce,
             uri=self.uri,
-            response=response,
+            response="",
             algorithm=ch.algorithm,
             qop=qop,
             nc=nc,
             cnonce=cnonce,
             opaque=ch.opaque,
             auts=auts,
-        ).to_header()
+        )
+        cred = dataclasses.replace(unsigned, response=unsigned.expected_response(password, method, body))
+        self._pending = _Pending(cred, rand, password, ck, ik)
+        self.realm = ch.realm
+        return cred.to_header()
 
     def on_success(self, authentication_info: str | None, body: bytes) -> Bootstrap:
         """Check rspauth (mutual authentication, RFC 2617 3.2.3) and keep the bootstrap state."""
         p = self._pending
-        if p is None or p.synced:
+        if p is None or p.cred.auts is not None:
             raise UeError("200 OK without a successful challenge answer")
         if authentication_info is None:
             raise UeError("200 OK lacks Authentication-Info")
@@ -218,17 +206,8 @@ class UeClient:
             info = digest.AuthenticationInfo.parse(authentication_info)
         except digest.DigestError as exc:
             raise UeError(f"malformed Authentication-Info: {exc}") from exc
-        expected = digest.compute_rspauth(
-            password=p.password,
-            username=self.impi,
-            realm=self.realm,
-            uri=p.uri,
-            nonce=p.nonce,
-            nc=p.nc,
-            cnonce=p.cnonce,
-            qop=info.qop or p.qop,
-            body=body,
-        )
+        # The rspauth must be over our own request's qop/nc/cnonce, whatever the header echoes.
+        expected = p.cred.expected_rspauth(p.password, body)
         if not digest.responses_equal(expected, info.rspauth):
             raise UeError("rspauth does not verify: the BSF is not authentic")
         try:

@@ -17,8 +17,9 @@ import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from bsf.app import create_bsf, open_store
+from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
 from gba import kdf, milenage, ue
 from gba.safexml import XmlError
@@ -211,7 +212,7 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
 # --- bsf / up ------------------------------------------------------------------------------------
 
 
-def _make_bsf(bsf: BsfConfig) -> Any:
+def _make_bsf(bsf: BsfConfig) -> BsfService:
     try:
         store = open_store(bsf.store, load_or_create_kek(bsf.kek_file))
     except ValueError as exc:
@@ -240,22 +241,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(cfg)
     hss_store = _open_hss_store(hss)
     hss_service = create_hss(hss, hss_store)
-    state: dict[str, Any] = {}
+    bsf_service: BsfService | None = None
 
     async def start() -> None:
+        nonlocal bsf_service
         hss_port = await hss_service.start()
-        bsf = cfgmod.bsf_config(cfg)
         # gbagw up wires the BSF's Zh peer to the HSS it just started (DESIGN.md).
-        bsf = dataclasses.replace(bsf, hss_host=hss.zh_host, hss_port=hss_port)
-        state["bsf"] = _make_bsf(bsf)
-        ub_port = await state["bsf"].start()
+        bsf = dataclasses.replace(cfgmod.bsf_config(cfg), hss_host=hss.zh_host, hss_port=hss_port)
+        bsf_service = _make_bsf(bsf)
+        ub_port = await bsf_service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
 
     async def stop() -> None:
-        if "bsf" in state:
-            await state["bsf"].stop()
+        if bsf_service is not None:
+            await bsf_service.stop()
         await hss_service.stop()
 
     try:
@@ -287,7 +288,7 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     if args.state is not None and args.state.exists():
         saved = json.loads(args.state.read_text())
         usim.seq_ms = [int(x) for x in saved.get("seq_ms", usim.seq_ms)]
-    realm = args.realm or (args.bsf.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+    realm = args.realm or urlsplit(args.bsf).hostname or ""
     client = ue.UeClient(usim, args.impi, realm, mode=ue.UeMode.GBA_U if args.gba_u else ue.UeMode.GBA_ME)
     try:
         boot = asyncio.run(bootstrap(args.bsf, client))

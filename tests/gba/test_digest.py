@@ -177,3 +177,23 @@ def test_quoting_round_trip(username: str, realm: str) -> None:
 def test_responses_equal_is_case_insensitive() -> None:
     assert digest.responses_equal("ABCDEF", "abcdef")
     assert not digest.responses_equal("abcdef", "abcdee")
+
+
+def test_credentials_compute_over_their_own_fields() -> None:
+    c = digest.Credentials(
+        username=IMPI, realm=REALM, nonce=NONCE, uri="/", response="", qop="auth-int", nc="00000001", cnonce="0a4f113b"
+    )
+    assert c.expected_response(XRES, "GET", b"") == "e3e8590f679c1236a0f59120ea0a39ab"
+    assert c.expected_rspauth(XRES, b"x") == digest.compute_rspauth(
+        password=XRES,
+        username=IMPI,
+        realm=REALM,
+        uri="/",
+        nonce=NONCE,
+        nc="00000001",
+        cnonce="0a4f113b",
+        qop="auth-int",
+        body=b"x",
+    )
+    with pytest.raises(digest.DigestError):
+        digest.Credentials(username=IMPI, realm=REALM, nonce=NONCE, uri="/", response="").expected_response(XRES, "GET")
