@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import provision, spawn  # noqa: E402
+from bench.procs import pd_echo_rate, provision, request_rate, spawn  # noqa: E402
 from gba import diameter as d  # noqa: E402
 from gbaio.diameter_node import DiameterClient, NodeIdentity  # noqa: E402
 
@@ -36,35 +34,9 @@ async def _ours(port: int, n: int, inflight: int) -> float:
         ans = d.MultimediaAuthAnswer.from_envelope(await client.request(env.to_envelope(0, 0)))
         assert ans.result_code is not None
 
-    for _ in range(50):
-        await one()
-    start = time.perf_counter()
-    if inflight <= 1:
-        for _ in range(n):
-            await one()
-    else:
-        sem = asyncio.Semaphore(inflight)
-
-        async def bounded() -> None:
-            async with sem:
-                await one()
-
-        await asyncio.gather(*(bounded() for _ in range(n)))
-    elapsed = time.perf_counter() - start
+    rate = await request_rate(one, n, inflight)
     await client.close()
-    return n / elapsed
-
-
-def _pd_client(port: int, n: int, inflight: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "bench/pd_echo.py", "client", str(port), str(n), str(inflight)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return rate
 
 
 def main() -> None:
@@ -86,7 +58,7 @@ def main() -> None:
             for inflight in (1, 50):
                 hss_rate = asyncio.run(_ours(int(hss_port), n, inflight))
                 ours_echo = asyncio.run(_ours(echo_port, n, inflight))
-                pd_echo = _pd_client(echo_port, n, inflight)
+                pd_echo = pd_echo_rate(echo_port, n, inflight)
                 rows.append((inflight, hss_rate, ours_echo, pd_echo))
         finally:
             hss.terminate()

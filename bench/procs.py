@@ -1,11 +1,14 @@
-"""Process helpers shared by the benchmarks: start a server and wait for its ready line."""
+"""Helpers shared by the benchmarks: start servers, provision subscribers, measure request rates."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,18 +20,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_line(p: subprocess.Popen[str], pattern: str, timeout: float = 30) -> re.Match[str]:
+    """Read the process's stdout until a line matches ``pattern``."""
+    assert p.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if m := re.search(pattern, line):
+            return m
+        if not line and p.poll() is not None:
+            break
+    p.kill()
+    raise RuntimeError(f"{p.args!r} printed no line matching {pattern!r}")
+
+
 def spawn(
     args: list[str], pattern: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], re.Match[str]]:
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    assert p.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if m := re.search(pattern, line):
-            return p, m
-    p.kill()
-    raise RuntimeError(f"{args} did not start")
+    return p, wait_line(p, pattern)
 
 
 def provision(gbagw: list[str], data_dir: str, impi: str, k: bytes, opc: bytes, env: dict[str, str]) -> None:
@@ -40,3 +50,35 @@ def provision(gbagw: list[str], data_dir: str, impi: str, k: bytes, opc: bytes, 
         capture_output=True,
         cwd=ROOT,
     )
+
+
+async def request_rate(one: Callable[[], Awaitable[object]], n: int, inflight: int, warmup: int = 50) -> float:
+    """Requests per second for ``n`` calls of ``one``, sequential or with ``inflight`` outstanding."""
+    for _ in range(warmup):
+        await one()
+    sem = asyncio.Semaphore(max(1, inflight))
+
+    async def bounded() -> None:
+        async with sem:
+            await one()
+
+    start = time.perf_counter()
+    if inflight <= 1:
+        for _ in range(n):
+            await one()
+    else:
+        await asyncio.gather(*(bounded() for _ in range(n)))
+    return n / (time.perf_counter() - start)
+
+
+def pd_echo_rate(port: int, n: int, inflight: int) -> float:
+    """The bare python-diameter echo ceiling, measured by bench/pd_echo.py's client in its own process."""
+    out = subprocess.run(
+        [sys.executable, "bench/pd_echo.py", "client", str(port), str(n), str(inflight)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])

@@ -8,9 +8,14 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class NafEntry:
+    """One authorized (Diameter host, NAF FQDN) pair (TS 33.220 4.5.3: a NAF may have several FQDNs)."""
+
     fqdn: str
     diameter_host: str
     group: str | None = None
+    # GSIDs whose USS must be in the subscriber's GUSS, asked for or not (TS 33.220 4.4.6 local policy).
+    required_gsids: tuple[str, ...] = ()
+    send_impi: bool = True  # privacy policy: the B-TID alone may act as a pseudonym
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,8 @@ class BsfConfig:
     zh_timeout: float = 5.0
     retry_after: int = 5  # Retry-After on 503 when the HSS is unreachable or busy
     nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
+    # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).
+    zn_peers: tuple[str, ...] | None = None
 
     @property
     def http_realm(self) -> str:

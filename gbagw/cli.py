@@ -25,12 +25,14 @@ from gba import kdf, milenage, ue
 from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
-from gbagw.ue_client import UbRefused, bootstrap
+from gbagw.ue_client import UbRefused, bootstrap, ua_get
 from gbaio import logs
 from gbaio.kek import KekFileError, load_or_create_kek
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
 from hss_stub.store import StoreError, SubscriberStore
+from naf.app import NafService, create_naf
+from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -230,31 +232,40 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             f"bsf: Ub on http://{bsf.ub_host}:{port}/ (B-TID domain {bsf.fqdn}, HSS {bsf.hss_host}:{bsf.hss_port})",
             flush=True,
         )
+        print(f"bsf: Zn Diameter on {bsf.zn_host}:{service.zn_port}", flush=True)
 
     asyncio.run(_serve_until_signal(start, service.stop))
     return EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """HSS stub + BSF in one process on loopback, SQLite under --data-dir."""
+    """HSS stub + BSF + demo NAF in one process on loopback, SQLite under --data-dir."""
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
     hss_store = _open_hss_store(hss)
     hss_service = create_hss(hss, hss_store)
     bsf_service: BsfService | None = None
+    naf_service: NafService | None = None
 
     async def start() -> None:
-        nonlocal bsf_service
+        nonlocal bsf_service, naf_service
         hss_port = await hss_service.start()
-        # gbagw up wires the BSF's Zh peer to the HSS it just started (DESIGN.md).
+        # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF (DESIGN.md).
         bsf = dataclasses.replace(cfgmod.bsf_config(cfg), hss_host=hss.zh_host, hss_port=hss_port)
         bsf_service = _make_bsf(bsf)
         ub_port = await bsf_service.start()
+        naf = dataclasses.replace(cfgmod.naf_config(cfg), bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
+        naf_service = create_naf(naf)
+        naf_port = await naf_service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
+        print(f"bsf: Zn Diameter on {bsf.zn_host}:{bsf_service.zn_port}")
+        print(f"naf: demo NAF on http://{naf.host}:{naf_port}/ (Ua digest realm 3GPP-bootstrapping@{naf.fqdn})")
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
 
     async def stop() -> None:
+        if naf_service is not None:
+            await naf_service.stop()
         if bsf_service is not None:
             await bsf_service.stop()
         await hss_service.stop()
@@ -310,15 +321,34 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ue_naf_key(args: argparse.Namespace) -> int:
+def _saved_bootstrap(state: Path) -> ue.Bootstrap:
     try:
-        boot = ue.bootstrap_from_dict(json.loads(args.state.read_text()))
+        boot = ue.bootstrap_from_dict(json.loads(state.read_text()))
     except (OSError, ValueError, KeyError) as exc:
-        raise CliError(f"cannot read UE state {args.state}: {exc}") from None
+        raise CliError(f"cannot read UE state {state}: {exc}") from None
     if boot is None:
-        raise CliError(f"{args.state} holds no bootstrap; run gbagw ue bootstrap --state first")
+        raise CliError(f"{state} holds no bootstrap; run gbagw ue bootstrap --state first")
     if boot.lifetime < dt.datetime.now(dt.UTC):
         raise CliError("the bootstrap in the state file has expired; bootstrap again")
+    return boot
+
+
+def cmd_ue_ua_get(args: argparse.Namespace) -> int:
+    boot = _saved_bootstrap(args.state)
+    try:
+        status, body = asyncio.run(ua_get(args.url, boot))
+    except UbRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"NAF unreachable: {exc}", EXIT_UNREACHABLE) from None
+    sys.stdout.write(body.decode("utf-8", "replace"))
+    if status != 200:
+        raise CliError(f"NAF answered {status} (a 401 means: bootstrap again)", EXIT_REFUSED)
+    return EXIT_OK
+
+
+def cmd_ue_naf_key(args: argparse.Namespace) -> int:
+    boot = _saved_bootstrap(args.state)
     try:
         naf_id = kdf.NafId(args.naf_fqdn, _ua_id(args.ua_id))
     except kdf.KdfError as exc:
@@ -331,11 +361,55 @@ def cmd_ue_naf_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        raise CliError(f"'gbagw {name}' is not available in this build yet (see the open issues)")
+# --- naf -----------------------------------------------------------------------------------------
 
-    return run
+
+def cmd_naf_serve(args: argparse.Namespace) -> int:
+    naf = cfgmod.naf_config(_load(args))
+    service = create_naf(naf)
+
+    async def start() -> None:
+        port = await service.start()
+        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn toward {naf.bsf_host}:{naf.bsf_port})", flush=True)
+
+    asyncio.run(_serve_until_signal(start, service.stop))
+    return EXIT_OK
+
+
+def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
+    naf = cfgmod.naf_config(_load(args))
+    try:
+        naf_id = kdf.NafId(args.naf_fqdn, _ua_id(args.ua_id))
+    except kdf.KdfError as exc:
+        raise CliError(str(exc)) from None
+    client = ZnClient(naf)
+
+    async def fetch() -> NafKey:
+        try:
+            return await client.fetch_key(args.btid, naf_id, args.gsid or None)
+        finally:
+            await client.close()
+
+    try:
+        key = asyncio.run(fetch())
+    except ZnRefused as exc:
+        raise CliError(f"BSF refused: code {exc.code}", EXIT_REFUSED) from None
+    except ZnUnavailable as exc:
+        raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
+    out: dict[str, Any] = {
+        "btid": key.btid,
+        "impi": key.impi,
+        "gba_type": "GBA_U" if key.uicc_key is not None else "GBA_ME",
+        "expires": key.expires.isoformat(),
+        "created": key.created.isoformat() if key.created else None,
+        "uss": [u.gsid for u in key.uss],
+    }
+    # NAF key material is what this lab command is for; it goes to stdout only, never to logs.
+    out["ks_naf" if key.uicc_key is None else "ks_ext_naf"] = key.me_key.hex()
+    if key.uicc_key is not None:
+        out["ks_int_naf"] = key.uicc_key.hex()
+    _emit(out, args.json)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = naf.add_subparsers(dest="naf_command", required=True)
     p = nsub.add_parser("serve", help="run the demo NAF behind Ua HTTP digest")
     _common(p)
-    p.set_defaults(func=_not_yet("naf serve"))
+    p.set_defaults(func=cmd_naf_serve)
     p = nsub.add_parser("fetch-key", help="ask the BSF over Zn for a NAF key")
     _common(p)
     p.add_argument("--btid", required=True)
@@ -399,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ua-id", help="Ua security protocol id, 10 hex digits (default 0100000002)")
     p.add_argument("--gsid", action="append", default=[])
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_not_yet("naf fetch-key"))
+    p.set_defaults(func=cmd_naf_fetch_key)
 
     ue = sub.add_parser("ue", help="software UE (USIM + Ub client)")
     usub = ue.add_subparsers(dest="ue_command", required=True)
@@ -423,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ua-id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ue_naf_key)
+    p = usub.add_parser("ua-get", help="GET a NAF URL over Ua HTTP Digest with a saved bootstrap")
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8090/hello")
+    p.set_defaults(func=cmd_ue_ua_get)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from bsf.config import BsfConfig, NafEntry
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
+from naf.config import NafConfig
 
 ENV_PREFIX = "GBAGW_"
 
@@ -162,8 +163,13 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
                 fqdn=_fqdn(f"bsf.nafs[{i}].fqdn", n["fqdn"]),
                 diameter_host=_fqdn(f"bsf.nafs[{i}].diameter_host", n.get("diameter_host", n["fqdn"])),
                 group=n.get("group"),
+                required_gsids=tuple(str(g) for g in n.get("required_gsids", [])),
+                send_impi=bool(n.get("send_impi", True)),
             )
         )
+    zn_peers = s["zn_peers"]
+    if not isinstance(zn_peers, list) or not all(isinstance(p, str) for p in zn_peers):
+        raise ConfigError("bsf.zn_peers must be a list of Diameter identities")
     return BsfConfig(
         fqdn=_fqdn("bsf.fqdn", s["fqdn"]),
         realm=_fqdn("bsf.realm", s["realm"]),
@@ -180,4 +186,24 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         challenge_lifetime=int(_positive("bsf.challenge_lifetime", s["challenge_lifetime"])),
         zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
         nafs=tuple(nafs),
+        zn_peers=tuple(zn_peers) or None,
+    )
+
+
+def naf_config(cfg: LoadedConfig) -> NafConfig:
+    s = cfg.section("naf")
+    gsids = s["gsids"]
+    if not isinstance(gsids, list):
+        raise ConfigError("naf.gsids must be a list of GSIDs")
+    return NafConfig(
+        fqdn=_fqdn("naf.fqdn", s["fqdn"]),
+        realm=_fqdn("naf.realm", s["realm"]),
+        host=str(s["host"]),
+        port=_port("naf.port", s["port"]),
+        bsf_host=str(s["bsf_host"]),
+        bsf_port=_port("naf.bsf_port", s["bsf_port"]),
+        bsf_realm=_fqdn("naf.bsf_realm", s["bsf_realm"]),
+        gba_u_aware=bool(s["gba_u_aware"]),
+        gsids=tuple(str(g) for g in gsids),
+        zn_timeout=_positive("naf.zn_timeout", s["zn_timeout"]),
     )

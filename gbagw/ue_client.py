@@ -1,4 +1,4 @@
-"""Runs the sans-IO UE (gba.ue) over real HTTP against a BSF's Ub."""
+"""Runs the sans-IO UE (gba.ue, gba.ua) over real HTTP: Ub against a BSF, Ua against a NAF."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gba import digest
+from gba.kdf import NafId, UaProtocol
+from gba.ua import KeyKind, answer_challenge, digest_password, parse_naf_realm
 from gba.ue import Bootstrap, UeClient
 
 MAX_ROUNDS = 3  # initial, challenge answer, and one more after a resynchronisation
@@ -35,3 +38,29 @@ async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0) -> Bootstrap:
                     return ue.on_success(resp.headers.get("Authentication-Info"), body)
                 raise UbRefused(resp.status, body.decode("utf-8", "replace")[:200])
     raise UbRefused(401, "too many challenges")
+
+
+async def ua_get(url: str, boot: Bootstrap, timeout: float = 10.0) -> tuple[int, bytes]:
+    """GET a NAF resource over Ua HTTP Digest with the bootstrapped keys (TS 24.109 clause 5.2)."""
+    parts = urlsplit(url)
+    uri = parts.path or "/"
+    if parts.query:
+        uri += "?" + parts.query
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with session.get(url) as resp:
+            if resp.status != 401:
+                return resp.status, await resp.read()
+            www = resp.headers.get("WWW-Authenticate", "")
+        kind, fqdn = parse_naf_realm(digest.Challenge.parse(www).realm)
+        me, uicc = boot.naf_keys(NafId(fqdn, UaProtocol.HTTP_DIGEST.value))
+        key = uicc if kind is KeyKind.UICC else me
+        if key is None:
+            raise UbRefused(401, "the NAF asks for a UICC key but this bootstrap is GBA_ME")
+        cred = answer_challenge(www, boot.btid, key, method="GET", uri=uri)
+        async with session.get(url, headers={"Authorization": cred.to_header()}) as resp:
+            body = await resp.read()
+            if resp.status == 200:
+                info = digest.AuthenticationInfo.parse(resp.headers.get("Authentication-Info", ""))
+                if not digest.responses_equal(cred.expected_rspauth(digest_password(key), body), info.rspauth):
+                    raise UbRefused(200, "rspauth from the NAF does not verify")
+            return resp.status, body

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,26 +33,33 @@ class Proc:
         self.popen = popen
         self.stderr_path = stderr_path
         self.stdout_lines: list[str] = []
+        self._cond = threading.Condition()
+        # A reader thread, because select() on a buffered text pipe misses lines already buffered.
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._cond:
+                self.stdout_lines.append(line)
+                self._cond.notify_all()
 
     def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        assert self.popen.stdout is not None
-        for line in self.stdout_lines:
-            if m := rx.search(line):
-                return m
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(
-                    f"process exited with {self.popen.returncode}: {self.stderr_path.read_text()[-2000:]}"
-                )
-            ready, _, _ = select.select([self.popen.stdout], [], [], 0.2)
-            if ready:
-                line = self.popen.stdout.readline()
-                self.stdout_lines.append(line)
-                if m := rx.search(line):
-                    return m
-        raise TimeoutError(f"no line matching {pattern!r}; stderr: {self.stderr_path.read_text()[-2000:]}")
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.stdout_lines[seen:]:
+                    if m := rx.search(line):
+                        return m
+                seen = len(self.stdout_lines)
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"process exited with {self.popen.returncode}: {self.logs[-2000:]}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no line matching {pattern!r}; stderr: {self.logs[-2000:]}")
+                self._cond.wait(min(left, 0.2))
 
     def stop(self, timeout: float = 15) -> int:
         if self.popen.poll() is None:
@@ -69,14 +76,18 @@ class Proc:
         return self.stderr_path.read_text()
 
 
+def start_gbagw(args: list[str], tmp: Path, env: Mapping[str, str] | None = None, name: str = "proc") -> Proc:
+    stderr_path = tmp / f"{name}.stderr.log"
+    with open(stderr_path, "w") as err:
+        popen = subprocess.Popen(GBAGW + args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env(env), bufsize=1)
+    return Proc(popen, stderr_path)
+
+
 @contextmanager
 def gbagw_process(
     args: list[str], tmp: Path, env: Mapping[str, str] | None = None, name: str = "proc"
 ) -> Iterator[Proc]:
-    stderr_path = tmp / f"{name}.stderr.log"
-    with open(stderr_path, "w") as err:
-        popen = subprocess.Popen(GBAGW + args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env(env), bufsize=1)
-    proc = Proc(popen, stderr_path)
+    proc = start_gbagw(args, tmp, env, name)
     try:
         yield proc
     finally:

@@ -16,7 +16,7 @@ from bsf.store.sqlite import SqliteStore
 from gba import digest, milenage, ue
 from gbagw.ue_client import bootstrap
 from gbaio.kek import load_or_create_kek
-from tests.procs import Proc, gbagw_process, run_cli
+from tests.procs import Proc, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
 
@@ -41,23 +41,33 @@ class Lab:
             "GBAGW_HSS_ZH_PORT": str(self.hss_port),
             "GBAGW_BSF_HSS_PORT": str(self.hss_port),
             "GBAGW_BSF_UB_PORT": "0",
+            "GBAGW_BSF_ZN_PORT": "0",
             "GBAGW_BSF_CHALLENGE_LIFETIME": "2",
         }
         self.data = ["--data-dir", str(tmp)]
+        self.procs: list[Proc] = []
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stop()
 
     def start_hss(self, name: str = "hss") -> Proc:
-        cm = gbagw_process(["hss", "serve", *self.data], self.tmp, self.env, name)
-        proc = cm.__enter__()
+        proc = start_gbagw(["hss", "serve", *self.data], self.tmp, self.env, name)
+        self.procs.append(proc)
         proc.wait_for(r"Zh Diameter on")
-        proc._cm = cm  # type: ignore[attr-defined]
         return proc
 
     def start_bsf(self, name: str = "bsf", env: dict[str, str] | None = None) -> tuple[Proc, str]:
-        cm = gbagw_process(["bsf", "serve", *self.data], self.tmp, {**self.env, **(env or {})}, name)
-        proc = cm.__enter__()
-        m = proc.wait_for(r"Ub on (http://[\d.]+:\d+/)")
-        proc._cm = cm  # type: ignore[attr-defined]
-        return proc, m.group(1)
+        proc = start_gbagw(["bsf", "serve", *self.data], self.tmp, {**self.env, **(env or {})}, name)
+        self.procs.append(proc)
+        return proc, proc.wait_for(r"Ub on (http://[\d.]+:\d+/)").group(1)
+
+
+@pytest.fixture
+def new_lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    yield lab
+    lab.close()
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +78,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Proc, P
     for impi, extra in ((IMPI, []), (IMPI_U, ["--guss", str(guss)])):
         r = run_cli(["hss", "add-subscriber", *lab.data, "--impi", impi, "--k", K, "--opc", OPC, *extra])
         assert r.returncode == 0, r.stderr
-    hss = lab.start_hss()
-    bsf, url = lab.start_bsf()
-    yield lab, hss, bsf, url
-    bsf.stop()
-    hss.stop()
+    try:
+        hss = lab.start_hss()
+        bsf, url = lab.start_bsf()
+        yield lab, hss, bsf, url
+    finally:
+        lab.close()
 
 
 def _ue(impi: str = IMPI, mode: ue.UeMode = ue.UeMode.GBA_ME, qop: str = digest.QOP_AUTH_INT) -> ue.UeClient:
@@ -148,8 +159,8 @@ async def test_unknown_impi_and_malformed_headers(lab: tuple[Lab, Proc, Proc, st
         assert status == 400, bad
 
 
-async def test_hss_down_gives_503_then_recovers(tmp_path: Path) -> None:
-    lab = Lab(tmp_path)
+async def test_hss_down_gives_503_then_recovers(new_lab: Lab, tmp_path: Path) -> None:
+    lab = new_lab
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     hss = lab.start_hss("hss1")
     bsf, url = lab.start_bsf()
@@ -178,8 +189,8 @@ async def test_hss_down_gives_503_then_recovers(tmp_path: Path) -> None:
         assert base64.b64encode(secret).decode() not in logs
 
 
-async def test_two_bsf_processes_on_redis(tmp_path: Path) -> None:
-    lab = Lab(tmp_path)
+async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
+    lab = new_lab
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     redis_env = {"GBAGW_BSF_STORE": "redis://127.0.0.1:6379/14"}
     hss = lab.start_hss()

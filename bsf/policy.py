@@ -1,0 +1,52 @@
+"""Zn authorization policy (TS 33.220 clauses 4.4.6, 4.5.3, 5.3.3; TS 29.109 clause 5.2).
+
+Pure decisions over the configured NAFs and a bootstrapping context; the Zn servers log each
+decision with its reason (never keys) and turn a refusal into 5402.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bsf.config import NafEntry
+from bsf.store import BootstrapContext
+from gba.kdf import NafId
+from gba.safexml import XmlError
+from gba.uss import Uss, parse_guss
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str
+    naf: NafEntry | None = None
+    uss: tuple[Uss, ...] = ()
+    uicc_key: bool = False  # send Ks_int_NAF too
+
+
+class NafPolicy:
+    def __init__(self, nafs: tuple[NafEntry, ...]) -> None:
+        self._by_pair = {(n.diameter_host.lower(), n.fqdn.lower()): n for n in nafs}
+        self._hosts = {n.diameter_host.lower() for n in nafs}
+
+    def decide(
+        self, origin_host: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, ctx: BootstrapContext
+    ) -> Decision:
+        naf = self._by_pair.get((origin_host.lower(), naf_id.fqdn.lower()))
+        if naf is None:
+            if origin_host.lower() in self._hosts:
+                return Decision(False, f"NAF {origin_host} may not ask for keys for FQDN {naf_id.fqdn}")
+            return Decision(False, f"NAF {origin_host} is not an authorized NAF")
+        guss = None
+        if ctx.guss is not None:
+            try:
+                guss = parse_guss(ctx.guss)
+            except XmlError:
+                return Decision(False, "the subscriber's GUSS is unusable", naf)
+        for gsid in naf.required_gsids:
+            if guss is None or not guss.has_uss(gsid, naf.group):
+                return Decision(False, f"required USS {gsid} missing for NAF group {naf.group}", naf)
+        selected = guss.select_uss(set(gsids), naf.group) if guss is not None and gsids else ()
+        # TS 33.220 5.3.3: Ks_int_NAF only for a GBA_U context and a NAF that declares GBA_U awareness.
+        uicc = ctx.gba_u and gba_u_aware
+        return Decision(True, f"authorized (group {naf.group}, {len(selected)} USS, uicc={uicc})", naf, selected, uicc)

@@ -1,0 +1,137 @@
+"""Ua over HTTP Digest (TS 24.109 clause 5): aiohttp middleware that authenticates a UE by B-TID.
+
+realm = ``3GPP-bootstrapping@<NAF FQDN>``, username = B-TID, password = base64(Ks_NAF). An unknown or
+expired B-TID (Zn 5403) gets a fresh 401 with the same realm, which tells the UE to bootstrap again.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gba import digest
+from gba.kdf import NafId, UaProtocol
+from gba.ua import KeyKind, digest_password, naf_realm
+from gba.uss import Uss
+from naf.config import NafConfig
+from naf.key_cache import KeyCache
+from naf.zn_client import ZnRefused, ZnUnavailable
+
+log = logging.getLogger("gbagw.naf.ua")
+
+MAX_NONCES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class GbaIdentity:
+    """What a handler learns about an authenticated UE."""
+
+    btid: str
+    impi: str | None
+    uss: tuple[Uss, ...]
+
+
+IDENTITY_KEY = web.RequestKey("gba_identity", GbaIdentity)
+
+
+@dataclass(slots=True)
+class _Nonce:
+    expires: float
+    opaque: str
+    last_nc: int = 0
+
+
+class UaDigestAuth:
+    def __init__(self, config: NafConfig, keys: KeyCache, ua_id: bytes = UaProtocol.HTTP_DIGEST.value) -> None:
+        self.config = config
+        self.keys = keys
+        self.naf_id = NafId(config.fqdn, ua_id)
+        self.realm = naf_realm(config.fqdn, KeyKind.ME)
+        self._nonces: OrderedDict[str, _Nonce] = OrderedDict()
+
+    def _challenge(self, stale: bool = False, reason: str = "authentication required") -> web.Response:
+        now = time.time()
+        while self._nonces and (len(self._nonces) >= MAX_NONCES or next(iter(self._nonces.values())).expires < now):
+            self._nonces.popitem(last=False)
+        nonce = base64.b64encode(os.urandom(24)).decode("ascii")
+        opaque = base64.b64encode(os.urandom(12)).decode("ascii")
+        self._nonces[nonce] = _Nonce(now + self.config.nonce_lifetime, opaque)
+        header = digest.Challenge(
+            realm=self.realm,
+            nonce=nonce,
+            algorithm="MD5",
+            qop=(digest.QOP_AUTH_INT, digest.QOP_AUTH),
+            opaque=opaque,
+            stale=stale,
+        ).to_header()
+        return web.Response(status=401, text=reason + "\n", headers={"WWW-Authenticate": header})
+
+    def _check_nonce(self, cred: digest.Credentials) -> str | None:
+        entry = self._nonces.get(cred.nonce)
+        if entry is None or entry.expires < time.time():
+            return "stale"
+        if cred.opaque != entry.opaque:
+            return "opaque mismatch"
+        nc = int(cred.nc or "0", 16)
+        if nc <= entry.last_nc:
+            return "nonce count replayed"
+        entry.last_nc = nc
+        return None
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        values = request.headers.getall("Authorization", [])
+        if not values:
+            return self._challenge()
+        if len(values) != 1:
+            return web.Response(status=400, text="duplicate Authorization headers\n")
+        try:
+            cred = digest.Credentials.parse(values[0])
+        except digest.DigestError as exc:
+            return web.Response(status=400, text=f"malformed Authorization: {exc}\n")
+        if cred.realm != self.realm or cred.qop is None:
+            return self._challenge(reason="wrong realm or missing qop")
+        if cred.uri != request.path_qs:
+            return web.Response(status=400, text="digest uri does not match the request\n")
+        problem = self._check_nonce(cred)
+        if problem is not None:
+            return self._challenge(stale=problem == "stale", reason=problem)
+        try:
+            key = await self.keys.get(cred.username, self.naf_id)
+        except ZnRefused as exc:
+            if exc.code == 5403:
+                log.info("ua: B-TID %s unknown or expired at the BSF: asking the UE to re-bootstrap", cred.username)
+                self.keys.forget(cred.username)
+                return self._challenge(reason="bootstrapping required")
+            log.info("ua: BSF refused the key for %s (code %s)", cred.username, exc.code)
+            return web.Response(status=403, text="not authorized\n")
+        except ZnUnavailable:
+            return web.Response(status=503, text="BSF unavailable, retry later\n", headers={"Retry-After": "5"})
+        password = digest_password(key.me_key)
+        body = await request.read()
+        if not digest.responses_equal(cred.expected_response(password, request.method, body), cred.response):
+            log.info("ua: wrong digest response for B-TID %s", cred.username)
+            return self._challenge(reason="wrong credentials")
+        log.info("ua: authenticated B-TID %s (impi %s)", cred.username, key.impi)
+        request[IDENTITY_KEY] = GbaIdentity(key.btid, key.impi, key.uss)
+        response: web.StreamResponse = await handler(request)
+        if isinstance(response, web.Response):
+            resp_body = response.body if isinstance(response.body, bytes) else b""
+            info = digest.AuthenticationInfo(
+                rspauth=cred.expected_rspauth(password, resp_body), qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce
+            )
+            response.headers["Authentication-Info"] = info.to_header()
+        return response
+
+
+def identity(request: web.Request) -> GbaIdentity:
+    return request[IDENTITY_KEY]

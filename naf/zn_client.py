@@ -1,0 +1,108 @@
+"""Zn client: asks the BSF for the NAF-specific key of a B-TID (TS 29.109 clause 5.2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gba import diameter as d
+from gba.kdf import NafId
+from gba.uss import Uss, UssError, parse_uss_list
+from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
+from naf.config import NafConfig
+
+log = logging.getLogger("gbagw.naf.zn")
+
+
+class ZnUnavailable(Exception):
+    """The BSF cannot be reached or did not answer in time."""
+
+
+class ZnRefused(Exception):
+    """The BSF refused: ``code`` is the (Experimental-)Result-Code, e.g. 5402 or 5403."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"BSF refused the key request with code {code}")
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class NafKey:
+    """What the BSF returned for (B-TID, NAF_Id): keys, identities, lifetime (TS 29.109 5.2)."""
+
+    btid: str
+    naf_id: NafId
+    impi: str | None
+    me_key: bytes  # Ks_NAF (GBA_ME) or Ks_ext_NAF (GBA_U)
+    uicc_key: bytes | None  # Ks_int_NAF, only to a GBA_U-aware NAF
+    expires: dt.datetime
+    created: dt.datetime | None
+    gba_type: int
+    uss: tuple[Uss, ...]
+
+    def __repr__(self) -> str:  # keys never appear in reprs (logs, tracebacks)
+        return f"NafKey(btid={self.btid!r}, naf={self.naf_id.fqdn!r}, impi={self.impi!r}, expires={self.expires})"
+
+
+class ZnClient:
+    def __init__(self, config: NafConfig, client: DiameterClient | None = None) -> None:
+        self.config = config
+        self.client = client or DiameterClient(
+            NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,)),
+            config.bsf_host,
+            config.bsf_port,
+            timeout=config.zn_timeout,
+        )
+        self._session = itertools.count(1)
+        self._prefix = f"{config.fqdn};{int(time.time())};{os.getpid()}"
+
+    async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
+        gsids = tuple(self.config.gsids if gsids is None else gsids)
+        bir = d.BootstrappingInfoRequest(
+            f"{self._prefix};{next(self._session)}",
+            self.config.fqdn,
+            self.config.realm,
+            self.config.bsf_realm,
+            btid,
+            naf_id.encode(),
+            gsids=gsids,
+            gba_u_aware=self.config.gba_u_aware,
+        )
+        try:
+            env = await self.client.request(bir.to_envelope(0, 0))
+        except DiameterError as exc:
+            raise ZnUnavailable(str(exc)) from None
+        bia = d.BootstrappingInfoAnswer.from_envelope(env)
+        if not bia.ok:
+            raise ZnRefused(bia.experimental_result or bia.result_code)
+        if bia.me_key_material is None or len(bia.me_key_material) != 32 or bia.key_expiry is None:
+            log.error("zn: BIA for %s lacks key material or expiry", btid)
+            raise ZnRefused(d.ResultCode.MISSING_AVP)
+        if bia.gba_type not in (None, d.GbaType.GBA_3G):
+            # TS 29.109 5.2: a NAF stops on a GBA type it does not support.
+            raise ZnRefused(d.ResultCode.INVALID_AVP_VALUE)
+        uss: tuple[Uss, ...] = ()
+        if bia.uss:
+            try:
+                uss = parse_uss_list(bia.uss)
+            except UssError as exc:
+                log.warning("zn: unusable USS list for %s: %s", btid, exc)
+        return NafKey(
+            btid,
+            naf_id,
+            bia.user_name,
+            bia.me_key_material,
+            bia.uicc_key_material,
+            bia.key_expiry,
+            bia.bootstrap_creation,
+            bia.gba_type or 0,
+            uss,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from bsf.config import NafEntry
+from bsf.policy import NafPolicy
+from bsf.store import BootstrapContext
+from gba.kdf import NafId, UaProtocol
+
+GUSS = (
+    b"<guss><bsfInfo><uiccType>GBA_U</uiccType></bsfInfo><ussList>"
+    b'<uss id="10" type="0" nafGroup="g1"><uids><uid>a</uid></uids><flags/></uss>'
+    b'<uss id="10" type="0" nafGroup="g2"><uids><uid>b</uid></uids><flags/></uss>'
+    b"</ussList></guss>"
+)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+POLICY = NafPolicy(
+    (
+        NafEntry("naf1.test", "naf1.test", "g1"),
+        NafEntry("alias.naf1.test", "naf1.test", "g1"),
+        NafEntry("strict.test", "strict.test", "g2", required_gsids=("99",)),
+    )
+)
+
+
+def _ctx(guss: bytes | None = GUSS, gba_u: bool = True) -> BootstrapContext:
+    return BootstrapContext("b@bsf", "i@ims", bytes(16), bytes(32), NOW, NOW, gba_u, guss)
+
+
+def _id(fqdn: str) -> NafId:
+    return NafId(fqdn, UaProtocol.HTTP_DIGEST.value)
+
+
+def test_naf_may_use_each_of_its_fqdns_only() -> None:
+    assert POLICY.decide("naf1.test", _id("naf1.test"), (), False, _ctx()).allowed
+    assert POLICY.decide("NAF1.test", _id("alias.naf1.test"), (), False, _ctx()).allowed
+    other = POLICY.decide("naf1.test", _id("strict.test"), (), False, _ctx())
+    assert not other.allowed and "may not ask" in other.reason
+    unknown = POLICY.decide("evil.test", _id("naf1.test"), (), False, _ctx())
+    assert not unknown.allowed and "not an authorized NAF" in unknown.reason
+
+
+def test_uss_selection_by_group_and_required_uss() -> None:
+    d = POLICY.decide("naf1.test", _id("naf1.test"), ("10", "11"), True, _ctx())
+    assert [u.uids for u in d.uss] == [("a",)] and d.uicc_key
+    assert POLICY.decide("naf1.test", _id("naf1.test"), (), False, _ctx()).uss == ()
+    strict = POLICY.decide("strict.test", _id("strict.test"), (), False, _ctx())
+    assert not strict.allowed and "required USS 99" in strict.reason
+    assert not POLICY.decide("strict.test", _id("strict.test"), (), False, _ctx(guss=None)).allowed
+
+
+def test_uicc_key_only_for_gba_u_and_aware_naf() -> None:
+    assert not POLICY.decide("naf1.test", _id("naf1.test"), (), False, _ctx()).uicc_key
+    assert not POLICY.decide("naf1.test", _id("naf1.test"), (), True, _ctx(gba_u=False)).uicc_key
+
+
+def test_unusable_guss_is_refused() -> None:
+    d = POLICY.decide("naf1.test", _id("naf1.test"), (), False, _ctx(guss=b"<!DOCTYPE x [<!ENTITY a 'b'>]><guss/>"))
+    assert not d.allowed

@@ -1,0 +1,306 @@
+"""Zn and Ua end to end: `gbagw hss serve` + `gbagw bsf serve` + `gbagw naf serve` as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gba import digest, kdf, ue
+from gba.ua import KeyKind, answer_challenge, digest_password
+from gbagw.ue_client import bootstrap
+from naf.config import NafConfig
+from naf.tls_psk import PskClient, PskHandshakeError, PskServer
+from naf.zn_client import NafKey, ZnClient, ZnRefused
+from tests.pcaptool import decode_with_tshark
+from tests.procs import Proc, gbagw_process, run_cli, tshark_capture
+
+pytestmark = pytest.mark.e2e
+
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OPC = "cd63cb71954a9f4e48a5994e37a02baf"
+IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
+IMPI_U = "gba-u@ims.test"
+IMPI_SHORT = "short-lived@ims.test"
+GUSS_U = (
+    b'<guss xmlns="urn:3gpp:gba:GBAGUSSSchema-R9:2010-02"><bsfInfo><uiccType>GBA_U</uiccType></bsfInfo><ussList>'
+    b'<uss id="1000001" type="0" nafGroup="default"><uids><uid>sip:u@ims.test</uid></uids><flags/></uss>'
+    b'<uss id="1000001" type="0" nafGroup="other"><uids><uid>sip:other@ims.test</uid></uids><flags/></uss>'
+    b"</ussList></guss>"
+)
+GUSS_SHORT = b"<guss><bsfInfo><lifeTime>2</lifeTime></bsfInfo><ussList/></guss>"
+CONFIG = """
+[bsf]
+zn_port = 0
+ub_port = 0
+
+[[bsf.nafs]]
+fqdn = "naf.gba.test"
+diameter_host = "naf.gba.test"
+group = "default"
+
+[[bsf.nafs]]
+fqdn = "naf-u.gba.test"
+diameter_host = "naf-u.gba.test"
+group = "default"
+
+[[bsf.nafs]]
+fqdn = "strict.gba.test"
+diameter_host = "strict.gba.test"
+required_gsids = ["777"]
+
+[[bsf.nafs]]
+fqdn = "anon.gba.test"
+diameter_host = "anon.gba.test"
+send_impi = false
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    def __init__(self, tmp: Path, ub: str, zn_port: int, naf_url: str, bsf: Proc) -> None:
+        self.tmp, self.ub, self.zn_port, self.naf_url, self.bsf = tmp, ub, zn_port, naf_url, bsf
+
+    def zn(self, fqdn: str = "naf.gba.test", gba_u_aware: bool = False) -> ZnClient:
+        return ZnClient(NafConfig(fqdn=fqdn, bsf_port=self.zn_port, gba_u_aware=gba_u_aware))
+
+    async def fetch(
+        self, btid: str, naf_id: kdf.NafId, host: str = "naf.gba.test", aware: bool = False, gsids: tuple[str, ...] = ()
+    ) -> NafKey:
+        client = self.zn(host, aware)
+        try:
+            return await client.fetch_key(btid, naf_id, gsids)
+        finally:
+            await client.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp = tmp_path_factory.mktemp("zn")
+    cfg = tmp / "gbagw.toml"
+    cfg.write_text(CONFIG)
+    common = ["--config", str(cfg), "--data-dir", str(tmp)]
+    for impi, guss in ((IMPI, None), (IMPI_U, GUSS_U), (IMPI_SHORT, GUSS_SHORT)):
+        extra = []
+        if guss is not None:
+            (tmp / f"{impi}.xml").write_bytes(guss)
+            extra = ["--guss", str(tmp / f"{impi}.xml")]
+        r = run_cli(["hss", "add-subscriber", *common, "--impi", impi, "--k", K, "--opc", OPC, *extra])
+        assert r.returncode == 0, r.stderr
+    hss_port = _free_port()
+    env = {"GBAGW_HSS_ZH_PORT": str(hss_port), "GBAGW_BSF_HSS_PORT": str(hss_port)}
+    with gbagw_process(["hss", "serve", *common], tmp, env, "hss") as hss:
+        hss.wait_for("Zh Diameter on")
+        with gbagw_process(["bsf", "serve", *common], tmp, env, "bsf") as bsf:
+            ub = bsf.wait_for(r"Ub on (http://\S+/)").group(1)
+            zn_port = int(bsf.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1))
+            naf_env = {**env, "GBAGW_NAF_PORT": "0", "GBAGW_NAF_BSF_PORT": str(zn_port)}
+            with gbagw_process(["naf", "serve", *common], tmp, naf_env, "naf") as naf:
+                naf_url = naf.wait_for(r"demo NAF on (http://\S+/)").group(1)
+                yield Lab(tmp, ub, zn_port, naf_url, bsf)
+                assert hss.popen.poll() is None and naf.popen.poll() is None
+
+
+def _ue(impi: str = IMPI, mode: ue.UeMode = ue.UeMode.GBA_ME) -> ue.UeClient:
+    return ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), impi, "bsf.gba.test", mode=mode)
+
+
+DIGEST_NAF = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+
+
+async def test_ua_digest_with_the_demo_naf(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    ks_naf, _ = boot.naf_keys(DIGEST_NAF)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(lab.naf_url + "hello") as r:
+            assert r.status == 401
+            www = r.headers["WWW-Authenticate"]
+        assert 'realm="3GPP-bootstrapping@naf.gba.test"' in www
+        cred = answer_challenge(www, boot.btid, ks_naf, method="GET", uri="/hello")
+        async with s.get(lab.naf_url + "hello", headers={"Authorization": cred.to_header()}) as r:
+            body = await r.read()
+            assert r.status == 200, body
+            info = digest.AuthenticationInfo.parse(r.headers["Authentication-Info"])
+            assert digest.responses_equal(cred.expected_rspauth(digest_password(ks_naf), body), info.rspauth)
+            assert (await r.json())["impi"] == IMPI
+        # A wrong key gets a fresh challenge, not the resource.
+        bad = answer_challenge(www, boot.btid, bytes(32), method="GET", uri="/hello")
+        async with s.get(lab.naf_url + "hello", headers={"Authorization": bad.to_header()}) as r:
+            assert r.status == 401
+    # The NAF's key came over Zn; the UE's local derivation equals the BIA's ME-Key-Material.
+    key = await lab.fetch(boot.btid, DIGEST_NAF)
+    assert key.me_key == ks_naf and key.uicc_key is None and key.impi == IMPI
+    assert key.expires == boot.lifetime
+
+
+async def test_unknown_btid_asks_the_ue_to_bootstrap(lab: Lab) -> None:
+    btid = "AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(lab.naf_url) as r:
+            www = r.headers["WWW-Authenticate"]
+        cred = answer_challenge(www, btid, bytes(32), method="GET", uri="/")
+        async with s.get(lab.naf_url, headers={"Authorization": cred.to_header()}) as r:
+            assert r.status == 401 and "3GPP-bootstrapping@naf.gba.test" in r.headers["WWW-Authenticate"]
+            assert "bootstrapping required" in await r.text()
+
+
+async def test_gba_u_keys_and_uss(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
+    naf_id = kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    ext, internal = boot.naf_keys(naf_id)
+    aware = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", aware=True, gsids=("1000001",))
+    assert aware.me_key == ext and aware.uicc_key == internal and internal is not None
+    assert [u.uids for u in aware.uss] == [("sip:u@ims.test",)]  # only the USS of the NAF's group
+    unaware = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", aware=False)
+    assert unaware.me_key == ext and unaware.uicc_key is None and unaware.uss == ()
+
+
+async def test_zn_refusals(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    cases = [
+        ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),  # unknown B-TID
+        ("not a b-tid", DIGEST_NAF, "naf.gba.test", 5403),
+        (boot.btid, kdf.NafId("intruder.gba.test", kdf.UaProtocol.HTTP_DIGEST), "intruder.gba.test", 5402),
+        (boot.btid, kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST), "naf.gba.test", 5402),  # other FQDN
+        (boot.btid, kdf.NafId("strict.gba.test", kdf.UaProtocol.HTTP_DIGEST), "strict.gba.test", 5402),  # no USS
+    ]
+    for btid, naf_id, host, code in cases:
+        with pytest.raises(ZnRefused) as exc:
+            await lab.fetch(btid, naf_id, host)
+        assert exc.value.code == code, (btid, naf_id, host)
+    anon = await lab.fetch(boot.btid, kdf.NafId("anon.gba.test", kdf.UaProtocol.HTTP_DIGEST), "anon.gba.test")
+    assert anon.impi is None and len(anon.me_key) == 32
+    logs = (lab.tmp / "bsf.stderr.log").read_text()
+    assert "is not an authorized NAF" in logs and "may not ask for keys for FQDN" in logs and "required USS 777" in logs
+
+
+async def test_expired_btid(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue(IMPI_SHORT))
+    naf_id = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    assert (await lab.fetch(boot.btid, naf_id)).me_key == boot.naf_keys(naf_id)[0]
+    await asyncio.sleep(2.5)
+    with pytest.raises(ZnRefused) as exc:
+        await lab.fetch(boot.btid, naf_id)
+    assert exc.value.code == 5403
+
+
+async def test_tls_psk_ua_handshake(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    loop = asyncio.get_running_loop()
+    zn = lab.zn()
+
+    def lookup(kind: KeyKind, btid: str, naf_id: kdf.NafId) -> bytes | None:
+        try:
+            return asyncio.run_coroutine_threadsafe(zn.fetch_key(btid, naf_id), loop).result(10).me_key
+        except ZnRefused:
+            return None
+
+    server = PskServer("naf.gba.test", lookup)
+
+    def handshake(key_for: object, bare: bool = False) -> tuple[bytes | None, str | None]:
+        a, b = socket.socketpair()
+        result: dict[str, object] = {}
+
+        def serve() -> None:
+            try:
+                sess = server.accept(a)
+                result["btid"] = sess.btid
+                sess.conn.sendall(sess.conn.recv(100).upper())
+            except PskHandshakeError as exc:
+                result["error"] = str(exc)
+            finally:
+                a.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            client = PskClient("naf.gba.test", boot.btid, key_for, bare_identity=bare)  # type: ignore[arg-type]
+            conn = client.connect(b)
+            conn.sendall(b"ping")
+            reply: bytes | None = conn.recv(100)
+            assert client.hint == b"3GPP-bootstrapping"
+        except PskHandshakeError:
+            reply = None
+        finally:
+            b.close()
+            t.join(15)
+        return reply, result.get("btid")  # type: ignore[return-value]
+
+    try:
+        reply, btid = await asyncio.to_thread(handshake, lambda naf_id: boot.naf_keys(naf_id)[0])
+        assert reply == b"PING" and btid == boot.btid
+        # oneM2M MAF handshakes send the bare KmID (= B-TID) as identity: accepted too.
+        reply, _ = await asyncio.to_thread(handshake, lambda naf_id: boot.naf_keys(naf_id)[0], True)
+        assert reply == b"PING"
+        # PSK derived for the HTTP digest Ua id instead of TLS (01 00 01 00 AE): wrong key, no session.
+        reply, btid = await asyncio.to_thread(handshake, lambda _naf_id: boot.naf_keys(DIGEST_NAF)[0])
+        assert reply is None and btid is None
+    finally:
+        await zn.close()
+
+
+async def test_tshark_decodes_live_zn_capture(lab: Lab, tmp_path: Path) -> None:
+    boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
+    pcap = tmp_path / "zn.pcap"
+    naf_id = kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    with tshark_capture(lab.zn_port, pcap):
+        await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", aware=True, gsids=("1000001",))
+        with pytest.raises(ZnRefused):
+            await lab.fetch("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", naf_id, "naf-u.gba.test")
+    avps, problems = decode_with_tshark(pcap, lab.zn_port)
+    assert problems == []
+    assert avps and all("Unknown" not in a.name for a in avps)
+    seen = {(a.code, a.vendor): a.flags for a in avps}
+    for code in (400, 401, 402, 403, 404, 405, 406, 407, 408, 410):
+        assert seen.get((code, 10415)) == 0xC0, code
+    assert (297, 0) in seen
+
+
+def test_fetch_key_cli(lab: Lab) -> None:
+    boot = asyncio.run(bootstrap(lab.ub, _ue()))
+    env = {"GBAGW_NAF_BSF_PORT": str(lab.zn_port)}
+    r = run_cli(["naf", "fetch-key", "--btid", boot.btid, "--naf-fqdn", "naf.gba.test", "--json"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert boot.naf_keys(DIGEST_NAF)[0].hex() in r.stdout and IMPI in r.stdout
+    r = run_cli(
+        ["naf", "fetch-key", "--btid", "AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", "--naf-fqdn", "naf.gba.test"], env=env
+    )
+    assert r.returncode == 3 and "5403" in r.stderr
+    r = run_cli(
+        ["naf", "fetch-key", "--btid", boot.btid, "--naf-fqdn", "naf.gba.test"],
+        env={"GBAGW_NAF_BSF_PORT": str(_free_port())},
+    )
+    assert r.returncode == 4
+
+
+def test_no_key_material_in_logs(lab: Lab) -> None:
+    boot = asyncio.run(bootstrap(lab.ub, _ue()))
+    naf_key = boot.naf_keys(DIGEST_NAF)[0]
+    asyncio.run(lab.fetch(boot.btid, DIGEST_NAF))
+    logs = "".join(f.read_text() for f in lab.tmp.glob("*.stderr.log"))
+    assert "zn: naf.gba.test" in logs
+    import base64
+
+    for secret in (boot.ks, naf_key, bytes.fromhex(K), bytes.fromhex(OPC)):
+        assert secret.hex() not in logs.lower() and base64.b64encode(secret).decode() not in logs
+
+
+def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
+    state = lab.tmp / "ue-cli.json"
+    creds = ["--impi", IMPI, "--k", K, "--opc", OPC]
+    r = run_cli(["ue", "bootstrap", "--bsf", lab.ub, *creds, "--state", str(state)])
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["ue", "ua-get", "--state", str(state), "--url", lab.naf_url + "hello?x=1"])
+    assert r.returncode == 0, r.stderr
+    assert IMPI in r.stdout
+    assert oct(state.stat().st_mode & 0o777) == "0o600"  # the state file holds Ks
