@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 
 from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
-from gba import kdf, milenage, ue
+from bsf.mef.server import MefService, create_mef
+from bsf.store import ContextStore
+from gba import kdf, milenage, onem2m, pki, ue
 from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
+from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbagw.ue_client import UbRefused, bootstrap, ua_get
 from gbaio import logs
 from gbaio.kek import KekFileError, load_or_create_kek
@@ -32,6 +35,7 @@ from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
 from hss_stub.store import StoreError, SubscriberStore
 from naf.app import NafService, create_naf
+from naf.mef_client import KmRefused, MefClient
 from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
 
 EXIT_OK = 0
@@ -239,16 +243,23 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """HSS stub + BSF + demo NAF in one process on loopback, SQLite under --data-dir."""
+    """HSS stub + BSF + demo NAF + MEF in one process on loopback, SQLite under --data-dir."""
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
     hss_store = _open_hss_store(hss)
     hss_service = create_hss(hss, hss_store)
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
+    mef_service: MefService | None = None
+    mef = cfgmod.mef_config(cfg)
+    pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
+    if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
+        # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
+        write_test_pki(mef.cert_file.parent, mef.fqdn, ["CAE-example"], ["maf.gba.test"])
+        print(f"mef: created a lab test PKI in {mef.cert_file.parent} (CA, mef, CAE-example, maf.gba.test)")
 
     async def start() -> None:
-        nonlocal bsf_service, naf_service
+        nonlocal bsf_service, naf_service, mef_service
         hss_port = await hss_service.start()
         # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF (DESIGN.md).
         bsf = dataclasses.replace(cfgmod.bsf_config(cfg), hss_host=hss.zh_host, hss_port=hss_port)
@@ -257,13 +268,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         naf = dataclasses.replace(cfgmod.naf_config(cfg), bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
         naf_service = create_naf(naf)
         naf_port = await naf_service.start()
+        mef_service = _make_mef(cfg, bsf_service.store)  # one store for Ub, Zn and the MEF
+        mef_ports = await mef_service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{bsf_service.zn_port}")
         print(f"naf: demo NAF on http://{naf.host}:{naf_port}/ (Ua digest realm 3GPP-bootstrapping@{naf.fqdn})")
+        print(
+            f"mef: Enrolee TLS-PSK on {mef.host}:{mef_ports['psk']}, certificate on :{mef_ports['cert']}, "
+            f"MAF retrieval on :{mef_ports['maf']} (MEF {mef.fqdn})"
+        )
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
 
     async def stop() -> None:
+        if mef_service is not None:
+            await mef_service.stop()
         if naf_service is not None:
             await naf_service.stop()
         if bsf_service is not None:
@@ -361,6 +380,118 @@ def cmd_ue_naf_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- mef / enrolee --------------------------------------------------------------------------------
+
+
+def write_test_pki(out: Path, mef_fqdn: str, enrolees: Sequence[str], mafs: Sequence[str]) -> list[Path]:
+    """CA + MEF + Enrolee + MAF certificates for labs; private keys 0600."""
+    out.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca()
+    written = []
+
+    def write(name: str, data: bytes, secret: bool) -> None:
+        path = out / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        written.append(path)
+
+    write("ca.pem", ca.cert_pem, False)
+    write("ca.key", ca.key_pem, True)
+    for name in (mef_fqdn, *enrolees, *mafs):
+        leaf = pki.issue(ca, name)
+        stem = "mef" if name == mef_fqdn else name
+        write(f"{stem}.pem", leaf.cert_pem, False)
+        write(f"{stem}.key", leaf.key_pem, True)
+    return written
+
+
+def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
+    paths = write_test_pki(args.out, args.mef_fqdn, args.enrolee, args.maf)
+    for p in paths:
+        print(p)
+    return EXIT_OK
+
+
+def _make_mef(cfg: cfgmod.LoadedConfig, store: ContextStore) -> MefService:
+    mef = cfgmod.mef_config(cfg)
+    for f in (mef.cert_file, mef.key_file, mef.ca_file):
+        if not f.exists():
+            raise CliError(f"{f} is missing; create a lab PKI with: gbagw mef gen-test-pki --out {f.parent}")
+    return create_mef(mef, store)
+
+
+def cmd_mef_serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    bsf = cfgmod.bsf_config(cfg)
+    service = _make_mef(cfg, open_store(bsf.store, load_or_create_kek(bsf.kek_file)))
+
+    async def start() -> None:
+        ports = await service.start()
+        print(
+            f"mef: Enrolee TLS-PSK on {service.config.host}:{ports['psk']}, certificate on :{ports['cert']}, "
+            f"MAF retrieval on :{ports['maf']} (MEF {service.config.fqdn})",
+            flush=True,
+        )
+
+    async def stop() -> None:
+        await service.stop()
+        await service.store.close()
+
+    asyncio.run(_serve_until_signal(start, stop))
+    return EXIT_OK
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url if "//" in url else "//" + url)
+    if not parts.hostname or not parts.port:
+        raise CliError(f"--mef must name a host and port, e.g. tls://127.0.0.1:8443 (got {url!r})")
+    return parts.hostname, parts.port
+
+
+def cmd_enrolee_enrol(args: argparse.Namespace) -> int:
+    host, port = _host_port(args.mef)
+    try:
+        if args.psk_id is not None:
+            if args.psk is None:
+                raise CliError("--psk-id needs --psk HEX")
+            try:
+                kpm = bytes.fromhex(args.psk)
+            except ValueError:
+                raise CliError("--psk must be hex") from None
+            result = enrol_psk(host, port, args.mef_fqdn, args.psk_id, kpm)
+        else:
+            if not (args.cert and args.key and args.ca):
+                raise CliError("give --psk-id/--psk, or --cert, --key and --ca")
+            result = enrol_cert(host, port, args.mef_fqdn, args.cert, args.key, args.ca)
+    except EnrolmentError as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except ConnectionError as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    out: dict[str, Any] = {"keid": result.keid, "enrolee_id": result.enrolee_id, "expires": result.expires}
+    if args.maf:
+        out["km"] = onem2m.km(result.ke, args.maf).hex() if args.show_keys else f"(derived for {args.maf})"
+    if args.show_keys:
+        out["ke"] = result.ke.hex()
+    _emit(out, args.json)
+    return EXIT_OK
+
+
+def cmd_naf_fetch_km(args: argparse.Namespace) -> int:
+    host, port = _host_port(args.mef)
+    client = MefClient(host, port, args.mef_fqdn, args.cert, args.key, args.ca)
+    try:
+        cred = client.fetch_km(args.keid)
+    except KmRefused as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE if exc.status == 0 else EXIT_REFUSED) from None
+    except ConnectionError as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    except onem2m.OneM2MError as exc:
+        raise CliError(str(exc)) from None
+    _emit({"kmid": cred.kmid, "enrolee_id": cred.enrolee_id, "lifetime": cred.lifetime, "km": cred.km.hex()}, args.json)
+    return EXIT_OK
+
+
 # --- naf -----------------------------------------------------------------------------------------
 
 
@@ -416,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gbagw", description="GBA bootstrapping gateway (BSF/MEF, HSS stub, NAF kit)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run HSS stub + BSF + demo NAF on loopback")
+    up = sub.add_parser("up", help="run HSS stub + BSF + demo NAF + MEF on loopback")
     _common(up)
     up.set_defaults(func=cmd_up)
 
@@ -474,6 +605,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gsid", action="append", default=[])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_naf_fetch_key)
+    p = nsub.add_parser("fetch-km", help="as a MAF, fetch Km by KeID from the MEF (mutual TLS)")
+    p.add_argument("--mef", required=True, help="MEF MAF listener, e.g. tls://127.0.0.1:8445")
+    p.add_argument("--mef-fqdn", default="mef.gba.test")
+    p.add_argument("--keid", required=True)
+    p.add_argument("--cert", type=Path, required=True, help="the MAF's FQDN certificate")
+    p.add_argument("--key", type=Path, required=True)
+    p.add_argument("--ca", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_naf_fetch_km)
+
+    mef = sub.add_parser("mef", help="oneM2M MEF direct frameworks (TLS-PSK / certificates, Km for MAFs)")
+    msub = mef.add_subparsers(dest="mef_command", required=True)
+    p = msub.add_parser("serve", help="run the Enrolee and MAF TLS listeners")
+    _common(p)
+    p.set_defaults(func=cmd_mef_serve)
+    p = msub.add_parser("gen-test-pki", help="write a lab CA with MEF, Enrolee and MAF certificates")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--mef-fqdn", default="mef.gba.test")
+    p.add_argument("--enrolee", action="append", default=[], help="Enrolee certificate name (repeatable)")
+    p.add_argument("--maf", action="append", default=[], help="MAF FQDN (repeatable)")
+    p.set_defaults(func=cmd_mef_gen_test_pki)
+
+    enr = sub.add_parser("enrolee", help="oneM2M Enrolee: enrol with a MEF")
+    esub = enr.add_subparsers(dest="enrolee_command", required=True)
+    p = esub.add_parser("enrol", help="run the MEF handshake and derive Ke/KeID")
+    p.add_argument("--mef", required=True, help="MEF listener, e.g. tls://127.0.0.1:8443")
+    p.add_argument("--mef-fqdn", default="mef.gba.test", help="MEF FQDN (SNI, KeID domain, certificate name)")
+    p.add_argument("--psk-id", help="KpmID (pre-provisioned symmetric key framework)")
+    p.add_argument("--psk", help="Kpm, hex")
+    p.add_argument("--cert", type=Path, help="Enrolee certificate (certificate-based framework)")
+    p.add_argument("--key", type=Path)
+    p.add_argument("--ca", type=Path, help="trust anchors for the MEF certificate")
+    p.add_argument("--maf", help="also derive Km for this MAF-ID")
+    p.add_argument("--show-keys", action="store_true", help="print Ke / Km (lab use)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_enrolee_enrol)
 
     ue = sub.add_parser("ue", help="software UE (USIM + Ub client)")
     usub = ue.add_subparsers(dest="ue_command", required=True)

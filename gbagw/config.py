@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bsf.config import BsfConfig, NafEntry
+from bsf.mef.config import EnroleeEntry, MefConfig
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
 from naf.config import NafConfig
@@ -206,4 +207,50 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         gba_u_aware=bool(s["gba_u_aware"]),
         gsids=tuple(str(g) for g in gsids),
         zn_timeout=_positive("naf.zn_timeout", s["zn_timeout"]),
+    )
+
+
+def mef_config(cfg: LoadedConfig) -> MefConfig:
+    s = cfg.section("mef")
+    lifetime = s["ke_lifetime"]
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
+        raise ConfigError(f"mef.ke_lifetime must be a positive number of seconds, got {lifetime!r}")
+    enrolees = []
+    for i, e in enumerate(s["enrolees"]):
+        where = f"mef.enrolees[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("enrolee_id"), str):
+            raise ConfigError(f"{where} needs enrolee_id")
+        targets = e.get("targets", [])
+        if not isinstance(targets, list):
+            raise ConfigError(f"{where}.targets must be a list of MAF FQDNs")
+        kpm = None
+        if "kpm" in e:
+            try:
+                kpm = bytes.fromhex(str(e["kpm"]))
+            except ValueError:
+                raise ConfigError(f"{where}.kpm must be hex") from None
+            if not 16 <= len(kpm) <= 64 or "kpm_id" not in e:
+                raise ConfigError(f"{where}: kpm must be 16-64 octets and come with kpm_id")
+        if kpm is None and "cert_name" not in e:
+            raise ConfigError(f"{where} needs kpm_id + kpm or cert_name")
+        enrolees.append(
+            EnroleeEntry(
+                enrolee_id=e["enrolee_id"],
+                targets=tuple(_fqdn(f"{where}.targets", t) for t in targets),
+                kpm_id=str(e["kpm_id"]) if "kpm_id" in e else None,
+                kpm=kpm,
+                cert_name=str(e["cert_name"]) if "cert_name" in e else None,
+            )
+        )
+    return MefConfig(
+        fqdn=_fqdn("mef.fqdn", s["fqdn"]),
+        host=str(s["host"]),
+        psk_port=_port("mef.psk_port", s["psk_port"]),
+        cert_port=_port("mef.cert_port", s["cert_port"]),
+        maf_port=_port("mef.maf_port", s["maf_port"]),
+        ke_lifetime=lifetime,
+        cert_file=_path(cfg, "mef.cert_file", s["cert_file"]),
+        key_file=_path(cfg, "mef.key_file", s["key_file"]),
+        ca_file=_path(cfg, "mef.ca_file", s["ca_file"]),
+        enrolees=tuple(enrolees),
     )

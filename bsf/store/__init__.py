@@ -1,4 +1,4 @@
-"""The BSF's shared state: pending Ub challenges and bootstrapping contexts.
+"""The BSF/MEF shared state: pending Ub challenges, bootstrapping contexts and oneM2M enrolments.
 
 Both records are stored sealed (AES-GCM under the BSF KEK, bound to their key), so the backends only
 ever see opaque bytes. Any number of BSF instances sharing one store can serve either request of a
@@ -45,11 +45,26 @@ class BootstrapContext:
     guss: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class EnrolmentRecord:
+    """oneM2M MEF state after a direct-framework enrolment (TS-0003 8.3.2.1/8.3.2.2): (Ke, KeID)."""
+
+    keid: str
+    ke: bytes
+    enrolee_id: str  # the Enrolee's assigned CSE-ID / AE-ID
+    targets: tuple[str, ...]  # authorized Enrolment Targets (MAF FQDNs)
+    framework: str  # "psk" | "certificate"
+    created: dt.datetime
+    expires: dt.datetime
+
+
 def _enc(v: object) -> object:
     if isinstance(v, bytes):
         return {"h": v.hex()}
     if isinstance(v, dt.datetime):
         return {"t": v.timestamp()}
+    if isinstance(v, tuple):
+        return {"l": list(v)}
     return v
 
 
@@ -58,10 +73,12 @@ def _dec(v: Any) -> Any:
         return bytes.fromhex(str(v["h"]))
     if isinstance(v, dict) and "t" in v:
         return dt.datetime.fromtimestamp(float(v["t"]), dt.UTC)
+    if isinstance(v, dict) and "l" in v:
+        return tuple(v["l"])
     return v
 
 
-def seal_record(kek: bytes, record: PendingChallenge | BootstrapContext, key: str) -> bytes:
+def seal_record(kek: bytes, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
     data = {name: _enc(getattr(record, name)) for name in record.__slots__}
     return seal(kek, json.dumps(data).encode(), key.encode())
 
@@ -74,6 +91,11 @@ def unseal_challenge(kek: bytes, blob: bytes, key: str) -> PendingChallenge:
 def unseal_context(kek: bytes, blob: bytes, key: str) -> BootstrapContext:
     data = json.loads(unseal(kek, blob, key.encode()))
     return BootstrapContext(**{k: _dec(v) for k, v in data.items()})
+
+
+def unseal_enrolment(kek: bytes, blob: bytes, key: str) -> EnrolmentRecord:
+    data = json.loads(unseal(kek, blob, key.encode()))
+    return EnrolmentRecord(**{k: _dec(v) for k, v in data.items()})
 
 
 class ContextStore(Protocol):
@@ -90,6 +112,10 @@ class ContextStore(Protocol):
         ...
 
     async def get_context(self, btid: str) -> BootstrapContext | None: ...
+
+    async def put_enrolment(self, rec: EnrolmentRecord) -> None: ...
+
+    async def get_enrolment(self, keid: str) -> EnrolmentRecord | None: ...
 
     async def ping(self) -> bool: ...
 

@@ -1,8 +1,8 @@
 """Redis context store: sealed records with TTL = remaining lifetime, Cluster-safe key names.
 
-Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}`` and ``gbagw:{impi:<impi>}`` (the IMPI's current
-B-TID). Each key is a single-key operation so no two keys need the same hash slot; GETDEL makes a
-challenge single-use across every BSF instance.
+Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}``, ``gbagw:{impi:<impi>}`` (the IMPI's current
+B-TID) and ``gbagw:{ke:<keid>}`` (oneM2M enrolments). Each key is a single-key operation so no two keys
+need the same hash slot; GETDEL makes a challenge single-use across every BSF instance.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import redis.asyncio as aioredis
 
 from bsf.store import (
     BootstrapContext,
+    EnrolmentRecord,
     PendingChallenge,
     seal_record,
     unseal_challenge,
     unseal_context,
+    unseal_enrolment,
 )
 
 
@@ -60,6 +62,17 @@ class RedisStore:
             return None
         ctx = unseal_context(self._kek, _bytes(blob), "context:" + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
+
+    async def put_enrolment(self, rec: EnrolmentRecord) -> None:
+        blob = seal_record(self._kek, rec, "enrolment:" + rec.keid)
+        await self._r.set(f"gbagw:{{ke:{rec.keid}}}", blob, px=_ttl_ms(rec.expires.timestamp()))
+
+    async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
+        blob = await self._r.get(f"gbagw:{{ke:{keid}}}")
+        if blob is None:
+            return None
+        rec = unseal_enrolment(self._kek, _bytes(blob), "enrolment:" + keid)
+        return rec if rec.expires.timestamp() >= time.time() else None
 
     async def ping(self) -> bool:
         return bool(await self._r.ping())

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from bsf.store import (
     BootstrapContext,
+    EnrolmentRecord,
     PendingChallenge,
     seal_record,
     unseal_challenge,
     unseal_context,
+    unseal_enrolment,
 )
 
 _SCHEMA = """
@@ -22,6 +24,7 @@ CREATE TABLE IF NOT EXISTS contexts (
 );
 CREATE INDEX IF NOT EXISTS contexts_impi ON contexts (impi);
 CREATE INDEX IF NOT EXISTS contexts_expires ON contexts (expires);
+CREATE TABLE IF NOT EXISTS enrolments (keid TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
 """
 SWEEP_INTERVAL = 30.0
 
@@ -44,6 +47,7 @@ class SqliteStore:
         self._last_sweep = now
         self._db.execute("DELETE FROM challenges WHERE expires < ?", (now,))
         self._db.execute("DELETE FROM contexts WHERE expires < ?", (now,))
+        self._db.execute("DELETE FROM enrolments WHERE expires < ?", (now,))
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         blob = seal_record(self._kek, challenge, "challenge:" + challenge.nonce)
@@ -85,6 +89,20 @@ class SqliteStore:
         if row is None or row[1] < time.time():
             return None
         return unseal_context(self._kek, bytes(row[0]), "context:" + btid)
+
+    async def put_enrolment(self, rec: EnrolmentRecord) -> None:
+        blob = seal_record(self._kek, rec, "enrolment:" + rec.keid)
+        async with self._lock:
+            self._sweep(time.time())
+            self._db.execute(
+                "INSERT OR REPLACE INTO enrolments VALUES (?, ?, ?)", (rec.keid, blob, rec.expires.timestamp())
+            )
+
+    async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
+        row = self._db.execute("SELECT blob, expires FROM enrolments WHERE keid = ?", (keid,)).fetchone()
+        if row is None or row[1] < time.time():
+            return None
+        return unseal_enrolment(self._kek, bytes(row[0]), "enrolment:" + keid)
 
     async def count_contexts(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bsf.store import BootstrapContext, ContextStore, PendingChallenge
+from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 
@@ -101,3 +101,29 @@ async def test_records_are_sealed(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         await other.get_context(ctx.btid)
     await s.close()
+
+
+async def test_enrolment_round_trip_and_expiry(store: ContextStore) -> None:
+    rec = EnrolmentRecord(
+        f"{uuid.uuid4().hex}@mef.gba.test",
+        os.urandom(32),
+        "CAE-1",
+        ("maf.gba.test",),
+        "psk",
+        _now(),
+        _now() + dt.timedelta(seconds=60),
+    )
+    await store.put_enrolment(rec)
+    assert await store.get_enrolment(rec.keid) == rec
+    assert await store.get_enrolment("0" * 32 + "@mef.gba.test") is None
+    old = EnrolmentRecord(
+        f"{uuid.uuid4().hex}@mef.gba.test",
+        os.urandom(32),
+        "CAE-1",
+        (),
+        "certificate",
+        _now(),
+        _now() - dt.timedelta(seconds=1),
+    )
+    await store.put_enrolment(old)
+    assert await store.get_enrolment(old.keid) is None

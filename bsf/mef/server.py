@@ -1,0 +1,224 @@
+"""MEF listeners (TS-0003 8.3.2.1, 8.3.2.2, 8.3.5; API documented in docs/mef-api.md).
+
+- Enrolee over TLS-PSK (psk_identity = KpmID, psk = Kpm) or mutual certificate TLS, then
+  ``POST /enrolment``: both sides export 48 octets with label "EXPORTER-oneM2M-Bootstrap" (RFC 5705, no
+  context) -> RelativeKeID || Ke; the MEF stores (Ke, KeID) sealed and answers the KeID it derived.
+- MAF over mutual TLS with its FQDN certificate: ``GET /fetchCredentials/<KeID>/21`` -> Km for that MAF
+  and the Enrolee's CSE-ID/AE-ID, only if the MAF is an authorized Enrolment Target of that Enrolee.
+
+pyOpenSSL is blocking: each listener accepts in a thread and each connection runs in its own thread;
+store calls go back to the service's asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from OpenSSL import SSL
+
+from bsf.mef.config import EnroleeEntry, MefConfig
+from bsf.store import ContextStore, EnrolmentRecord
+from gba import onem2m
+from gbaio.tls import (
+    TlsError,
+    cert_context,
+    connection_id,
+    handshake,
+    install_server_psk,
+    peer_names,
+    serve_json,
+    set_io_timeout,
+    ssl_id,
+    tls12_context,
+)
+
+log = logging.getLogger("gbagw.mef")
+T = TypeVar("T")
+Reply = tuple[int, dict[str, Any]]
+
+
+def _refuse(status: int, why: str) -> Reply:
+    return status, {"status": False, "errorString": why}
+
+
+class MefService:
+    def __init__(self, config: MefConfig, store: ContextStore) -> None:
+        self.config = config
+        self.store = store
+        self._by_kpm_id = {e.kpm_id: e for e in config.enrolees if e.kpm_id and e.kpm}
+        self._by_cert = {e.cert_name.lower(): e for e in config.enrolees if e.cert_name}
+        self._psk_peers: dict[int, EnroleeEntry] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self.ports: dict[str, int] = {}
+        self._psk_ctx = tls12_context(config.psk_suites)
+        self._psk_handle = install_server_psk(self._psk_ctx, self._on_psk, hint=None)
+        self._cert_ctx: SSL.Context | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> dict[str, int]:
+        self._loop = asyncio.get_running_loop()
+        c = self.config
+        # Both certificate listeners require the MEF certificate, its key and the trust anchors.
+        self._cert_ctx = cert_context(c.cert_suites, c.cert_file, c.key_file, c.ca_file, require_peer=True)
+        for name, port, ctx, handler in (
+            ("psk", c.psk_port, self._psk_ctx, self._enrol_psk),
+            ("cert", c.cert_port, self._cert_ctx, self._enrol_cert),
+            ("maf", c.maf_port, self._cert_ctx, self._maf),
+        ):
+            sock = socket.create_server((c.host, port))
+            self._listeners.append(sock)
+            self.ports[name] = int(sock.getsockname()[1])
+            t = threading.Thread(target=self._accept_loop, args=(sock, ctx, handler), name=f"mef-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info(
+            "MEF %s: enrolee TLS-PSK on %s:%d, certificate on :%d, MAF retrieval on :%d",
+            c.fqdn,
+            c.host,
+            self.ports["psk"],
+            self.ports["cert"],
+            self.ports["maf"],
+        )
+        return self.ports
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for sock in self._listeners:
+            # shutdown() wakes a thread blocked in accept(); close() alone does not on Linux.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 5)
+
+    def _accept_loop(self, sock: socket.socket, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, addr = sock.accept()
+            except OSError:
+                return
+            set_io_timeout(client, self.config.io_timeout)
+            threading.Thread(target=self._serve, args=(client, addr, ctx, handler), daemon=True).start()
+
+    def _serve(
+        self, client: socket.socket, addr: Any, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]
+    ) -> None:
+        conn = SSL.Connection(ctx, client)
+        conn.set_accept_state()
+        try:
+            handshake(conn)
+            handler(conn)
+        except TlsError as exc:
+            log.info("mef: %s:%s refused: %s", addr[0], addr[1], exc)
+        except (OSError, SSL.Error) as exc:
+            log.info("mef: connection from %s:%s ended: %s", addr[0], addr[1], exc)
+        finally:
+            with self._lock:
+                self._psk_peers.pop(connection_id(conn), None)
+            client.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.config.io_timeout)
+
+    # --- Enrolee side -----------------------------------------------------------------------------
+
+    def _on_psk(self, ssl: Any, identity: bytes) -> bytes | None:
+        entry = self._by_kpm_id.get(identity.decode("utf-8", "replace"))
+        if entry is None or entry.kpm is None:
+            log.info("mef: unknown KpmID %r; failing the handshake", identity[:64])
+            return None
+        with self._lock:
+            self._psk_peers[ssl_id(ssl)] = entry
+        return entry.kpm
+
+    def _enrol_psk(self, conn: SSL.Connection) -> None:
+        with self._lock:
+            entry = self._psk_peers.get(connection_id(conn))
+        if entry is None:
+            raise TlsError("PSK handshake without a configured Enrolee")
+        serve_json(conn, lambda m, t, _b: self._enrol(conn, entry, "psk", m, t))
+
+    def _enrol_cert(self, conn: SSL.Connection) -> None:
+        names = peer_names(conn)
+        entry = next((self._by_cert[n] for n in names if n in self._by_cert), None)
+        if entry is None:
+            log.info("mef: certificate names %s match no configured Enrolee; nothing stored", sorted(names))
+            serve_json(conn, lambda _m, _t, _b: _refuse(403, "certificate name is not a configured Enrolee"))
+            return
+        serve_json(conn, lambda m, t, _b: self._enrol(conn, entry, "certificate", m, t))
+
+    def _enrol(self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str) -> Reply:
+        if (method, target) != ("POST", "/enrolment"):
+            return _refuse(404, "use POST /enrolment")
+        # TS-0003 10.3.1 / RFC 5705: no context (None, not b"": the two differ in TLS 1.2).
+        material = conn.export_keying_material(onem2m.EXPORT_LABEL_BOOTSTRAP, onem2m.EXPORT_LEN, None)
+        relative, ke = onem2m.split_export(material)
+        keid = onem2m.keid(relative, self.config.fqdn)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        expires = now + dt.timedelta(seconds=self.config.ke_lifetime)
+        self._run(
+            self.store.put_enrolment(
+                EnrolmentRecord(keid, ke, entry.enrolee_id, entry.targets, framework, now, expires)
+            )
+        )
+        log.info("mef: enrolled %s via %s framework, KeID %s", entry.enrolee_id, framework, keid)
+        return 200, {
+            "status": True,
+            "keId": keid,
+            "enroleeId": entry.enrolee_id,
+            "expires": expires.isoformat(),
+            "framework": framework,
+        }
+
+    # --- MAF side ---------------------------------------------------------------------------------
+
+    def _maf(self, conn: SSL.Connection) -> None:
+        names = peer_names(conn)
+        serve_json(conn, lambda m, t, _b: self._fetch(names, m, t))
+
+    def _fetch(self, maf_names: set[str], method: str, target: str) -> Reply:
+        parts = target.split("/")
+        if method != "GET" or len(parts) != 4 or parts[1] != "fetchCredentials":
+            return _refuse(404, "use GET /fetchCredentials/<KeID>/<SUID>")
+        if parts[3] != str(onem2m.SUID_MAF):
+            return _refuse(400, f"only SUID {onem2m.SUID_MAF} (key shared with a MAF) is served")
+        try:
+            keid = onem2m.normalise_keid(unquote(parts[2]))
+        except onem2m.OneM2MError as exc:
+            return _refuse(400, str(exc))
+        rec = self._run(self.store.get_enrolment(keid))
+        if rec is None:
+            log.info("mef: MAF %s asked for unknown or expired KeID %s", sorted(maf_names), keid)
+            return _refuse(404, "unknown or expired KeID")
+        maf = next((t for t in rec.targets if t.lower() in maf_names), None)
+        if maf is None:
+            log.info("mef: MAF %s is not an Enrolment Target of %s; refused", sorted(maf_names), rec.enrolee_id)
+            return _refuse(403, "this MAF is not an authorized Enrolment Target for the Enrolee")
+        log.info("mef: Km for %s issued to MAF %s (KmID %s)", rec.enrolee_id, maf, keid)
+        # TS-0003 10.3.2: Km = HMAC-SHA-256(Ke, label || MAF-ID); KmID = KeID.
+        return 200, {
+            "status": True,
+            "credential": onem2m.km(rec.ke, maf).hex(),
+            "kmId": keid,
+            "enroleeId": rec.enrolee_id,
+            "lifetime": rec.expires.isoformat(),
+            "suid": onem2m.SUID_MAF,
+        }
+
+
+def create_mef(config: MefConfig, store: ContextStore) -> MefService:
+    return MefService(config, store)

@@ -1,0 +1,250 @@
+"""TLS 1.2 on pyOpenSSL shared by the MEF, the MAF client, the Enrolee and the NAF kit.
+
+- PSK: pyOpenSSL has no PSK API, so this module alone reaches its low-level OpenSSL bindings
+  (``OpenSSL._util``) to install the RFC 4279 callbacks.
+- Certificates: mutual-TLS contexts whose peer name is checked after the handshake (SAN dNSName, else CN).
+- One HTTP/1.1 exchange per connection with h11 (sans-IO), for small JSON APIs over a secured session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h11
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from OpenSSL._util import ffi, lib
+
+MAX_HTTP_BYTES = 16 * 1024
+ServerPskCallback = Callable[[Any, bytes, Any, int], int]
+ClientPskCallback = Callable[[Any, bytes | None, Any, int, Any, int], int]
+
+
+class TlsError(Exception):
+    """A handshake, peer-name check or HTTP exchange over TLS failed."""
+
+
+def tls12_context(cipher_list: str) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)  # TS 33.222 / oneM2M TS-0003 10.2.1: (D)TLS 1.2
+    ctx.set_cipher_list(cipher_list.encode("ascii"))
+    return ctx
+
+
+# --- PSK (RFC 4279) through the low-level bindings -------------------------------------------------
+
+
+def ssl_id(ssl: Any) -> int:
+    """A stable key for the C ``SSL *`` of a connection (to match callbacks with connections)."""
+    return int(ffi.cast("uintptr_t", ssl))
+
+
+def connection_id(conn: SSL.Connection) -> int:
+    return ssl_id(conn._ssl)
+
+
+def install_server_psk(ctx: SSL.Context, on_psk: Callable[[Any, bytes], bytes | None], hint: str | None) -> Any:
+    """``on_psk(ssl, identity) -> key | None``; returns the cffi handle, which must stay referenced."""
+
+    def callback(ssl: Any, identity: Any, psk: Any, max_len: int) -> int:
+        try:
+            key = on_psk(ssl, ffi.string(identity))
+        except Exception:  # an exception must never unwind into OpenSSL
+            return 0
+        if key is None or len(key) > max_len:
+            return 0
+        ffi.memmove(psk, key, len(key))
+        return len(key)
+
+    handle = ffi.callback("unsigned int(SSL *, const char *, unsigned char *, unsigned int)", callback)
+    lib.SSL_CTX_set_psk_server_callback(ctx._context, handle)
+    if hint is not None and lib.SSL_CTX_use_psk_identity_hint(ctx._context, hint.encode("ascii")) != 1:
+        raise TlsError("OpenSSL refused the PSK identity hint")
+    return handle
+
+
+def install_client_psk(ctx: SSL.Context, on_psk: Callable[[bytes | None], tuple[bytes, bytes] | None]) -> Any:
+    """``on_psk(hint) -> (identity, key) | None``; returns the cffi handle, which must stay referenced."""
+
+    def callback(_ssl: Any, hint: Any, identity: Any, max_identity: int, psk: Any, max_psk: int) -> int:
+        try:
+            found = on_psk(ffi.string(hint) if hint != ffi.NULL else None)
+        except Exception:
+            return 0
+        if found is None:
+            return 0
+        ident, key = found
+        if len(ident) + 1 > max_identity or len(key) > max_psk:
+            return 0
+        ffi.memmove(identity, ident + b"\0", len(ident) + 1)
+        ffi.memmove(psk, key, len(key))
+        return len(key)
+
+    handle = ffi.callback(
+        "unsigned int(SSL *, const char *, char *, unsigned int, unsigned char *, unsigned int)", callback
+    )
+    lib.SSL_CTX_set_psk_client_callback(ctx._context, handle)
+    return handle
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+
+def cert_context(
+    cipher_list: str, cert_file: Path, key_file: Path, ca_file: Path, *, require_peer: bool
+) -> SSL.Context:
+    """Mutual-TLS context: our certificate, trust anchors, and (server side) a mandatory client certificate."""
+    ctx = tls12_context(cipher_list)
+    try:
+        ctx.use_certificate_chain_file(str(cert_file))
+        ctx.use_privatekey_file(str(key_file))
+        ctx.check_privatekey()
+        ctx.load_verify_locations(str(ca_file))
+    except (SSL.Error, OSError) as exc:
+        raise TlsError(f"cannot load TLS material ({cert_file}, {key_file}, {ca_file}): {exc}") from None
+    mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if require_peer else 0)
+    ctx.set_verify(mode, lambda _conn, _cert, _errno, _depth, ok: bool(ok))
+    return ctx
+
+
+def peer_names(conn: SSL.Connection) -> set[str]:
+    """SAN dNSNames (or the CN when there are none) of the verified peer certificate, lower-cased."""
+    cert = conn.get_peer_certificate(as_cryptography=True)
+    if cert is None:
+        return set()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    except x509.ExtensionNotFound:
+        names = set()
+    if not names:
+        names = {str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    return names
+
+
+def set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Blocking socket with kernel-level send/receive timeouts.
+
+    pyOpenSSL needs a blocking socket: Python's ``settimeout`` makes it non-blocking underneath, and
+    OpenSSL then fails at once with WantRead. SO_RCVTIMEO/SO_SNDTIMEO bound each read and write instead.
+    """
+    sock.settimeout(None)
+    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def handshake(conn: SSL.Connection) -> None:
+    try:
+        conn.do_handshake()
+    except SSL.Error as exc:
+        raise TlsError(f"TLS handshake failed: {exc}") from None
+
+
+def connect(ctx: SSL.Context, host: str, port: int, server_name: str, timeout: float = 10.0) -> SSL.Connection:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {host}:{port}: {exc}") from None
+    set_io_timeout(sock, timeout)
+    conn = SSL.Connection(ctx, sock)
+    conn.set_tlsext_host_name(server_name.encode("ascii"))  # SNI is mandatory (TS-0003 10.2.1, TS 33.222)
+    conn.set_connect_state()
+    try:
+        handshake(conn)
+    except TlsError:
+        sock.close()
+        raise
+    return conn
+
+
+# --- one HTTP/1.1 exchange with h11 ---------------------------------------------------------------
+
+
+def _recv(conn: SSL.Connection) -> bytes:
+    try:
+        return bytes(conn.recv(4096))
+    except SSL.ZeroReturnError:
+        return b""
+    except SSL.Error as exc:
+        raise TlsError(f"TLS read failed: {exc}") from None
+
+
+def _read_event(conn: SSL.Connection, h: h11.Connection, budget: list[int]) -> Any:
+    while True:
+        event = h.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        data = _recv(conn)
+        budget[0] -= len(data)
+        if budget[0] < 0:
+            raise TlsError("HTTP message too large")
+        h.receive_data(data)
+
+
+def _send_json(conn: SSL.Connection, status: int, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+    head = (
+        f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    conn.sendall(head.encode("ascii") + data)
+    with contextlib.suppress(SSL.Error):
+        conn.shutdown()
+
+
+def serve_json(conn: SSL.Connection, handle: Callable[[str, str, bytes], tuple[int, dict[str, Any]]]) -> None:
+    """Read one request (parsed by h11), answer ``handle(method, target, body) -> (status, json)``, close."""
+    h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_BYTES)
+    budget = [MAX_HTTP_BYTES]
+    try:
+        req = _read_event(conn, h, budget)
+        if not isinstance(req, h11.Request):
+            return
+        body = b""
+        while not isinstance(ev := _read_event(conn, h, budget), h11.EndOfMessage):
+            if not isinstance(ev, h11.Data):
+                return
+            body += ev.data
+    except h11.RemoteProtocolError as exc:
+        _send_json(conn, 400, {"status": False, "errorString": f"malformed HTTP request: {exc}"})
+        return
+    status, payload = handle(req.method.decode("ascii"), req.target.decode("ascii", "replace"), body)
+    _send_json(conn, status, payload)
+
+
+def request_json(conn: SSL.Connection, method: str, target: str, host: str, body: bytes = b"") -> tuple[int, Any]:
+    """Send one request and read the JSON answer."""
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HTTP_BYTES)
+    headers = [("Host", host), ("Content-Length", str(len(body))), ("Content-Type", "application/json")]
+    out = h.send(h11.Request(method=method, target=target, headers=headers)) or b""
+    out += (h.send(h11.Data(data=body)) if body else b"") or b""
+    out += h.send(h11.EndOfMessage()) or b""
+    try:
+        conn.sendall(out)
+    except SSL.Error as exc:
+        raise TlsError(f"TLS write failed: {exc}") from None
+    budget = [MAX_HTTP_BYTES]
+    resp = _read_event(conn, h, budget)
+    if not isinstance(resp, h11.Response):
+        raise TlsError("no HTTP response")
+    data = b""
+    while True:
+        ev = _read_event(conn, h, budget)
+        if isinstance(ev, h11.Data):
+            data += ev.data
+        elif isinstance(ev, h11.EndOfMessage | h11.ConnectionClosed):
+            break
+    try:
+        return resp.status_code, json.loads(data or b"null")
+    except ValueError:
+        raise TlsError("the answer is not JSON") from None

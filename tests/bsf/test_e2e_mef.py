@@ -1,0 +1,227 @@
+"""oneM2M MEF direct frameworks end to end: `gbagw mef serve` as a real process, real TLS on both sides."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bsf.store.sqlite import SqliteStore
+from gba import onem2m, pki
+from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
+from gbaio.kek import load_or_create_kek
+from naf.mef_client import KmRefused, MefClient
+from tests.procs import Proc, gbagw_process, run_cli
+
+pytestmark = pytest.mark.e2e
+
+KPM = bytes(range(100, 132))
+CONFIG = f"""
+[mef]
+psk_port = 0
+cert_port = 0
+maf_port = 0
+
+[[mef.enrolees]]
+enrolee_id = "CAE-psk"
+kpm_id = "kpm-1"
+kpm = "{KPM.hex()}"
+targets = ["maf.gba.test"]
+
+[[mef.enrolees]]
+enrolee_id = "CAE-cert"
+cert_name = "cae-cert"
+targets = ["maf.gba.test"]
+
+[[mef.enrolees]]
+enrolee_id = "CAE-expired"
+cert_name = "cae-expired"
+targets = ["maf.gba.test"]
+"""
+
+
+class Mef:
+    def __init__(self, tmp: Path, proc: Proc, psk: int, cert: int, maf: int) -> None:
+        self.tmp, self.proc, self.psk, self.cert, self.maf = tmp, proc, psk, cert, maf
+        self.pki = tmp / "pki"
+
+    def maf_client(self, name: str = "maf.gba.test") -> MefClient:
+        return MefClient(
+            "127.0.0.1",
+            self.maf,
+            "mef.gba.test",
+            self.pki / f"{name}.pem",
+            self.pki / f"{name}.key",
+            self.pki / "ca.pem",
+        )
+
+    def enrolments(self) -> int:
+        db = sqlite3.connect(self.tmp / "bsf.sqlite")
+        try:
+            return int(db.execute("SELECT count(*) FROM enrolments").fetchone()[0])
+        finally:
+            db.close()
+
+    async def stored_ke(self, keid: str) -> bytes:
+        store = SqliteStore(self.tmp / "bsf.sqlite", load_or_create_kek(self.tmp / "kek"))
+        rec = await store.get_enrolment(keid)
+        await store.close()
+        assert rec is not None
+        return rec.ke
+
+
+@pytest.fixture(scope="module")
+def mef(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mef]:
+    tmp = tmp_path_factory.mktemp("mef")
+    (tmp / "gbagw.toml").write_text(CONFIG)
+    r = run_cli(
+        [
+            "mef",
+            "gen-test-pki",
+            "--out",
+            str(tmp / "pki"),
+            "--enrolee",
+            "cae-cert",
+            "--enrolee",
+            "cae-other",
+            "--maf",
+            "maf.gba.test",
+            "--maf",
+            "rogue-maf.gba.test",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    assert oct((tmp / "pki" / "mef.key").stat().st_mode & 0o777) == "0o600"
+    # An expired certificate from the right CA, and a valid one from a CA the MEF does not trust.
+    ca = pki.make_ca()
+    real_ca = pki.load((tmp / "pki" / "ca.pem").read_bytes(), (tmp / "pki" / "ca.key").read_bytes())
+    expired = pki.issue(real_ca, "cae-expired", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=1)
+    untrusted = pki.issue(ca, "cae-cert")
+    for name, issued in (("cae-expired", expired), ("untrusted", untrusted)):
+        (tmp / "pki" / f"{name}.pem").write_bytes(issued.cert_pem)
+        (tmp / "pki" / f"{name}.key").write_bytes(issued.key_pem)
+    with gbagw_process(
+        ["mef", "serve", "--config", str(tmp / "gbagw.toml"), "--data-dir", str(tmp)], tmp, None, "mef"
+    ) as proc:
+        m = proc.wait_for(r"TLS-PSK on [\d.]+:(\d+), certificate on :(\d+), MAF retrieval on :(\d+)")
+        yield Mef(tmp, proc, int(m.group(1)), int(m.group(2)), int(m.group(3)))
+
+
+async def test_psk_enrolment_and_km_retrieval(mef: Mef) -> None:
+    enrolment = enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", KPM)
+    assert enrolment.enrolee_id == "CAE-psk" and enrolment.keid.endswith("@mef.gba.test")
+    assert await mef.stored_ke(enrolment.keid) == enrolment.ke  # the MEF and the Enrolee hold the same Ke
+    cred = mef.maf_client().fetch_km(enrolment.keid)
+    assert cred.km == onem2m.km(enrolment.ke, "maf.gba.test") and cred.kmid == enrolment.keid
+    assert cred.enrolee_id == "CAE-psk"
+
+
+async def test_certificate_enrolment_and_km_retrieval(mef: Mef) -> None:
+    p = mef.pki
+    enrolment = enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "cae-cert.pem", p / "cae-cert.key", p / "ca.pem")
+    assert enrolment.enrolee_id == "CAE-cert"
+    assert await mef.stored_ke(enrolment.keid) == enrolment.ke
+    assert mef.maf_client().fetch_km(enrolment.keid).km == onem2m.km(enrolment.ke, "maf.gba.test")
+
+
+def test_refusals_store_and_serve_nothing(mef: Mef) -> None:
+    p = mef.pki
+    before = mef.enrolments()
+    with pytest.raises(EnrolmentError, match="handshake"):
+        enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", bytes(32))  # wrong Kpm
+    with pytest.raises(EnrolmentError, match="handshake"):
+        enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-unknown", KPM)
+    with pytest.raises(EnrolmentError, match="handshake"):
+        enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "untrusted.pem", p / "untrusted.key", p / "ca.pem")
+    with pytest.raises(EnrolmentError, match="handshake"):
+        enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "cae-expired.pem", p / "cae-expired.key", p / "ca.pem")
+    with pytest.raises(EnrolmentError, match="403"):  # trusted certificate, name not configured
+        enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "cae-other.pem", p / "cae-other.key", p / "ca.pem")
+    with pytest.raises(EnrolmentError, match="does not name"):  # the Enrolee checks the MEF's name too
+        enrol_cert("127.0.0.1", mef.cert, "other-mef.gba.test", p / "cae-cert.pem", p / "cae-cert.key", p / "ca.pem")
+    assert mef.enrolments() == before
+    good = enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", KPM)
+    with pytest.raises(KmRefused) as exc:
+        mef.maf_client("rogue-maf.gba.test").fetch_km(good.keid)
+    assert exc.value.status == 403
+    with pytest.raises(KmRefused) as exc:
+        mef.maf_client().fetch_km("00" * 16 + "@mef.gba.test")
+    assert exc.value.status == 404
+    logs = mef.proc.logs
+    assert "not an Enrolment Target" in logs and "unknown KpmID" in logs
+    for secret in (KPM, good.ke, onem2m.km(good.ke, "maf.gba.test")):
+        assert secret.hex() not in logs
+
+
+def test_openssl_s_client_psk_handshake(mef: Mef) -> None:
+    request = b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 0\r\n\r\n"
+    out = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{mef.psk}",
+            "-tls1_2",
+            "-psk_identity",
+            "kpm-1",
+            "-psk",
+            KPM.hex(),
+            "-cipher",
+            "PSK-AES128-CBC-SHA256",
+            "-servername",
+            "mef.gba.test",
+            "-quiet",
+        ],
+        input=request,
+        capture_output=True,
+        timeout=30,
+    )
+    assert b'"keId"' in out.stdout and b"CAE-psk" in out.stdout, out.stderr[-500:]
+
+
+def test_cli_enrol_and_fetch_km(mef: Mef) -> None:
+    r = run_cli(
+        [
+            "enrolee",
+            "enrol",
+            "--mef",
+            f"tls://127.0.0.1:{mef.psk}",
+            "--psk-id",
+            "kpm-1",
+            "--psk",
+            KPM.hex(),
+            "--maf",
+            "maf.gba.test",
+            "--show-keys",
+            "--json",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    enrolled = json.loads(r.stdout)
+    p = mef.pki
+    r = run_cli(
+        [
+            "naf",
+            "fetch-km",
+            "--mef",
+            f"tls://127.0.0.1:{mef.maf}",
+            "--keid",
+            enrolled["keid"],
+            "--cert",
+            str(p / "maf.gba.test.pem"),
+            "--key",
+            str(p / "maf.gba.test.key"),
+            "--ca",
+            str(p / "ca.pem"),
+            "--json",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["km"] == enrolled["km"]
+    r = run_cli(["enrolee", "enrol", "--mef", f"tls://127.0.0.1:{mef.psk}", "--psk-id", "kpm-1", "--psk", "00" * 32])
+    assert r.returncode == 3
