@@ -38,6 +38,7 @@ class BsfConfig:
     nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
     # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).
     zn_peers: tuple[str, ...] | None = None
+    admin_port: int = 9180  # /metrics /healthz /readyz
 
     @property
     def http_realm(self) -> str:

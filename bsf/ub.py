@@ -18,6 +18,7 @@ import os
 from aiohttp import web
 
 from bsf.config import BsfConfig
+from bsf.metrics import BsfMetrics
 from bsf.store import BootstrapContext, ContextStore, PendingChallenge
 from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
 from gba import digest, milenage
@@ -25,6 +26,7 @@ from gba.bootstrapping_info import CONTENT_TYPE, BootstrappingInfo
 from gba.btid import Btid
 from gba.safexml import XmlError
 from gba.uss import Guss, UiccType, parse_guss
+from gbaio import logs
 
 log = logging.getLogger("gbagw.bsf.ub")
 
@@ -49,12 +51,14 @@ def _ua_tokens(request: web.Request) -> set[str]:
 
 
 class UbHandler:
-    def __init__(self, config: BsfConfig, store: ContextStore, zh: ZhClient) -> None:
+    def __init__(self, config: BsfConfig, store: ContextStore, zh: ZhClient, metrics: BsfMetrics) -> None:
         self.config = config
         self.store = store
         self.zh = zh
+        self._outcomes = metrics.ub
 
-    def _plain(self, status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    def _plain(self, status: int, text: str, outcome: str, headers: dict[str, str] | None = None) -> web.Response:
+        self._outcomes.labels(outcome).inc()
         h = {"Server": SERVER_PRODUCT, **(headers or {})}
         return web.Response(status=status, text=text + "\n", headers=h)
 
@@ -64,13 +68,15 @@ class UbHandler:
         try:
             vec = await self.zh.fetch_vector(impi, resync_info)
         except HssUnavailable:
-            return self._plain(503, "HSS unavailable, retry later", {"Retry-After": str(self.config.retry_after)})
+            return self._plain(
+                503, "HSS unavailable, retry later", "hss_unavailable", {"Retry-After": str(self.config.retry_after)}
+            )
         except UnknownSubscriber:
             log.info("ub: bootstrap refused: unknown IMPI %s", impi)
-            return self._plain(403, "bootstrapping refused")
+            return self._plain(403, "bootstrapping refused", "unknown_subscriber")
         except HssRefused as exc:
             log.info("ub: bootstrap refused for %s: HSS code %s", impi, exc.code)
-            return self._plain(403, "bootstrapping refused")
+            return self._plain(403, "bootstrapping refused", "hss_refused")
         guss = _guss(vec.guss, impi)
         # GBA_U when the subscription says so (GUSS uiccType) and the UE announces a GBA-aware UICC.
         gba_u = ua_uicc and guss is not None and guss.uicc_type is UiccType.GBA_U
@@ -90,20 +96,22 @@ class UbHandler:
             stale=stale,
         ).to_header()
         log.info("ub: challenge for %s (gba_u=%s resync=%s)", impi, gba_u, resync_info is not None)
+        self._outcomes.labels("resync_challenge" if resync_info else "stale_challenge" if stale else "challenge").inc()
         return web.Response(status=401, headers={"WWW-Authenticate": header, "Server": SERVER_PRODUCT})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        logs.request_id.set(request.headers.get("X-Request-Id", "")[:64] or os.urandom(6).hex())
         values = request.headers.getall("Authorization", [])
         if len(values) != 1:
-            return self._plain(400, "exactly one Authorization: Digest header with the IMPI is required")
+            return self._plain(400, "exactly one Authorization: Digest header with the IMPI is required", "bad_request")
         if len(values[0]) > MAX_AUTHORIZATION_LEN:
-            return self._plain(400, "Authorization header too long")
+            return self._plain(400, "Authorization header too long", "bad_request")
         try:
             cred = digest.Credentials.parse(values[0])
         except digest.DigestError as exc:
-            return self._plain(400, f"malformed Authorization: {exc}")
+            return self._plain(400, f"malformed Authorization: {exc}", "bad_request")
         if not cred.username:
-            return self._plain(400, "username (IMPI) is empty")
+            return self._plain(400, "username (IMPI) is empty", "bad_request")
         ua_uicc = UICC_PRODUCT in _ua_tokens(request)
         if cred.is_initial:
             return await self._challenge(cred.username, ua_uicc)
@@ -115,12 +123,12 @@ class UbHandler:
         problem = self._check_fields(cred, pending, request)
         if problem:
             log.info("ub: rejected answer from %s: %s", cred.username, problem)
-            return self._plain(403, "bootstrapping refused")
+            return self._plain(403, "bootstrapping refused", "field_mismatch")
         password = b"" if cred.auts is not None else pending.xres
         expected = cred.expected_response(password, request.method, body)
         if not digest.responses_equal(expected, cred.response):
             log.info("ub: wrong response from %s (auts=%s)", cred.username, cred.auts is not None)
-            return self._plain(403, "bootstrapping refused")
+            return self._plain(403, "bootstrapping refused", "wrong_response")
         if cred.auts is not None:
             # TS 24.109 4.5 / TS 33.102 6.3.5: Zh resync with RAND || AUTS, then a fresh challenge.
             return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts)
@@ -156,6 +164,7 @@ class UbHandler:
         rspauth = cred.expected_rspauth(p.xres, body)
         info = digest.AuthenticationInfo(rspauth=rspauth, qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce)
         log.info("ub: bootstrapped %s btid=%s gba_u=%s lifetime=%ds", p.impi, btid, p.gba_u, lifetime)
+        self._outcomes.labels("bootstrapped").inc()
         return web.Response(
             status=200,
             body=body,
@@ -168,8 +177,8 @@ class UbHandler:
         )
 
 
-def create_ub_app(config: BsfConfig, store: ContextStore, zh: ZhClient) -> web.Application:
-    handler = UbHandler(config, store, zh)
+def create_ub_app(config: BsfConfig, store: ContextStore, zh: ZhClient, metrics: BsfMetrics) -> web.Application:
+    handler = UbHandler(config, store, zh, metrics)
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app

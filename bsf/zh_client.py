@@ -8,6 +8,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
+
 from bsf.config import BsfConfig
 from gba import diameter as d
 from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
@@ -42,7 +44,9 @@ class Vector:
 
 
 class ZhClient:
-    def __init__(self, config: BsfConfig, client: DiameterClient | None = None) -> None:
+    def __init__(
+        self, config: BsfConfig, client: DiameterClient | None = None, latency: Histogram | None = None
+    ) -> None:
         self.config = config
         self.client = client or DiameterClient(
             NodeIdentity(config.fqdn, config.realm, (d.APP_ZH,)),
@@ -50,6 +54,7 @@ class ZhClient:
             config.hss_port,
             timeout=config.zh_timeout,
         )
+        self._latency = latency
         self._session = itertools.count(1)
         self._session_prefix = f"{config.fqdn};{int(time.time())};{os.getpid()}"
 
@@ -62,11 +67,14 @@ class ZhClient:
             impi,
             resync_info=resync_info,
         )
+        start = time.perf_counter()
         try:
             env = await self.client.request(mar.to_envelope(0, 0))
         except DiameterError as exc:
             log.warning("zh: HSS unavailable: %s", exc)
             raise HssUnavailable(str(exc)) from None
+        if self._latency is not None:
+            self._latency.observe(time.perf_counter() - start)
         maa = d.MultimediaAuthAnswer.from_envelope(env)
         if maa.experimental_result in (
             d.ExperimentalResult.ERROR_USER_UNKNOWN,

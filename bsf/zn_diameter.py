@@ -5,22 +5,32 @@ from __future__ import annotations
 import logging
 
 from bsf.config import BsfConfig
+from bsf.metrics import BsfMetrics
 from bsf.policy import NafPolicy
 from bsf.store import ContextStore
 from gba import diameter as d
 from gba.btid import Btid, BtidError
 from gba.kdf import KdfError, NafId, ks_int_naf, ks_naf
 from gba.uss import uss_list_to_xml
+from gbaio import logs
 from gbaio.diameter_node import PeerInfo
 
 log = logging.getLogger("gbagw.bsf.zn")
 
 
 class ZnHandler:
-    def __init__(self, config: BsfConfig, store: ContextStore, policy: NafPolicy) -> None:
+    def __init__(self, config: BsfConfig, store: ContextStore, policy: NafPolicy, metrics: BsfMetrics) -> None:
         self.config = config
         self.store = store
         self.policy = policy
+        self._answers = metrics.zn
+
+    async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
+        logs.request_id.set(req.session_id or "")
+        ans = await self._handle(req, peer)
+        rc, er = ans.result()
+        self._answers.labels(str(er or rc)).inc()
+        return ans
 
     def _answer(self, req: d.Envelope, bir: d.BootstrappingInfoRequest, **kw: object) -> d.Envelope:
         bia = d.BootstrappingInfoAnswer(bir.session_id, self.config.fqdn, self.config.realm, **kw)  # type: ignore[arg-type]
@@ -29,7 +39,7 @@ class ZnHandler:
     def _refuse(self, req: d.Envelope, bir: d.BootstrappingInfoRequest, code: int) -> d.Envelope:
         return self._answer(req, bir, result_code=None, experimental_result=code)
 
-    async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
+    async def _handle(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
         if req.command_code != d.CMD_BOOTSTRAPPING_INFO:
             return d.error_answer(req, d.ResultCode.COMMAND_UNSUPPORTED, self.config.fqdn, self.config.realm)
         bir = d.BootstrappingInfoRequest.from_envelope(req)

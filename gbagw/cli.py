@@ -30,6 +30,7 @@ from gbagw import config as cfgmod
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbagw.ue_client import UbRefused, bootstrap, ua_get
 from gbaio import logs
+from gbaio.admin import AdminServer
 from gbaio.kek import KekFileError, load_or_create_kek
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
@@ -76,15 +77,26 @@ def _open_hss_store(hss: HssConfig) -> SubscriberStore:
     return SubscriberStore(hss.db, load_or_create_kek(hss.kek_file))
 
 
-async def _serve_until_signal(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+async def _serve_until_signal(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    admin: tuple[AdminServer, str, int] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, with the service's admin listener (metrics, health) alongside."""
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
     await start()
+    if admin is not None:
+        server, host, port = admin
+        bound = await server.start(host, port)
+        print(f"admin: http://{host}:{bound}/metrics /healthz /readyz", flush=True)
     try:
         await stop_event.wait()
     finally:
+        if admin is not None:
+            await admin[0].stop()
         await stop()
 
 
@@ -101,8 +113,9 @@ def cmd_hss_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{port} (Origin-Host {hss.fqdn})", flush=True)
 
+    admin = AdminServer([service.metrics.registry], [service.readiness])
     try:
-        asyncio.run(_serve_until_signal(start, service.stop))
+        asyncio.run(_serve_until_signal(start, service.stop, (admin, hss.zh_host, hss.admin_port)))
     finally:
         store.close()
     return EXIT_OK
@@ -238,7 +251,8 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
         )
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{service.zn_port}", flush=True)
 
-    asyncio.run(_serve_until_signal(start, service.stop))
+    admin = AdminServer([service.metrics.registry], [service.readiness])
+    asyncio.run(_serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
     return EXIT_OK
 
 
@@ -251,6 +265,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
+    admin = AdminServer([], [])
     mef = cfgmod.mef_config(cfg)
     pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
     if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
@@ -278,9 +293,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"mef: Enrolee TLS-PSK on {mef.host}:{mef_ports['psk']}, certificate on :{mef_ports['cert']}, "
             f"MAF retrieval on :{mef_ports['maf']} (MEF {mef.fqdn})"
         )
+        # One admin listener for the whole process: every service's registry and readiness check.
+        admin.registries += [hss_service.metrics.registry, bsf_service.metrics.registry, naf_service.metrics.registry]
+        admin.checks += [hss_service.readiness, bsf_service.readiness, naf_service.readiness]
+        admin_port = await admin.start(bsf.ub_host, bsf.admin_port)
+        print(f"admin: http://{bsf.ub_host}:{admin_port}/metrics /healthz /readyz")
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
 
     async def stop() -> None:
+        await admin.stop()
         if mef_service is not None:
             await mef_service.stop()
         if naf_service is not None:
@@ -503,7 +524,8 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn toward {naf.bsf_host}:{naf.bsf_port})", flush=True)
 
-    asyncio.run(_serve_until_signal(start, service.stop))
+    admin = AdminServer([service.metrics.registry], [service.readiness])
+    asyncio.run(_serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
     return EXIT_OK
 
 

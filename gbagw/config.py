@@ -144,6 +144,7 @@ def hss_config(cfg: LoadedConfig) -> HssConfig:
         kek_file=_path(cfg, "hss.kek_file", s["kek_file"]),
         allowed_peers=tuple(peers) or None,
         watchdog_interval=_positive("hss.watchdog_interval", s["watchdog_interval"]),
+        admin_port=_port("hss.admin_port", s["admin_port"]),
     )
 
 
@@ -188,6 +189,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
         nafs=tuple(nafs),
         zn_peers=tuple(zn_peers) or None,
+        admin_port=_port("bsf.admin_port", s["admin_port"]),
     )
 
 
@@ -207,6 +209,7 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         gba_u_aware=bool(s["gba_u_aware"]),
         gsids=tuple(str(g) for g in gsids),
         zn_timeout=_positive("naf.zn_timeout", s["zn_timeout"]),
+        admin_port=_port("naf.admin_port", s["admin_port"]),
     )
 
 

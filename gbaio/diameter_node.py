@@ -440,6 +440,9 @@ class DiameterClient:
                 )
             return self._conn
 
+    async def ensure_connected(self) -> PeerInfo:
+        return (await self._connection()).peer
+
     @property
     def peer(self) -> PeerInfo | None:
         return self._conn.peer if self._conn is not None else None

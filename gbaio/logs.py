@@ -6,6 +6,10 @@ import datetime as dt
 import json
 import logging
 import sys
+from contextvars import ContextVar
+
+# The id of the request being handled (Ub request, Zn Session-Id, ...), added to every log event.
+request_id: ContextVar[str] = ContextVar("request_id", default="")
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,6 +20,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        rid = request_id.get()
+        if rid:
+            event["rid"] = rid
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
         return json.dumps(event, ensure_ascii=False)

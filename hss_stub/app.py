@@ -7,6 +7,7 @@ import logging
 from gba import diameter as d
 from gbaio.diameter_node import DiameterServer, NodeIdentity
 from hss_stub.config import HssConfig
+from hss_stub.metrics import HssMetrics
 from hss_stub.store import SubscriberStore
 from hss_stub.zh import ZhHandler
 
@@ -14,13 +15,14 @@ log = logging.getLogger("gbagw.hss")
 
 
 class HssService:
-    def __init__(self, config: HssConfig, store: SubscriberStore) -> None:
+    def __init__(self, config: HssConfig, store: SubscriberStore, metrics: HssMetrics) -> None:
         self.config = config
         self.store = store
+        self.metrics = metrics
         identity = NodeIdentity(config.fqdn, config.realm, (d.APP_ZH,), host_ip=config.zh_host)
         self.server = DiameterServer(
             identity,
-            ZhHandler(config, store),
+            ZhHandler(config, store, metrics),
             allowed_peers=config.allowed_peers,
             watchdog_interval=config.watchdog_interval,
         )
@@ -34,6 +36,9 @@ class HssService:
     async def stop(self) -> None:
         await self.server.close()
 
+    async def readiness(self) -> str | None:
+        return None if self.port is not None else "Zh listener not started"
 
-def create_hss(config: HssConfig, store: SubscriberStore) -> HssService:
-    return HssService(config, store)
+
+def create_hss(config: HssConfig, store: SubscriberStore, metrics: HssMetrics | None = None) -> HssService:
+    return HssService(config, store, metrics or HssMetrics())

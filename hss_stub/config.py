@@ -18,3 +18,4 @@ class HssConfig:
     allowed_peers: tuple[str, ...] | None = None
     watchdog_interval: float = 30.0
     default_amf: bytes = b"\x80\x00"
+    admin_port: int = 9181  # /metrics /healthz /readyz

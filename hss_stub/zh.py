@@ -9,8 +9,10 @@ import os
 from gba import diameter as d
 from gba import milenage
 from gba.uss import GUSS_TIMESTAMP_EQUAL
+from gbaio import logs
 from gbaio.diameter_node import PeerInfo
 from hss_stub.config import HssConfig
+from hss_stub.metrics import HssMetrics
 from hss_stub.store import Subscriber, SubscriberStore
 
 log = logging.getLogger("gbagw.hss")
@@ -24,15 +26,23 @@ class _Refused(Exception):
 
 
 class ZhHandler:
-    def __init__(self, config: HssConfig, store: SubscriberStore) -> None:
+    def __init__(self, config: HssConfig, store: SubscriberStore, metrics: HssMetrics) -> None:
         self.config = config
         self.store = store
+        self.metrics = metrics
+
+    async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
+        logs.request_id.set(req.session_id or "")
+        ans = await self._handle(req, peer)
+        rc, er = ans.result()
+        self.metrics.maa.labels(str(er or rc)).inc()
+        return ans
 
     def _answer(self, req: d.Envelope, mar: d.MultimediaAuthRequest, **kw: object) -> d.Envelope:
         maa = d.MultimediaAuthAnswer(mar.session_id, self.config.fqdn, self.config.realm, **kw)  # type: ignore[arg-type]
         return req.answer(maa.avps())
 
-    async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
+    async def _handle(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
         if req.command_code != d.CMD_MULTIMEDIA_AUTH:
             return d.error_answer(req, d.ResultCode.COMMAND_UNSUPPORTED, self.config.fqdn, self.config.realm)
         mar = d.MultimediaAuthRequest.from_envelope(req)
@@ -86,8 +96,10 @@ class ZhHandler:
         if sqn_ms is None:
             # TS 33.102 6.3.5: MAC-S failed, no new vector. TS 29.229 names no code; 4001 says it best.
             log.info("zh: resync for %s: MAC-S does not verify (4001)", mar.user_name)
+            self.metrics.resync.labels("mac_s_failure").inc()
             raise _Refused(d.ResultCode.AUTHENTICATION_REJECTED)
         log.info("zh: resync for %s: SQN_HE %#x -> SQN_MS %#x", mar.user_name, current.sqn, sqn_ms)
+        self.metrics.resync.labels("resynchronised").inc()
         return self.store.resync(mar.user_name, sqn_ms)
 
     @staticmethod

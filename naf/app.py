@@ -6,23 +6,46 @@ import logging
 
 from aiohttp import web
 
+from gba.kdf import NafId
+from gbaio.diameter_node import DiameterError
 from naf.config import NafConfig
 from naf.demo import create_demo_naf
 from naf.key_cache import KeyCache
+from naf.metrics import NafMetrics
 from naf.ua_digest import UaDigestAuth
-from naf.zn_client import ZnClient
+from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
 
 log = logging.getLogger("gbagw.naf")
 
 
 class NafService:
-    def __init__(self, config: NafConfig, zn: ZnClient) -> None:
+    def __init__(self, config: NafConfig, zn: ZnClient, metrics: NafMetrics) -> None:
         self.config = config
         self.zn = zn
-        self.keys = KeyCache(zn.fetch_key)
-        self.auth = UaDigestAuth(config, self.keys)
+        self.metrics = metrics
+        self.keys = KeyCache(self._fetch)
+        self.auth = UaDigestAuth(config, self.keys, metrics)
         self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None)
         self.port: int | None = None
+
+    async def _fetch(self, btid: str, naf_id: NafId) -> NafKey:
+        try:
+            key = await self.zn.fetch_key(btid, naf_id)
+        except ZnRefused as exc:
+            self.metrics.zn.labels(str(exc.code)).inc()
+            raise
+        except ZnUnavailable:
+            self.metrics.zn.labels("unavailable").inc()
+            raise
+        self.metrics.zn.labels("2001").inc()
+        return key
+
+    async def readiness(self) -> str | None:
+        try:
+            await self.zn.client.ensure_connected()
+        except DiameterError as exc:
+            return f"BSF Zn peer down: {exc}"
+        return None
 
     async def start(self) -> int:
         await self._runner.setup()
@@ -43,5 +66,5 @@ class NafService:
         await self.zn.close()
 
 
-def create_naf(config: NafConfig, zn: ZnClient | None = None) -> NafService:
-    return NafService(config, zn or ZnClient(config))
+def create_naf(config: NafConfig, zn: ZnClient | None = None, metrics: NafMetrics | None = None) -> NafService:
+    return NafService(config, zn or ZnClient(config), metrics or NafMetrics())

@@ -18,3 +18,4 @@ class NafConfig:
     gsids: tuple[str, ...] = ()
     zn_timeout: float = 5.0
     nonce_lifetime: int = 300  # seconds a Ua digest nonce stays usable
+    admin_port: int = 9182  # /metrics /healthz /readyz

@@ -22,6 +22,7 @@ from gba.ua import KeyKind, digest_password, naf_realm
 from gba.uss import Uss
 from naf.config import NafConfig
 from naf.key_cache import KeyCache
+from naf.metrics import NafMetrics
 from naf.zn_client import ZnRefused, ZnUnavailable
 
 log = logging.getLogger("gbagw.naf.ua")
@@ -49,9 +50,12 @@ class _Nonce:
 
 
 class UaDigestAuth:
-    def __init__(self, config: NafConfig, keys: KeyCache, ua_id: bytes = UaProtocol.HTTP_DIGEST.value) -> None:
+    def __init__(
+        self, config: NafConfig, keys: KeyCache, metrics: NafMetrics, ua_id: bytes = UaProtocol.HTTP_DIGEST.value
+    ) -> None:
         self.config = config
         self.keys = keys
+        self._responses = metrics.ua
         self.naf_id = NafId(config.fqdn, ua_id)
         self.realm = naf_realm(config.fqdn, KeyKind.ME)
         self._nonces: OrderedDict[str, _Nonce] = OrderedDict()
@@ -87,6 +91,13 @@ class UaDigestAuth:
 
     @web.middleware
     async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await self._authenticate(request, handler)
+        self._responses.labels(str(response.status)).inc()
+        return response
+
+    async def _authenticate(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         values = request.headers.getall("Authorization", [])

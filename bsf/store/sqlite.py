@@ -104,7 +104,7 @@ class SqliteStore:
             return None
         return unseal_enrolment(self._kek, bytes(row[0]), "enrolment:" + keid)
 
-    async def count_contexts(self) -> int:
+    async def count_contexts(self) -> int | None:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
 
     async def ping(self) -> bool:

@@ -1,0 +1,78 @@
+"""BSF metrics (one registry per service instance, passed in; no module-level state)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class BsfMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.ub = Counter("gbagw_bsf_ub_responses", "Ub answers by outcome", ["outcome"], registry=r)
+        self.zn = Counter("gbagw_bsf_zn_answers", "Zn answers by (Experimental-)Result-Code", ["result"], registry=r)
+        self.zh_latency = Histogram(
+            "gbagw_bsf_zh_request_seconds", "Zh MAR/MAA round trip", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.store_latency = Histogram(
+            "gbagw_bsf_store_seconds", "Context store operations", ["op"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.live_contexts = Gauge("gbagw_bsf_live_contexts", "Unexpired bootstrapping contexts (SQLite)", registry=r)
+        self.hss_peer_up = Gauge("gbagw_bsf_hss_peer_up", "1 when the Zh connection to the HSS is up", registry=r)
+
+
+class TimedStore:
+    """A ContextStore that records each operation's latency."""
+
+    def __init__(self, inner: ContextStore, metrics: BsfMetrics) -> None:
+        self.inner = inner
+        self._h = metrics.store_latency
+
+    @asynccontextmanager
+    async def _timed(self, op: str) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._h.labels(op).observe(time.perf_counter() - start)
+
+    async def put_challenge(self, challenge: PendingChallenge) -> None:
+        async with self._timed("put_challenge"):
+            await self.inner.put_challenge(challenge)
+
+    async def take_challenge(self, nonce: str) -> PendingChallenge | None:
+        async with self._timed("take_challenge"):
+            return await self.inner.take_challenge(nonce)
+
+    async def put_context(self, ctx: BootstrapContext) -> None:
+        async with self._timed("put_context"):
+            await self.inner.put_context(ctx)
+
+    async def get_context(self, btid: str) -> BootstrapContext | None:
+        async with self._timed("get_context"):
+            return await self.inner.get_context(btid)
+
+    async def put_enrolment(self, rec: EnrolmentRecord) -> None:
+        async with self._timed("put_enrolment"):
+            await self.inner.put_enrolment(rec)
+
+    async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
+        async with self._timed("get_enrolment"):
+            return await self.inner.get_enrolment(keid)
+
+    async def count_contexts(self) -> int | None:
+        return await self.inner.count_contexts()
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()

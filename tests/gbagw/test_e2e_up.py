@@ -1,0 +1,89 @@
+"""`gbagw up` as a newcomer runs it: one process, every service, metrics moving, JSON logs without keys."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.procs import run_cli, start_gbagw
+
+pytestmark = pytest.mark.e2e
+
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OP = "cdc202d5123e20f62b6d676ac72cb318"
+IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
+ZERO_PORTS = {
+    f"GBAGW_{k}": "0"
+    for k in ("BSF_UB_PORT", "BSF_ZN_PORT", "HSS_ZH_PORT", "NAF_PORT", "MEF_PSK_PORT", "MEF_CERT_PORT", "MEF_MAF_PORT")
+}
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback test URL
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _metric(text: str, name: str, label: str) -> float:
+    for line in text.splitlines():
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
+    proc = start_gbagw(["up", "--data-dir", str(tmp_path)], tmp_path, ZERO_PORTS, "up")
+    try:
+        ub = proc.wait_for(r"bsf: Ub on (http://\S+/)").group(1)
+        naf = proc.wait_for(r"naf: demo NAF on (http://\S+/)").group(1)
+        admin = proc.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        assert _get(admin + "/healthz")[0] == 200
+        status, body = _get(admin + "/readyz")
+        assert status == 200, body
+
+        r = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp_path), "--impi", IMPI, "--k", K, "--op", OP])
+        assert r.returncode == 0, r.stderr
+        state = tmp_path / "ue.json"
+        r = run_cli(["ue", "bootstrap", "--bsf", ub, "--impi", IMPI, "--k", K, "--op", OP, "--state", str(state)])
+        assert r.returncode == 0, r.stderr
+        assert "@bsf.gba.test" in r.stdout
+        r = run_cli(["ue", "ua-get", "--state", str(state), "--url", naf + "hello"])
+        assert r.returncode == 0 and IMPI in r.stdout, r.stderr
+
+        _, metrics = _get(admin + "/metrics")
+        assert _metric(metrics, "gbagw_bsf_ub_responses_total", 'outcome="bootstrapped"') >= 1
+        assert _metric(metrics, "gbagw_bsf_ub_responses_total", 'outcome="challenge"') >= 1
+        assert _metric(metrics, "gbagw_hss_maa_total", 'result="2001"') >= 1
+        assert _metric(metrics, "gbagw_bsf_zn_answers_total", 'result="2001"') >= 1
+        assert _metric(metrics, "gbagw_naf_ua_responses_total", 'status="200"') >= 1
+        assert _metric(metrics, "gbagw_bsf_zh_request_seconds_count", "") >= 1
+        assert _metric(metrics, "gbagw_bsf_store_seconds_count", 'op="put_context"') >= 1
+    finally:
+        assert proc.stop() == 0  # SIGTERM: clean shutdown
+
+    ks = json.loads(state.read_text())["bootstrap"]["ks"]
+    lines = proc.logs.splitlines()
+    events = [json.loads(line) for line in lines]  # every line is one JSON event
+    assert any(e.get("rid") for e in events if e["msg"].startswith("ub: bootstrapped"))
+    assert ks not in proc.logs.lower() and K not in proc.logs.lower()
+
+
+def test_bsf_not_ready_without_hss(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    env = {"GBAGW_BSF_UB_PORT": "0", "GBAGW_BSF_ZN_PORT": "0", "GBAGW_BSF_HSS_PORT": str(dead)}
+    proc = start_gbagw(["bsf", "serve", "--data-dir", str(tmp_path)], tmp_path, env, "bsf")
+    try:
+        admin = proc.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        status, body = _get(admin + "/readyz")
+        assert status == 503 and "HSS peer down" in body
+        assert _get(admin + "/healthz")[0] == 200
+    finally:
+        proc.stop()
