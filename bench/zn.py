@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import free_port, pd_echo_rate, provision, request_rate, spawn, wait_line  # noqa: E402
+from bench.bootstrap import OPC, K, base_env, gbagw_lab  # noqa: E402
+from bench.procs import free_port, pd_echo_rate, request_rate, spawn  # noqa: E402
 from gba import kdf, ue  # noqa: E402
 from gbagw.ue_client import bootstrap  # noqa: E402
 from naf.config import NafConfig  # noqa: E402
 from naf.zn_client import ZnClient  # noqa: E402
 
-IMPI = "bench@ims.test"
 
-
-async def _zn_rate(zn_port: int, btid: str, n: int, inflight: int) -> float:
+async def zn_rate(zn_port: int, btid: str, n: int, inflight: int) -> float:
     client = ZnClient(NafConfig(bsf_port=zn_port, zn_timeout=30))
     naf_id = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST)
 
@@ -39,46 +38,33 @@ async def _zn_rate(zn_port: int, btid: str, n: int, inflight: int) -> float:
     return rate
 
 
+def bootstrap_one(ub_url: str) -> str:
+    """Bootstrap the lab's first UE and return its B-TID."""
+    return asyncio.run(bootstrap(ub_url, ue.UeClient(ue.Usim(K, OPC), "ue0@ims.bench", "bsf.gba.test"))).btid
+
+
+@contextmanager
+def pd_echo_server() -> Iterator[int]:
+    port = free_port()
+    p, _ = spawn([sys.executable, "bench/pd_echo.py", "server", str(port)], r"(ready)", base_env())
+    try:
+        yield port
+    finally:
+        p.kill()
+        p.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     n = ap.parse_args().n
-    k, opc = os.urandom(16), os.urandom(16)
-    env = {key: v for key, v in os.environ.items() if not key.startswith("GBAGW_")}
-    hss_port = free_port()
-    env.update(
-        {
-            "GBAGW_HSS_ZH_PORT": str(hss_port),
-            "GBAGW_BSF_HSS_PORT": str(hss_port),
-            "GBAGW_BSF_UB_PORT": "0",
-            "GBAGW_BSF_ZN_PORT": "0",
-            "GBAGW_LOG_LEVEL": "WARNING",
-        }
-    )
-    gbagw = [sys.executable, "-m", "gbagw.cli"]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        provision(gbagw, tmp, IMPI, k, opc, env)
-        hss, _ = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env)
-        bsf, m = spawn([*gbagw, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env)
-        ub = m.group(1)
-        bsf_zn = int(wait_line(bsf, r"Zn Diameter on [\d.]+:(\d+)").group(1))
-        echo_port = free_port()
-        echo, _ = spawn([sys.executable, "bench/pd_echo.py", "server", str(echo_port)], r"(ready)")
-        try:
-            boot = asyncio.run(bootstrap(ub, ue.UeClient(ue.Usim(k, opc), IMPI, "bsf.gba.test")))
-            for inflight in (1, 50):
-                rows.append(
-                    (
-                        inflight,
-                        asyncio.run(_zn_rate(bsf_zn, boot.btid, n, inflight)),
-                        pd_echo_rate(echo_port, n, inflight),
-                    )
-                )
-        finally:
-            for p in (bsf, hss, echo):
-                p.terminate()
-                p.wait(10)
+    with gbagw_lab() as (urls, zn_ports, _tmp), pd_echo_server() as echo_port:
+        btid = bootstrap_one(urls[0])
+        for inflight in (1, 50):
+            rows.append(
+                (inflight, asyncio.run(zn_rate(zn_ports[0], btid, n, inflight)), pd_echo_rate(echo_port, n, inflight))
+            )
     print(f"Zn BIR/BIA per second, n={n}, 2 cores, BSF and echo server each in their own process")
     print(f"{'in flight':>9} {'BSF Zn':>10} {'pd echo (pd client)':>20} {'BSF / pd-echo ceiling':>22}")
     for inflight, rate, ceiling in rows:

@@ -51,10 +51,14 @@ class RedisStore:
     async def put_context(self, ctx: BootstrapContext) -> None:
         ttl = _ttl_ms(ctx.expires.timestamp())
         blob = seal_record(self._kek, ctx, "context:" + ctx.btid)
-        previous = await self._r.set(f"gbagw:{{impi:{ctx.impi}}}", ctx.btid.encode(), px=ttl, get=True)
-        await self._r.set(f"gbagw:{{ctx:{ctx.btid}}}", blob, px=ttl)
+        # One round trip for both single-key writes (no MULTI: the keys live in different Cluster slots).
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.set(f"gbagw:{{impi:{ctx.impi}}}", ctx.btid.encode(), px=ttl, get=True)
+            pipe.set(f"gbagw:{{ctx:{ctx.btid}}}", blob, px=ttl)
+            previous, _ = await pipe.execute()
         if previous is not None and _bytes(previous).decode() != ctx.btid:
-            await self._r.delete(f"gbagw:{{ctx:{_bytes(previous).decode()}}}")
+            # TS 33.220 4.5.2: the new context supersedes the IMPI's previous one.
+            await self._r.unlink(f"gbagw:{{ctx:{_bytes(previous).decode()}}}")
 
     async def get_context(self, btid: str) -> BootstrapContext | None:
         blob = await self._r.get(f"gbagw:{{ctx:{btid}}}")
