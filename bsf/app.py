@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 from pathlib import Path
 
 from aiohttp import web
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
 
 from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics, TimedStore
 from bsf.policy import NafPolicy
+from bsf.sbi_auth import BearerAuth
 from bsf.store import ContextStore
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 from bsf.ub import create_ub_app
 from bsf.zh_client import ZhClient
+from bsf.zn import ZnService
 from bsf.zn_diameter import ZnHandler
+from bsf.zn_sbi import NbspGbaApp
+from bsf.zn_soap import create_soap_app, server_ssl_context
 from gba import diameter as d
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
 
@@ -39,15 +47,28 @@ class BsfService:
         self.metrics = metrics
         self.store: ContextStore = TimedStore(store, metrics)
         self.zh = zh
+        self.zn_service = ZnService(self.store, NafPolicy(config.nafs))
         self._runner = web.AppRunner(create_ub_app(config, self.store, zh, metrics), access_log=None)
         self.zn = DiameterServer(
             NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,), host_ip=config.zn_host),
-            ZnHandler(config, self.store, NafPolicy(config.nafs), metrics),
+            ZnHandler(config, self.zn_service, metrics),
             allowed_peers=config.zn_peers,
         )
         self.ub_port: int | None = None
         self.zn_port: int | None = None
+        self.sbi_port: int | None = None
+        self.soap_port: int | None = None
         self._gauges: asyncio.Task[None] | None = None
+        auth = BearerAuth.from_file(config.sbi_oauth_jwks, config.sbi_oauth_audience) if config.sbi_oauth_jwks else None
+        self._sbi_app = NbspGbaApp(
+            config, self.zn_service, auth, lambda status: metrics.zn.labels("sbi", str(status)).inc()
+        )
+        self._sbi_stop = asyncio.Event()
+        self._sbi_task: asyncio.Task[None] | None = None
+        self._soap_runner = web.AppRunner(
+            create_soap_app(config, self.zn_service, lambda code: metrics.zn.labels("soap", str(code)).inc()),
+            access_log=None,
+        )
 
     async def start(self) -> int:
         await self._runner.setup()
@@ -55,6 +76,11 @@ class BsfService:
         await site.start()
         self.ub_port = int(self._runner.addresses[0][1])
         self.zn_port = await self.zn.start(self.config.zn_host, self.config.zn_port)
+        await self._start_sbi()
+        await self._soap_runner.setup()
+        tls = self._zn_ssl()
+        await web.TCPSite(self._soap_runner, self.config.zn_host, self.config.soap_port, ssl_context=tls).start()
+        self.soap_port = int(self._soap_runner.addresses[0][1])
         self._gauges = asyncio.create_task(self._update_gauges())
         log.info(
             "BSF %s: Ub on http://%s:%d/, Zn on %s:%d",
@@ -65,6 +91,32 @@ class BsfService:
             self.zn_port,
         )
         return self.ub_port
+
+    def _zn_ssl(self) -> ssl.SSLContext | None:
+        c = self.config
+        if c.zn_tls_cert is None or c.zn_tls_key is None:
+            return None
+        return server_ssl_context(str(c.zn_tls_cert), str(c.zn_tls_key), str(c.zn_tls_ca) if c.zn_tls_ca else None)
+
+    async def _start_sbi(self) -> None:
+        """hypercorn on a socket bound here, so that port 0 works and the bound port is known."""
+        c = self.config
+        sock = socket.create_server((c.zn_host, c.sbi_port))
+        self.sbi_port = int(sock.getsockname()[1])
+        hc = HypercornConfig()
+        hc.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the descriptor from here on
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("gbagw.bsf.sbi.server")
+        hc.graceful_timeout = 5.0
+        if c.zn_tls_cert is not None and c.zn_tls_key is not None:
+            hc.certfile, hc.keyfile = str(c.zn_tls_cert), str(c.zn_tls_key)
+            hc.alpn_protocols = ["h2", "http/1.1"]
+            if c.zn_tls_ca is not None:
+                hc.ca_certs = str(c.zn_tls_ca)
+                hc.verify_mode = ssl.CERT_REQUIRED
+        self._sbi_task = asyncio.create_task(
+            hypercorn_serve(self._sbi_app, hc, shutdown_trigger=self._sbi_stop.wait)  # type: ignore[arg-type]
+        )
 
     async def _update_gauges(self) -> None:
         while True:
@@ -93,6 +145,10 @@ class BsfService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gauges
         await self._runner.cleanup()
+        await self._soap_runner.cleanup()
+        self._sbi_stop.set()
+        if self._sbi_task is not None:
+            await self._sbi_task
         await self.zn.close()
         await self.zh.close()
         await self.store.close()

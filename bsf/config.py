@@ -39,6 +39,14 @@ class BsfConfig:
     # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).
     zn_peers: tuple[str, ...] | None = None
     admin_port: int = 9180  # /metrics /healthz /readyz
+    sbi_port: int = 29309  # Zn as Nbsp_GBA (TS 29.309), HTTP/2 (h2c or TLS) with HTTP/1.1 fallback
+    soap_port: int = 29109  # Zn over SOAP (TS 29.109 Annex D)
+    # TLS for the SBI and SOAP listeners; with zn_tls_ca set, NAFs must present a certificate (their identity).
+    zn_tls_cert: Path | None = None
+    zn_tls_key: Path | None = None
+    zn_tls_ca: Path | None = None
+    sbi_oauth_jwks: Path | None = None  # OAuth2 bearer check on Nbsp_GBA: off when unset
+    sbi_oauth_audience: str | None = None
 
     @property
     def http_realm(self) -> str:

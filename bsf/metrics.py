@@ -18,7 +18,12 @@ class BsfMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.ub = Counter("gbagw_bsf_ub_responses", "Ub answers by outcome", ["outcome"], registry=r)
-        self.zn = Counter("gbagw_bsf_zn_answers", "Zn answers by (Experimental-)Result-Code", ["result"], registry=r)
+        self.zn = Counter(
+            "gbagw_bsf_zn_answers",
+            "Zn answers by flavour (diameter, sbi, soap) and result",
+            ["via", "result"],
+            registry=r,
+        )
         self.zh_latency = Histogram(
             "gbagw_bsf_zh_request_seconds", "Zh MAR/MAA round trip", buckets=_LATENCY_BUCKETS, registry=r
         )

@@ -37,7 +37,8 @@ from hss_stub.config import HssConfig
 from hss_stub.store import StoreError, SubscriberStore
 from naf.app import NafService, create_naf
 from naf.mef_client import KmRefused, MefClient
-from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
+from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
+from naf.zn_http_clients import create_zn_client
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -250,6 +251,10 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{service.zn_port}", flush=True)
+        print(
+            f"bsf: Zn Nbsp_GBA on {bsf.zn_host}:{service.sbi_port}, Zn SOAP on {bsf.zn_host}:{service.soap_port}",
+            flush=True,
+        )
 
     admin = AdminServer([service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
@@ -288,6 +293,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{bsf_service.zn_port}")
+        print(
+            f"bsf: Zn Nbsp_GBA on {bsf.zn_host}:{bsf_service.sbi_port}, Zn SOAP on {bsf.zn_host}:"
+            f"{bsf_service.soap_port}"
+        )
         print(f"naf: demo NAF on http://{naf.host}:{naf_port}/ (Ua digest realm 3GPP-bootstrapping@{naf.fqdn})")
         print(
             f"mef: Enrolee TLS-PSK on {mef.host}:{mef_ports['psk']}, certificate on :{mef_ports['cert']}, "
@@ -535,7 +544,9 @@ def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
         naf_id = kdf.NafId(args.naf_fqdn, _ua_id(args.ua_id))
     except kdf.KdfError as exc:
         raise CliError(str(exc)) from None
-    client = ZnClient(naf)
+    if args.via:
+        naf = dataclasses.replace(naf, zn_via=args.via)
+    client = create_zn_client(naf)
 
     async def fetch() -> NafKey:
         try:
@@ -625,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naf-fqdn", required=True)
     p.add_argument("--ua-id", help="Ua security protocol id, 10 hex digits (default 0100000002)")
     p.add_argument("--gsid", action="append", default=[])
+    p.add_argument("--via", choices=("diameter", "sbi", "soap"), help="Zn flavour (default: naf.zn_via)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_naf_fetch_key)
     p = nsub.add_parser("fetch-km", help="as a MAF, fetch Km by KeID from the MEF (mutual TLS)")

@@ -112,6 +112,16 @@ def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
     return Path(value)
 
 
+def _optional_path(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
+    return _path(cfg, name, value) if value else None
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
 def _port(name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
         raise ConfigError(f"{name} must be a TCP port (0-65535), got {value!r}")
@@ -172,6 +182,8 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     zn_peers = s["zn_peers"]
     if not isinstance(zn_peers, list) or not all(isinstance(p, str) for p in zn_peers):
         raise ConfigError("bsf.zn_peers must be a list of Diameter identities")
+    if bool(s["zn_tls_cert"]) != bool(s["zn_tls_key"]):
+        raise ConfigError("bsf.zn_tls_cert and bsf.zn_tls_key go together")
     return BsfConfig(
         fqdn=_fqdn("bsf.fqdn", s["fqdn"]),
         realm=_fqdn("bsf.realm", s["realm"]),
@@ -190,6 +202,13 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         nafs=tuple(nafs),
         zn_peers=tuple(zn_peers) or None,
         admin_port=_port("bsf.admin_port", s["admin_port"]),
+        sbi_port=_port("bsf.sbi_port", s["sbi_port"]),
+        soap_port=_port("bsf.soap_port", s["soap_port"]),
+        zn_tls_cert=_optional_path(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
+        zn_tls_key=_optional_path(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
+        zn_tls_ca=_optional_path(cfg, "bsf.zn_tls_ca", s["zn_tls_ca"]),
+        sbi_oauth_jwks=_optional_path(cfg, "bsf.sbi_oauth_jwks", s["sbi_oauth_jwks"]),
+        sbi_oauth_audience=str(s["sbi_oauth_audience"]) or None,
     )
 
 
@@ -210,6 +229,14 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         gsids=tuple(str(g) for g in gsids),
         zn_timeout=_positive("naf.zn_timeout", s["zn_timeout"]),
         admin_port=_port("naf.admin_port", s["admin_port"]),
+        zn_via=_choice("naf.zn_via", s["zn_via"], ("diameter", "sbi", "soap")),
+        sbi_url=str(s["sbi_url"]),
+        soap_url=str(s["soap_url"]),
+        sbi_token=str(s["sbi_token"]) or None,
+        tls_cert=_optional_path(cfg, "naf.tls_cert", s["tls_cert"]),
+        tls_key=_optional_path(cfg, "naf.tls_key", s["tls_key"]),
+        tls_ca=_optional_path(cfg, "naf.tls_ca", s["tls_ca"]),
+        tls_server_name=str(s["tls_server_name"]) or None,
     )
 
 

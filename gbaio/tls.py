@@ -118,8 +118,11 @@ def cert_context(
 def peer_names(conn: SSL.Connection) -> set[str]:
     """SAN dNSNames (or the CN when there are none) of the verified peer certificate, lower-cased."""
     cert = conn.get_peer_certificate(as_cryptography=True)
-    if cert is None:
-        return set()
+    return cert_names(cert) if cert is not None else set()
+
+
+def cert_names(cert: x509.Certificate) -> set[str]:
+    """SAN dNSNames of a certificate (or its CN when there are none), lower-cased."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}

@@ -13,13 +13,14 @@ from naf.demo import create_demo_naf
 from naf.key_cache import KeyCache
 from naf.metrics import NafMetrics
 from naf.ua_digest import UaDigestAuth
-from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw.naf")
 
 
 class NafService:
-    def __init__(self, config: NafConfig, zn: ZnClient, metrics: NafMetrics) -> None:
+    def __init__(self, config: NafConfig, zn: ZnKeySource, metrics: NafMetrics) -> None:
         self.config = config
         self.zn = zn
         self.metrics = metrics
@@ -41,6 +42,8 @@ class NafService:
         return key
 
     async def readiness(self) -> str | None:
+        if not isinstance(self.zn, ZnClient):
+            return None  # HTTP Zn flavours have no standing connection to check
         try:
             await self.zn.client.ensure_connected()
         except DiameterError as exc:
@@ -66,5 +69,5 @@ class NafService:
         await self.zn.close()
 
 
-def create_naf(config: NafConfig, zn: ZnClient | None = None, metrics: NafMetrics | None = None) -> NafService:
-    return NafService(config, zn or ZnClient(config), metrics or NafMetrics())
+def create_naf(config: NafConfig, zn: ZnKeySource | None = None, metrics: NafMetrics | None = None) -> NafService:
+    return NafService(config, zn or create_zn_client(config), metrics or NafMetrics())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,11 @@ class NafConfig:
     zn_timeout: float = 5.0
     nonce_lifetime: int = 300  # seconds a Ua digest nonce stays usable
     admin_port: int = 9182  # /metrics /healthz /readyz
+    zn_via: str = "diameter"  # diameter | sbi | soap
+    sbi_url: str = "http://127.0.0.1:29309"  # Nbsp_GBA apiRoot (http:// = h2c prior knowledge)
+    soap_url: str = "http://127.0.0.1:29109/GBAService"
+    sbi_token: str | None = None  # OAuth2 access token for Nbsp_GBA, when the BSF requires one
+    tls_cert: Path | None = None  # client certificate for https:// Zn (the NAF's identity)
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from gba import diameter as d
 from gba.kdf import NafId
@@ -47,6 +48,14 @@ class NafKey:
 
     def __repr__(self) -> str:  # keys never appear in reprs (logs, tracebacks)
         return f"NafKey(btid={self.btid!r}, naf={self.naf_id.fqdn!r}, impi={self.impi!r}, expires={self.expires})"
+
+
+class ZnKeySource(Protocol):
+    """What a NAF needs from Zn, whatever the flavour (Diameter, Nbsp_GBA, SOAP)."""
+
+    async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey: ...
+
+    async def close(self) -> None: ...
 
 
 class ZnClient:

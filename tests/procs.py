@@ -26,6 +26,7 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBAGW_")}
     # Admin listeners on ephemeral ports, so that several services of one test never collide.
     env.update({f"GBAGW_{svc}_ADMIN_PORT": "0" for svc in ("BSF", "HSS", "NAF")})
+    env.update({"GBAGW_BSF_SBI_PORT": "0", "GBAGW_BSF_SOAP_PORT": "0"})
     env.update(extra or {})
     return env
 

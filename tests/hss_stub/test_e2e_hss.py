@@ -104,7 +104,8 @@ async def test_vector_sqn_resync_and_errors(hss: tuple[Proc, int, Path]) -> None
         resynced = await _ask(client, _mar(IMPI, rand + milenage.build_auts(mil, rand, sqn_ms)))
         assert _check_vector(resynced) == next_sqn(sqn_ms)
 
-        bad_auts = milenage.build_auts(mil, rand, sqn_ms)[:-1] + b"\x00"
+        good_auts = milenage.build_auts(mil, rand, sqn_ms)
+        bad_auts = good_auts[:-1] + bytes([good_auts[-1] ^ 0x01])  # MAC-S off by one bit
         refused = await _ask(client, _mar(IMPI, rand + bad_auts))
         assert refused.result_code == d.ResultCode.AUTHENTICATION_REJECTED and refused.sip_authenticate is None
         short = await _ask(client, _mar(IMPI, b"\x00" * 10))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import httpx
 import pytest
 
 from gba import digest, kdf, ue
@@ -16,7 +19,8 @@ from gba.ua import KeyKind, answer_challenge, digest_password
 from gbagw.ue_client import bootstrap
 from naf.config import NafConfig
 from naf.tls_psk import PskClient, PskHandshakeError, PskServer
-from naf.zn_client import NafKey, ZnClient, ZnRefused
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused
+from naf.zn_http_clients import create_zn_client
 from tests.pcaptool import decode_with_tshark
 from tests.procs import Proc, gbagw_process, run_cli, tshark_capture
 
@@ -68,16 +72,31 @@ def _free_port() -> int:
 
 
 class Lab:
-    def __init__(self, tmp: Path, ub: str, zn_port: int, naf_url: str, bsf: Proc) -> None:
+    def __init__(self, tmp: Path, ub: str, zn_port: int, naf_url: str, bsf: Proc, sbi: int, soap: int) -> None:
         self.tmp, self.ub, self.zn_port, self.naf_url, self.bsf = tmp, ub, zn_port, naf_url, bsf
+        self.sbi_url, self.soap_url = f"http://127.0.0.1:{sbi}", f"http://127.0.0.1:{soap}/GBAService"
 
-    def zn(self, fqdn: str = "naf.gba.test", gba_u_aware: bool = False) -> ZnClient:
-        return ZnClient(NafConfig(fqdn=fqdn, bsf_port=self.zn_port, gba_u_aware=gba_u_aware))
+    def zn(self, fqdn: str = "naf.gba.test", gba_u_aware: bool = False, via: str = "diameter") -> ZnKeySource:
+        cfg = NafConfig(
+            fqdn=fqdn,
+            bsf_port=self.zn_port,
+            gba_u_aware=gba_u_aware,
+            zn_via=via,
+            sbi_url=self.sbi_url,
+            soap_url=self.soap_url,
+        )
+        return create_zn_client(cfg)
 
     async def fetch(
-        self, btid: str, naf_id: kdf.NafId, host: str = "naf.gba.test", aware: bool = False, gsids: tuple[str, ...] = ()
+        self,
+        btid: str,
+        naf_id: kdf.NafId,
+        host: str = "naf.gba.test",
+        aware: bool = False,
+        gsids: tuple[str, ...] = (),
+        via: str = "diameter",
     ) -> NafKey:
-        client = self.zn(host, aware)
+        client = self.zn(host, aware, via)
         try:
             return await client.fetch_key(btid, naf_id, gsids)
         finally:
@@ -104,10 +123,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         with gbagw_process(["bsf", "serve", *common], tmp, env, "bsf") as bsf:
             ub = bsf.wait_for(r"Ub on (http://\S+/)").group(1)
             zn_port = int(bsf.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1))
+            http = bsf.wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+), Zn SOAP on [\d.]+:(\d+)")
             naf_env = {**env, "GBAGW_NAF_PORT": "0", "GBAGW_NAF_BSF_PORT": str(zn_port)}
             with gbagw_process(["naf", "serve", *common], tmp, naf_env, "naf") as naf:
                 naf_url = naf.wait_for(r"demo NAF on (http://\S+/)").group(1)
-                yield Lab(tmp, ub, zn_port, naf_url, bsf)
+                yield Lab(tmp, ub, zn_port, naf_url, bsf, int(http.group(1)), int(http.group(2)))
                 assert hss.popen.poll() is None and naf.popen.poll() is None
 
 
@@ -198,6 +218,7 @@ async def test_tls_psk_ua_handshake(lab: Lab) -> None:
     boot = await bootstrap(lab.ub, _ue())
     loop = asyncio.get_running_loop()
     zn = lab.zn()
+    assert isinstance(zn, ZnClient)
 
     def lookup(kind: KeyKind, btid: str, naf_id: kdf.NafId) -> bytes | None:
         try:
@@ -288,7 +309,7 @@ def test_no_key_material_in_logs(lab: Lab) -> None:
     naf_key = boot.naf_keys(DIGEST_NAF)[0]
     asyncio.run(lab.fetch(boot.btid, DIGEST_NAF))
     logs = "".join(f.read_text() for f in lab.tmp.glob("*.stderr.log"))
-    assert "zn: naf.gba.test" in logs
+    assert "zn/diameter: naf.gba.test for naf.gba.test" in logs
     import base64
 
     for secret in (boot.ks, naf_key, bytes.fromhex(K), bytes.fromhex(OPC)):
@@ -304,3 +325,88 @@ def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
     assert r.returncode == 0, r.stderr
     assert IMPI in r.stdout
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # the state file holds Ks
+
+
+VIAS = ("diameter", "sbi", "soap")
+
+
+async def test_all_zn_flavours_give_the_same_keys(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
+    naf_id = kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    ext, internal = boot.naf_keys(naf_id)
+    keys = {via: await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", True, ("1000001",), via) for via in VIAS}
+    for via, key in keys.items():
+        assert key.me_key == ext and key.uicc_key == internal, via
+        assert key.impi == IMPI_U and key.expires == boot.lifetime, via
+        assert [u.uids for u in key.uss] == [("sip:u@ims.test",)], via
+    unaware = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", False, (), "sbi")
+    assert unaware.uicc_key is None and unaware.me_key == ext
+
+
+@pytest.mark.parametrize("via", ["sbi", "soap"])
+async def test_http_zn_refusals(lab: Lab, via: str) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    cases = [
+        ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", "naf.gba.test", 5403),
+        (boot.btid, "intruder.gba.test", 5402),
+        (boot.btid, "strict.gba.test", 5402),
+    ]
+    for btid, fqdn, code in cases:
+        with pytest.raises(ZnRefused) as exc:
+            await lab.fetch(btid, kdf.NafId(fqdn, kdf.UaProtocol.HTTP_DIGEST.value), fqdn, via=via)
+        assert exc.value.code == code, (via, fqdn)
+
+
+async def test_nbsp_gba_speaks_http2_and_http11(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    body = {"btId": boot.btid, "nafId": {"nafFqdn": "naf.gba.test", "uaSecProtId": "0100000002"}}
+    url = lab.sbi_url + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+    async with httpx.AsyncClient(http1=False, http2=True) as h2:  # h2c with prior knowledge
+        r = await h2.post(url, json=body)
+        assert r.http_version == "HTTP/2" and r.status_code == 200
+        assert r.json()["meKeyMaterial"] == boot.naf_keys(DIGEST_NAF)[0].hex()
+        bad = await h2.post(url, json={"nafId": {}})
+        assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["cause"] == "MANDATORY_IE_MISSING"
+        assert (await h2.post(url, content=b"x", headers={"content-type": "text/plain"})).status_code == 415
+        assert (await h2.get(url)).status_code == 405
+    async with httpx.AsyncClient() as h1:
+        r = await h1.post(url, json=body)
+        assert r.http_version == "HTTP/1.1" and r.status_code == 200
+
+
+def test_schemathesis_against_nbsp_gba(lab: Lab) -> None:
+    spec = Path(__file__).resolve().parents[2] / "docs" / "openapi" / "nbsp-gba.yaml"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            str(spec),
+            "--url",
+            lab.sbi_url + "/nbsp-gba/v1",
+            "--checks",
+            "all",
+            "--max-examples",
+            "60",
+            "--suppress-health-check",
+            "all",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_fetch_key_cli_via_each_flavour(lab: Lab) -> None:
+    boot = asyncio.run(bootstrap(lab.ub, _ue()))
+    env = {"GBAGW_NAF_BSF_PORT": str(lab.zn_port), "GBAGW_NAF_SBI_URL": lab.sbi_url, "GBAGW_NAF_SOAP_URL": lab.soap_url}
+    for via in VIAS:
+        r = run_cli(
+            ["naf", "fetch-key", "--btid", boot.btid, "--naf-fqdn", "naf.gba.test", "--via", via, "--json"], env=env
+        )
+        assert r.returncode == 0, (via, r.stderr)
+        assert boot.naf_keys(DIGEST_NAF)[0].hex() in r.stdout

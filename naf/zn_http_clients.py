@@ -1,0 +1,151 @@
+"""Zn clients for the HTTP flavours: Nbsp_GBA (TS 29.309, HTTP/2 via httpx) and Zn-WS SOAP (TS 29.109
+Annex D). Both return the same NafKey as the Diameter ZnClient and raise the same ZnRefused/ZnUnavailable
+(with the Diameter-equivalent code: 5403 unknown B-TID, 5402 not authorized).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from gba import zn_soap
+from gba.diameter import ExperimentalResult
+from gba.kdf import NafId
+from gba.safexml import XmlError
+from gba.uss import Uss, UssError, parse_uss_list
+from naf.config import NafConfig
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+
+KEY_CHOICE = {
+    "ME_BASED_KEY": "ME-based-key",
+    "UICC_BASED_KEY": "UICC-based-key",
+    "ME_UICC_BASED_KEYS": "ME-UICC-based-keys",
+}
+
+
+def _tls(config: NafConfig) -> ssl.SSLContext | bool:
+    if config.tls_ca is None:
+        return True
+    ctx = ssl.create_default_context(cafile=str(config.tls_ca))
+    if config.tls_cert is not None and config.tls_key is not None:
+        ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    return ctx
+
+
+def _sni(config: NafConfig) -> dict[str, Any]:
+    return {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
+
+
+def _time(text: Any) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def _uss_from_json(items: list[dict[str, Any]]) -> tuple[Uss, ...]:
+    out = []
+    for item in items:
+        u = item["uss"]
+        out.append(
+            Uss(
+                gsid=str(u["gsId"]),
+                service_type=int(u["gsType"]),
+                naf_group=u.get("nafGroup"),
+                uids=tuple(str(x["ueId"]) for x in u.get("ueIds", [])),
+                flags=tuple(int(f["flag"]) for f in u.get("flags", [])),
+                key_choice=KEY_CHOICE.get(u.get("keyChoice", ""), u.get("keyChoice")),
+            )
+        )
+    return tuple(out)
+
+
+class SbiZnClient:
+    """Nbsp_GBA consumer. HTTP/2: prior knowledge on http://, ALPN on https://."""
+
+    def __init__(self, config: NafConfig) -> None:
+        self.config = config
+        secure = config.sbi_url.startswith("https://")
+        self._http = httpx.AsyncClient(http1=secure, http2=True, verify=_tls(config), timeout=config.zn_timeout)
+
+    async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
+        gsids = tuple(self.config.gsids if gsids is None else gsids)
+        body: dict[str, Any] = {
+            "btId": btid,
+            "nafId": {"nafFqdn": naf_id.fqdn, "uaSecProtId": naf_id.ua_id.hex()},
+            "gbaUAware": self.config.gba_u_aware,
+        }
+        if gsids:
+            body["gsIds"] = [int(g) for g in gsids]
+        headers = {"Authorization": f"Bearer {self.config.sbi_token}"} if self.config.sbi_token else {}
+        url = self.config.sbi_url.rstrip("/") + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+        try:
+            resp = await self._http.post(url, json=body, headers=headers, extensions=_sni(self.config))
+        except httpx.HTTPError as exc:
+            raise ZnUnavailable(f"Nbsp_GBA request failed: {exc}") from None
+        if resp.status_code == 404:
+            raise ZnRefused(ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID)
+        if resp.status_code == 403:
+            raise ZnRefused(ExperimentalResult.ERROR_NOT_AUTHORIZED)
+        if resp.status_code != 200:
+            raise ZnRefused(resp.status_code)
+        doc = resp.json()
+        return NafKey(
+            btid,
+            naf_id,
+            doc.get("impi"),
+            bytes.fromhex(doc["meKeyMaterial"]),
+            bytes.fromhex(doc["uiccKeyMaterial"]) if "uiccKeyMaterial" in doc else None,
+            _time(doc["keyExpiryTime"]),
+            _time(doc["bootstrappingInfoCreationTime"]) if "bootstrappingInfoCreationTime" in doc else None,
+            0,
+            _uss_from_json(doc.get("ussList", [])),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+class SoapZnClient:
+    def __init__(self, config: NafConfig) -> None:
+        self.config = config
+        self._http = httpx.AsyncClient(verify=_tls(config), timeout=config.zn_timeout)
+
+    async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
+        gsids = tuple(self.config.gsids if gsids is None else gsids)
+        req = zn_soap.build_request(zn_soap.SoapRequest(btid, naf_id.encode(), gsids, self.config.gba_u_aware))
+        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{zn_soap.SOAP_ACTION}"'}
+        try:
+            resp = await self._http.post(
+                self.config.soap_url, content=req, headers=headers, extensions=_sni(self.config)
+            )
+        except httpx.HTTPError as exc:
+            raise ZnUnavailable(f"Zn SOAP request failed: {exc}") from None
+        try:
+            answer = zn_soap.parse_response(resp.content)
+        except XmlError as exc:
+            raise ZnRefused(resp.status_code) from exc
+        if isinstance(answer, tuple):
+            raise ZnRefused(answer[0])
+        uss: tuple[Uss, ...] = ()
+        if answer.uss_list:
+            try:
+                uss = parse_uss_list(answer.uss_list.encode("utf-8"))
+            except UssError:
+                uss = ()
+        return NafKey(
+            btid, naf_id, answer.impi, answer.me_key, answer.uicc_key, answer.key_expiry, answer.creation, 0, uss
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def create_zn_client(config: NafConfig) -> ZnKeySource:
+    """The Zn client selected by ``naf.zn_via``."""
+    if config.zn_via == "sbi":
+        return SbiZnClient(config)
+    if config.zn_via == "soap":
+        return SoapZnClient(config)
+    return ZnClient(config)
