@@ -57,6 +57,11 @@ def base_env() -> dict[str, str]:
             "GBAGW_BSF_ADMIN_PORT": "0",
             "GBAGW_HSS_ADMIN_PORT": "0",
             "GBAGW_NAF_ADMIN_PORT": "0",
+            "GBAGW_BSF_SBI_PORT": "0",
+            "GBAGW_BSF_SOAP_PORT": "0",
+            # The load generator cycles 50 UEs thousands of times a second: no abuse limits here.
+            "GBAGW_BSF_RATE_PER_IMPI": "0",
+            "GBAGW_BSF_RATE_PER_SOURCE": "0",
         }
     )
     return env

@@ -72,7 +72,12 @@ class BsfService:
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.ub_host, self.config.ub_port)
+        ub_tls = None
+        if self.config.ub_tls_cert is not None and self.config.ub_tls_key is not None:
+            ub_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ub_tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            ub_tls.load_cert_chain(str(self.config.ub_tls_cert), str(self.config.ub_tls_key))
+        site = web.TCPSite(self._runner, self.config.ub_host, self.config.ub_port, ssl_context=ub_tls)
         await site.start()
         self.ub_port = int(self._runner.addresses[0][1])
         self.zn_port = await self.zn.start(self.config.zn_host, self.config.zn_port)

@@ -45,6 +45,14 @@ class BsfConfig:
     zn_tls_cert: Path | None = None
     zn_tls_key: Path | None = None
     zn_tls_ca: Path | None = None
+    ub_tls_cert: Path | None = None  # HTTPS on Ub (TS 33.220 recommends it; mandatory for 2G GBA)
+    ub_tls_key: Path | None = None
+    # Abuse limits (bsf.limits): vectors per minute per IMPI and per source address, live challenges per process.
+    rate_per_impi: float = 30.0
+    rate_burst_impi: int = 5
+    rate_per_source: float = 600.0
+    rate_burst_source: int = 50
+    max_pending_challenges: int = 10_000
     sbi_oauth_jwks: Path | None = None  # OAuth2 bearer check on Nbsp_GBA: off when unset
     sbi_oauth_audience: str | None = None
 

@@ -5,7 +5,8 @@ instance sharing it can take either request of a bootstrap.
 
 Status codes (the specs leave them open): 400 malformed Authorization; 401 challenge (also a fresh one,
 ``stale=true``, when the nonce is unknown, used or expired); 403 wrong response, unknown IMPI or
-refused resynchronisation (final, the vector is spent); 503 + Retry-After when the HSS cannot be asked.
+refused resynchronisation (final, the vector is spent); 429 + Retry-After past the per-IMPI or per-source
+vector rate; 503 + Retry-After when the HSS cannot be asked or too many challenges are pending.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import math
 import os
 
 from aiohttp import web
 
 from bsf.config import BsfConfig
+from bsf.limits import PendingCap, TokenBuckets
 from bsf.metrics import BsfMetrics
 from bsf.store import BootstrapContext, ContextStore, PendingChallenge
 from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
@@ -56,15 +59,38 @@ class UbHandler:
         self.store = store
         self.zh = zh
         self._outcomes = metrics.ub
+        self._per_impi = TokenBuckets(config.rate_per_impi, config.rate_burst_impi)
+        self._per_source = TokenBuckets(config.rate_per_source, config.rate_burst_source)
+        self._pending = PendingCap(config.max_pending_challenges, config.challenge_lifetime)
 
     def _plain(self, status: int, text: str, outcome: str, headers: dict[str, str] | None = None) -> web.Response:
         self._outcomes.labels(outcome).inc()
         h = {"Server": SERVER_PRODUCT, **(headers or {})}
         return web.Response(status=status, text=text + "\n", headers=h)
 
+    def _ration(self, impi: str, source: str) -> web.Response | None:
+        """A 429 or 503 when this vector request exceeds the abuse limits (bsf.limits), else None."""
+        wait = max(self._per_source.take(source), self._per_impi.take(impi))
+        if wait > 0:
+            log.info("ub: rate limit for %s from %s; retry in %.0fs", impi, source, wait)
+            return self._plain(
+                429, "too many bootstraps, retry later", "rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))}
+            )
+        if not self._pending.admit():
+            log.warning("ub: %d pending challenges: refusing new ones", self._pending.limit)
+            return self._plain(
+                503,
+                "too many pending challenges, retry later",
+                "pending_cap",
+                {"Retry-After": str(self.config.retry_after)},
+            )
+        return None
+
     async def _challenge(
-        self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False
+        self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False, source: str = ""
     ) -> web.Response:
+        if resync_info is None and (refused := self._ration(impi, source)) is not None:
+            return refused
         try:
             vec = await self.zh.fetch_vector(impi, resync_info)
         except HssUnavailable:
@@ -113,13 +139,14 @@ class UbHandler:
         if not cred.username:
             return self._plain(400, "username (IMPI) is empty", "bad_request")
         ua_uicc = UICC_PRODUCT in _ua_tokens(request)
+        source = request.remote or ""
         if cred.is_initial:
-            return await self._challenge(cred.username, ua_uicc)
+            return await self._challenge(cred.username, ua_uicc, source=source)
         body = await request.read()
         pending = await self.store.take_challenge(cred.nonce)
         if pending is None or pending.impi != cred.username:
             log.info("ub: unknown, used or expired nonce from %s; new challenge", cred.username)
-            return await self._challenge(cred.username, ua_uicc, stale=True)
+            return await self._challenge(cred.username, ua_uicc, stale=True, source=source)
         problem = self._check_fields(cred, pending, request)
         if problem:
             log.info("ub: rejected answer from %s: %s", cred.username, problem)

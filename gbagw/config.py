@@ -134,6 +134,12 @@ def _fqdn(name: str, value: Any) -> str:
     return value
 
 
+def _non_negative(name: str, value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
 def _positive(name: str, value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
@@ -182,6 +188,8 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     zn_peers = s["zn_peers"]
     if not isinstance(zn_peers, list) or not all(isinstance(p, str) for p in zn_peers):
         raise ConfigError("bsf.zn_peers must be a list of Diameter identities")
+    if bool(s["ub_tls_cert"]) != bool(s["ub_tls_key"]):
+        raise ConfigError("bsf.ub_tls_cert and bsf.ub_tls_key go together")
     if bool(s["zn_tls_cert"]) != bool(s["zn_tls_key"]):
         raise ConfigError("bsf.zn_tls_cert and bsf.zn_tls_key go together")
     return BsfConfig(
@@ -207,6 +215,13 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zn_tls_cert=_optional_path(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
         zn_tls_key=_optional_path(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
         zn_tls_ca=_optional_path(cfg, "bsf.zn_tls_ca", s["zn_tls_ca"]),
+        ub_tls_cert=_optional_path(cfg, "bsf.ub_tls_cert", s["ub_tls_cert"]),
+        ub_tls_key=_optional_path(cfg, "bsf.ub_tls_key", s["ub_tls_key"]),
+        rate_per_impi=_non_negative("bsf.rate_per_impi", s["rate_per_impi"]),
+        rate_burst_impi=int(_positive("bsf.rate_burst_impi", s["rate_burst_impi"])),
+        rate_per_source=_non_negative("bsf.rate_per_source", s["rate_per_source"]),
+        rate_burst_source=int(_positive("bsf.rate_burst_source", s["rate_burst_source"])),
+        max_pending_challenges=int(_non_negative("bsf.max_pending_challenges", s["max_pending_challenges"])),
         sbi_oauth_jwks=_optional_path(cfg, "bsf.sbi_oauth_jwks", s["sbi_oauth_jwks"]),
         sbi_oauth_audience=str(s["sbi_oauth_audience"]) or None,
     )

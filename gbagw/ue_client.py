@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -20,11 +21,13 @@ class UbRefused(Exception):
         self.status = status
 
 
-async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0) -> Bootstrap:
+async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> Bootstrap:
+    """Run Ub (https:// URLs are verified with ``tls`` or the system trust store)."""
     path = urlsplit(url).path or "/"
     ue.uri = path
     headers = {"Authorization": ue.authorization(), "User-Agent": ue.user_agent}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+    connector = aiohttp.TCPConnector(ssl=tls) if tls is not None else None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), connector=connector) as session:
         for _ in range(MAX_ROUNDS):
             async with session.get(url, headers=headers) as resp:
                 body = await resp.read()
