@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bootstrap import gbagw_lab  # noqa: E402
 from bench.zn import bootstrap_one  # noqa: E402
-from bsf.store import BootstrapContext, seal_record  # noqa: E402
+from bsf.store import AAD_CONTEXT, BootstrapContext, seal_record  # noqa: E402
 from gba import kdf  # noqa: E402
 from naf.config import NafConfig  # noqa: E402
 from naf.zn_client import ZnClient  # noqa: E402
@@ -41,7 +41,7 @@ def _contexts(kek: bytes, start: int, stop: int) -> list[tuple[str, str, bytes, 
     for i in range(start, stop):
         btid = f"{i:022d}==@bsf.gba.test"
         ctx = BootstrapContext(btid, f"bulk{i}@ims.bench", os.urandom(16), os.urandom(32), now, expires, False, None)
-        out.append((btid, ctx.impi, seal_record(kek, ctx, "context:" + btid), expires.timestamp()))
+        out.append((btid, ctx.impi, seal_record(kek, ctx, AAD_CONTEXT + btid), expires.timestamp()))
     return out
 
 

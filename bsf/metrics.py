@@ -79,5 +79,8 @@ class TimedStore:
     async def ping(self) -> bool:
         return await self.inner.ping()
 
+    async def rekey(self, new_kek: bytes) -> int:
+        return await self.inner.rekey(new_kek)
+
     async def close(self) -> None:
         await self.inner.close()

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import hmac
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from bsf.config import BsfConfig
 from bsf.mef.server import MefService, create_mef
 from bsf.store import ContextStore
 from gba import kdf, milenage, onem2m, pki, ue
+from gba.keywrap import KeyWrapError
 from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
@@ -258,6 +260,44 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
 
     admin = AdminServer([service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
+    return EXIT_OK
+
+
+def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
+    """Re-seal every stored key under a new KEK, then install it (old one kept as <kek_file>.old).
+
+    Offline: stop every BSF/MEF using this store first; they hold the KEK in memory.
+    """
+    bsf = cfgmod.bsf_config(_load(args))
+    old = load_or_create_kek(bsf.kek_file, create=False)
+    new = load_or_create_kek(args.new_kek)  # an existing file is checked; a missing one is created (0600)
+    if hmac.compare_digest(old, new):
+        raise CliError("the new KEK equals the current one")
+    try:
+        store = open_store(bsf.store, old)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+    async def rotate() -> int:
+        try:
+            return await store.rekey(new)
+        finally:
+            await store.close()
+
+    try:
+        count = asyncio.run(rotate())
+    except KeyWrapError as exc:
+        raise CliError(f"a stored record does not open under the current KEK ({exc}); nothing changed") from None
+    backup = bsf.kek_file.with_name(bsf.kek_file.name + ".old")
+    fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(old)
+    tmp = bsf.kek_file.with_name(bsf.kek_file.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(new)
+    os.replace(tmp, bsf.kek_file)
+    print(f"re-sealed {count} record(s); {bsf.kek_file} now holds the new KEK, the old one is in {backup}")
     return EXIT_OK
 
 
@@ -624,6 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = bsub.add_parser("serve", help="run Ub (HTTP) and Zn (Diameter)")
     _common(p)
     p.set_defaults(func=cmd_bsf_serve)
+    p = bsub.add_parser("rotate-kek", help="re-seal stored keys under a new KEK (stop the BSFs first)")
+    _common(p)
+    p.add_argument("--new-kek", type=Path, required=True, help="KEK file to rotate to (created if missing)")
+    p.set_defaults(func=cmd_bsf_rotate_kek)
 
     naf = sub.add_parser("naf", help="NAF kit: demo NAF and Zn client")
     nsub = naf.add_subparsers(dest="naf_command", required=True)

@@ -14,6 +14,11 @@ from typing import Any, Protocol
 
 from gba.keywrap import seal, unseal
 
+# Associated-data prefixes of the sealed records, by record kind (see seal_record callers).
+AAD_CHALLENGE = "challenge:"
+AAD_CONTEXT = "context:"
+AAD_ENROLMENT = "enrolment:"
+
 
 @dataclass(frozen=True, slots=True)
 class PendingChallenge:
@@ -98,6 +103,11 @@ def unseal_enrolment(kek: bytes, blob: bytes, key: str) -> EnrolmentRecord:
     return EnrolmentRecord(**{k: _dec(v) for k, v in data.items()})
 
 
+def reseal(old_kek: bytes, new_kek: bytes, blob: bytes, key: str) -> bytes:
+    """The same record sealed under a new KEK (KEK rotation); raises KeyWrapError under a wrong old KEK."""
+    return seal(new_kek, unseal(old_kek, blob, key.encode()), key.encode())
+
+
 class ContextStore(Protocol):
     """One small async interface; SQLite and Redis implement it and share one contract test suite."""
 
@@ -122,5 +132,9 @@ class ContextStore(Protocol):
         ...
 
     async def ping(self) -> bool: ...
+
+    async def rekey(self, new_kek: bytes) -> int:
+        """Re-seal every stored record under ``new_kek`` (offline KEK rotation); returns the count."""
+        ...
 
     async def close(self) -> None: ...

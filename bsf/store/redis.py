@@ -12,9 +12,13 @@ import time
 import redis.asyncio as aioredis
 
 from bsf.store import (
+    AAD_CHALLENGE,
+    AAD_CONTEXT,
+    AAD_ENROLMENT,
     BootstrapContext,
     EnrolmentRecord,
     PendingChallenge,
+    reseal,
     seal_record,
     unseal_challenge,
     unseal_context,
@@ -38,19 +42,19 @@ class RedisStore:
         self._r = aioredis.from_url(url)
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
-        blob = seal_record(self._kek, challenge, "challenge:" + challenge.nonce)
+        blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
         await self._r.set(f"gbagw:{{ch:{challenge.nonce}}}", blob, px=_ttl_ms(challenge.expires.timestamp()))
 
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
         blob = await self._r.getdel(f"gbagw:{{ch:{nonce}}}")
         if blob is None:
             return None
-        ch = unseal_challenge(self._kek, _bytes(blob), "challenge:" + nonce)
+        ch = unseal_challenge(self._kek, _bytes(blob), AAD_CHALLENGE + nonce)
         return ch if ch.expires.timestamp() >= time.time() else None
 
     async def put_context(self, ctx: BootstrapContext) -> None:
         ttl = _ttl_ms(ctx.expires.timestamp())
-        blob = seal_record(self._kek, ctx, "context:" + ctx.btid)
+        blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
         # One round trip for both single-key writes (no MULTI: the keys live in different Cluster slots).
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.set(f"gbagw:{{impi:{ctx.impi}}}", ctx.btid.encode(), px=ttl, get=True)
@@ -64,22 +68,36 @@ class RedisStore:
         blob = await self._r.get(f"gbagw:{{ctx:{btid}}}")
         if blob is None:
             return None
-        ctx = unseal_context(self._kek, _bytes(blob), "context:" + btid)
+        ctx = unseal_context(self._kek, _bytes(blob), AAD_CONTEXT + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
 
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
-        blob = seal_record(self._kek, rec, "enrolment:" + rec.keid)
+        blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
         await self._r.set(f"gbagw:{{ke:{rec.keid}}}", blob, px=_ttl_ms(rec.expires.timestamp()))
 
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
         blob = await self._r.get(f"gbagw:{{ke:{keid}}}")
         if blob is None:
             return None
-        rec = unseal_enrolment(self._kek, _bytes(blob), "enrolment:" + keid)
+        rec = unseal_enrolment(self._kek, _bytes(blob), AAD_ENROLMENT + keid)
         return rec if rec.expires.timestamp() >= time.time() else None
 
     async def count_contexts(self) -> int | None:
         return None  # a SCAN over millions of keys is no metric; use Redis' own INFO keyspace
+
+    async def rekey(self, new_kek: bytes) -> int:
+        count = 0
+        for kind, prefix in (("ch", AAD_CHALLENGE), ("ctx", AAD_CONTEXT), ("ke", AAD_ENROLMENT)):
+            async for raw in self._r.scan_iter(match=f"gbagw:{{{kind}:*", count=1000):
+                name = _bytes(raw).decode()
+                blob = await self._r.get(name)
+                if blob is None:  # expired meanwhile
+                    continue
+                key = name[len(f"gbagw:{{{kind}:") : -1]
+                await self._r.set(name, reseal(self._kek, new_kek, _bytes(blob), prefix + key), keepttl=True)
+                count += 1
+        self._kek = new_kek
+        return count
 
     async def ping(self) -> bool:
         return bool(await self._r.ping())

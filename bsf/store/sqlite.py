@@ -8,9 +8,13 @@ import time
 from pathlib import Path
 
 from bsf.store import (
+    AAD_CHALLENGE,
+    AAD_CONTEXT,
+    AAD_ENROLMENT,
     BootstrapContext,
     EnrolmentRecord,
     PendingChallenge,
+    reseal,
     seal_record,
     unseal_challenge,
     unseal_context,
@@ -50,7 +54,7 @@ class SqliteStore:
         self._db.execute("DELETE FROM enrolments WHERE expires < ?", (now,))
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
-        blob = seal_record(self._kek, challenge, "challenge:" + challenge.nonce)
+        blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
         async with self._lock:
             now = time.time()
             self._sweep(now)
@@ -66,10 +70,10 @@ class SqliteStore:
             ).fetchone()
         if row is None or row[1] < time.time():
             return None
-        return unseal_challenge(self._kek, bytes(row[0]), "challenge:" + nonce)
+        return unseal_challenge(self._kek, bytes(row[0]), AAD_CHALLENGE + nonce)
 
     async def put_context(self, ctx: BootstrapContext) -> None:
-        blob = seal_record(self._kek, ctx, "context:" + ctx.btid)
+        blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
         async with self._lock:
             self._sweep(time.time())
             self._db.execute("BEGIN IMMEDIATE")
@@ -88,10 +92,10 @@ class SqliteStore:
         row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
-        return unseal_context(self._kek, bytes(row[0]), "context:" + btid)
+        return unseal_context(self._kek, bytes(row[0]), AAD_CONTEXT + btid)
 
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
-        blob = seal_record(self._kek, rec, "enrolment:" + rec.keid)
+        blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
         async with self._lock:
             self._sweep(time.time())
             self._db.execute(
@@ -102,10 +106,33 @@ class SqliteStore:
         row = self._db.execute("SELECT blob, expires FROM enrolments WHERE keid = ?", (keid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
-        return unseal_enrolment(self._kek, bytes(row[0]), "enrolment:" + keid)
+        return unseal_enrolment(self._kek, bytes(row[0]), AAD_ENROLMENT + keid)
 
     async def count_contexts(self) -> int | None:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
+
+    async def rekey(self, new_kek: bytes) -> int:
+        tables = (
+            ("challenges", "nonce", AAD_CHALLENGE),
+            ("contexts", "btid", AAD_CONTEXT),
+            ("enrolments", "keid", AAD_ENROLMENT),
+        )
+        count = 0
+        async with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, column, prefix in tables:
+                    rows = self._db.execute(f"SELECT {column}, blob FROM {table}").fetchall()  # noqa: S608
+                    for key, blob in rows:
+                        fresh = reseal(self._kek, new_kek, bytes(blob), prefix + key)
+                        self._db.execute(f"UPDATE {table} SET blob = ? WHERE {column} = ?", (fresh, key))  # noqa: S608
+                    count += len(rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._kek = new_kek
+        return count
 
     async def ping(self) -> bool:
         return bool(self._db.execute("SELECT 1").fetchone() == (1,))

@@ -127,3 +127,20 @@ async def test_enrolment_round_trip_and_expiry(store: ContextStore) -> None:
     )
     await store.put_enrolment(old)
     assert await store.get_enrolment(old.keid) is None
+
+
+async def test_rekey_reseals_everything(store: ContextStore) -> None:
+    new = os.urandom(32)
+    ctx, ch = _context(f"{uuid.uuid4().hex}@ims"), _challenge("r@ims")
+    rec = EnrolmentRecord(
+        f"{uuid.uuid4().hex}@mef.gba.test", os.urandom(32), "CAE", (), "psk", _now(), _now() + dt.timedelta(seconds=60)
+    )
+    await store.put_context(ctx)
+    await store.put_challenge(ch)
+    await store.put_enrolment(rec)
+    assert await store.rekey(new) >= 3
+    # The store now reads with the new KEK; a second store on the old KEK cannot open the records.
+    assert await store.get_context(ctx.btid) == ctx
+    assert await store.get_enrolment(rec.keid) == rec
+    assert await store.take_challenge(ch.nonce) == ch
+    await store.rekey(KEK)  # leave shared Redis data readable for the other tests
