@@ -42,7 +42,7 @@ def test_rotate_kek_keeps_contexts(tmp_path: Path) -> None:
             await stale.close()
 
         asyncio.run(check())
-        bsf2, url = lab.start_bsf("bsf2")
+        _bsf2, url = lab.start_bsf("bsf2")
         assert asyncio.run(bootstrap(url, _ue())).btid  # the restarted BSF works with the new KEK
         same = run_cli(["bsf", "rotate-kek", *lab.data, "--new-kek", str(tmp_path / "kek")])
         assert same.returncode == 2 and "equals" in same.stderr
