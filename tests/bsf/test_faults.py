@@ -1,0 +1,212 @@
+"""Fault injection with real processes: the BSF or Redis killed during a bootstrap load loses no B-TID
+that a UE received; a slow HSS turns into 503 within the Zh timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gba import diameter as d
+from gba import kdf, ue
+from gbagw.ue_client import UbRefused, bootstrap
+from gbaio.diameter_node import DiameterServer, NodeIdentity, PeerInfo
+from naf.config import NafConfig
+from naf.zn_client import ZnClient
+from tests.bsf.test_e2e_ub import OPC, K, Lab
+from tests.procs import Proc, run_cli
+
+pytestmark = pytest.mark.e2e
+
+N_UES = 400
+NAF_ID = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST.value)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _provision(lab: Lab, n: int) -> None:
+    toml = "".join(f'[[subscriber]]\nimpi = "load{i}@ims.test"\nk = "{K}"\nopc = "{OPC}"\n\n' for i in range(n))
+    (lab.tmp / "subs.toml").write_text(toml)
+    r = run_cli(["hss", "import", str(lab.tmp / "subs.toml"), *lab.data], timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+async def _load(url: str, n: int, issued: list[str], stop_after: float, concurrency: int = 5) -> int:
+    """Bootstrap UEs load0..load<n-1> once each (about 80/s) until ``stop_after`` seconds; returns attempts."""
+    queue = iter(range(n))
+    deadline = time.monotonic() + stop_after
+    attempts = 0
+
+    async def worker() -> None:
+        nonlocal attempts
+        for i in queue:
+            if time.monotonic() > deadline:
+                return
+            attempts += 1
+            client = ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), f"load{i}@ims.test", "bsf.gba.test")
+            try:
+                issued.append((await bootstrap(url, client, timeout=3)).btid)
+                await asyncio.sleep(0.05)
+            except (TimeoutError, UbRefused, ue.UeError, OSError):
+                await asyncio.sleep(0.05)  # the BSF (or its store) is down: a real UE would retry later
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return attempts
+
+
+async def _answerable(zn_port: int, btids: list[str]) -> int:
+    client = ZnClient(NafConfig(bsf_port=zn_port))
+    ok = 0
+    try:
+        for btid in btids:
+            key = await client.fetch_key(btid, NAF_ID)
+            ok += key.me_key is not None
+    finally:
+        await client.close()
+    return ok
+
+
+def _zn_port(bsf: Proc) -> int:
+    return int(bsf.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1))
+
+
+@pytest.fixture
+def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    """A private redis-server with appendonly + fsync always, so a kill -9 loses nothing acknowledged."""
+    assert shutil.which("redis-server"), "redis-server is required (.ci/run installs it)"
+    port = _free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    args = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", data, port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_bsf_kill_9_during_load_loses_no_btid(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    lab = Lab(tmp_path)
+    env = {"GBAGW_BSF_UB_PORT": str(_free_port())}
+    if backend == "redis":
+        url, _data, _port = request.getfixturevalue("redis_aof")
+        env["GBAGW_BSF_STORE"] = url
+    _provision(lab, N_UES)
+    issued: list[str] = []
+    try:
+        lab.start_hss()
+        bsf, ub = lab.start_bsf("bsf1", env)
+        load = asyncio.create_task(_load(ub, N_UES, issued, stop_after=6.0))
+        await asyncio.sleep(1.5)
+        bsf.popen.send_signal(signal.SIGKILL)  # mid-load, no shutdown handler runs
+        bsf.popen.wait()
+        before_kill = len(issued)
+        await asyncio.sleep(0.5)
+        bsf2, ub2 = lab.start_bsf("bsf2", env)  # same Ub port: the load's UEs come back to it
+        assert ub2 == ub
+        attempts = await load
+        answerable = await _answerable(_zn_port(bsf2), issued)
+    finally:
+        lab.close()
+    print(
+        f"\n[{backend}] attempts {attempts}, B-TIDs issued {len(issued)} ({before_kill} before the kill), "
+        f"answerable after restart {answerable}"
+    )
+    assert before_kill > 0 and len(issued) > before_kill
+    assert answerable == len(issued)  # zero lost B-TIDs
+
+
+async def test_redis_restart_during_load_loses_no_btid(tmp_path: Path, redis_aof: tuple[str, Path, int]) -> None:
+    url, data, port = redis_aof
+    lab = Lab(tmp_path)
+    env = {"GBAGW_BSF_STORE": url}
+    _provision(lab, N_UES)
+    issued: list[str] = []
+    args = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ]
+    restarted: subprocess.Popen[bytes] | None = None
+    try:
+        lab.start_hss()
+        bsf, ub = lab.start_bsf("bsf", env)
+        load = asyncio.create_task(_load(ub, N_UES, issued, stop_after=6.0))
+        await asyncio.sleep(1.5)
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
+        before = len(issued)
+        await asyncio.sleep(1.0)
+        restarted = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        attempts = await load
+        answerable = await _answerable(_zn_port(bsf), issued)
+    finally:
+        lab.close()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+    print(
+        f"\n[redis restart] attempts {attempts}, B-TIDs issued {len(issued)} ({before} before the restart), "
+        f"answerable afterwards {answerable}"
+    )
+    assert before > 0 and len(issued) > before  # the same BSF process recovered without a restart
+    assert answerable == len(issued)
+
+
+async def test_slow_hss_gives_503_within_the_zh_timeout(tmp_path: Path) -> None:
+    async def never(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    slow = DiameterServer(NodeIdentity("hss.gba.test", "gba.test", (d.APP_ZH,)), never)
+    port = await slow.start("127.0.0.1", 0)
+    lab = Lab(tmp_path)
+    try:
+        _bsf, ub = lab.start_bsf("bsf", {"GBAGW_BSF_HSS_PORT": str(port), "GBAGW_BSF_ZH_TIMEOUT": "1"})
+        client = ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), "x@ims.test", "bsf.gba.test")
+        t0 = time.monotonic()
+        with pytest.raises(UbRefused) as exc:
+            await bootstrap(ub, client, timeout=10)
+        assert exc.value.status == 503 and time.monotonic() - t0 < 5
+    finally:
+        lab.close()
+        await slow.close()
