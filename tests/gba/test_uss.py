@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gba import uss
 from gba.safexml import XmlError
@@ -73,3 +77,10 @@ def test_hostile_or_invalid_documents(doc: bytes) -> None:
 def test_wrong_root_for_uss_list() -> None:
     with pytest.raises(uss.UssError):
         uss.parse_uss_list(GUSS_NO_NS)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: ("<guss>" + t + "</guss>").encode())))
+def test_guss_parser_never_crashes(data: bytes) -> None:
+    with contextlib.suppress(XmlError):
+        uss.parse_guss(data)
