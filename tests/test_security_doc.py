@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _functions(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
 
 
 def test_every_row_links_an_existing_test() -> None:
