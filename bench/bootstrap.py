@@ -62,6 +62,7 @@ def base_env() -> dict[str, str]:
             # The load generator cycles 50 UEs thousands of times a second: no abuse limits here.
             "GBAGW_BSF_RATE_PER_IMPI": "0",
             "GBAGW_BSF_RATE_PER_SOURCE": "0",
+            "GBAGW_BSF_MAX_PENDING_CHALLENGES": "0",
         }
     )
     return env

@@ -7,7 +7,7 @@ own share (sized in the configuration).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 
@@ -42,19 +42,27 @@ class TokenBuckets:
 
 
 class PendingCap:
-    """At most ``limit`` challenges of this process alive at once (each expires after ``lifetime``)."""
+    """At most ``limit`` unanswered challenges issued by this process (each lives ``lifetime`` seconds).
+
+    A challenge answered at this process is released at once; one answered at another BSF instance (Redis
+    behind a load balancer) only when it expires, so size ``limit`` for the answers you expect elsewhere.
+    """
 
     def __init__(self, limit: int, lifetime: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.lifetime = lifetime
         self._clock = clock
-        self._expiries: deque[float] = deque()
+        self._live: OrderedDict[str, float] = OrderedDict()  # nonce -> expiry, oldest first
 
     def admit(self) -> bool:
         now = self._clock()
-        while self._expiries and self._expiries[0] <= now:
-            self._expiries.popleft()
-        if self.limit > 0 and len(self._expiries) >= self.limit:
-            return False
-        self._expiries.append(now + self.lifetime)
-        return True
+        while self._live and next(iter(self._live.values())) <= now:
+            self._live.popitem(last=False)
+        return self.limit <= 0 or len(self._live) < self.limit
+
+    def add(self, nonce: str) -> None:
+        if self.limit > 0:
+            self._live[nonce] = self._clock() + self.lifetime
+
+    def release(self, nonce: str) -> None:
+        self._live.pop(nonce, None)

@@ -114,6 +114,7 @@ class UbHandler:
         await self.store.put_challenge(
             PendingChallenge(impi, nonce, opaque, vec.rand, xres, vec.ck, vec.ik, gba_u, vec.guss, expires)
         )
+        self._pending.add(nonce)
         header = digest.Challenge(
             realm=self.config.http_realm,
             nonce=nonce,
@@ -144,6 +145,7 @@ class UbHandler:
             return await self._challenge(cred.username, ua_uicc, source=source)
         body = await request.read()
         pending = await self.store.take_challenge(cred.nonce)
+        self._pending.release(cred.nonce)
         if pending is None or pending.impi != cred.username:
             log.info("ub: unknown, used or expired nonce from %s; new challenge", cred.username)
             return await self._challenge(cred.username, ua_uicc, stale=True, source=source)

@@ -30,10 +30,21 @@ def test_token_bucket_key_count_is_bounded_and_zero_rate_is_unlimited() -> None:
     assert all(TokenBuckets(0, 1).take("x") == 0.0 for _ in range(100))
 
 
-def test_pending_cap_releases_with_time() -> None:
+def test_pending_cap_releases_on_answer_and_with_time() -> None:
     clock = Clock()
     cap = PendingCap(limit=2, lifetime=60, clock=clock)
-    assert cap.admit() and cap.admit() and not cap.admit()
-    clock.t += 61
     assert cap.admit()
-    assert all(PendingCap(0, 60).admit() for _ in range(1000))
+    cap.add("n1")
+    assert cap.admit()
+    cap.add("n2")
+    assert not cap.admit()
+    cap.release("n1")  # answered here
+    assert cap.admit()
+    cap.add("n3")
+    assert not cap.admit()
+    clock.t += 61  # n2 and n3 expire (e.g. answered at another BSF)
+    assert cap.admit()
+    unlimited = PendingCap(0, 60)
+    for i in range(1000):
+        assert unlimited.admit()
+        unlimited.add(str(i))
