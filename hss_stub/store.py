@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gba.keywrap import seal, unseal
+from gbaio import sqlite
 
 IND_BITS = 5
 SQN_MASK = (1 << 48) - 1
@@ -68,16 +69,8 @@ def next_sqn(sqn: int) -> int:
 
 class SubscriberStore:
     def __init__(self, path: Path, kek: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._kek = kek
-        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: durable across process crashes, no fsync per SQN update (measured: the fsync was 76 %
-        # of the HSS's time under load). A power cut may replay an SQN; the USIM then answers with AUTS and
-        # TS 33.102 6.3.5 resynchronisation repairs it, so no vector is ever accepted twice.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite.connect(path, _SCHEMA)  # WAL + NORMAL: see gbaio.sqlite for the durability trade
 
     def close(self) -> None:
         self._db.close()

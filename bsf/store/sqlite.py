@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bsf.store import (
     unseal_context,
     unseal_enrolment,
 )
+from gbaio import sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
@@ -35,13 +35,8 @@ SWEEP_INTERVAL = 30.0
 
 class SqliteStore:
     def __init__(self, path: Path, kek: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._kek = kek
-        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite.connect(path, _SCHEMA)
         self._lock = asyncio.Lock()
         self._last_sweep = 0.0
 
