@@ -26,8 +26,9 @@ from diameter.message.avp.avp import (
     AvpTime,
     AvpUnsigned32,
     AvpUtf8String,
+    get_avp_dictionary_entry,
 )
-from diameter.message.avp.errors import AvpDecodeError, AvpEncodeError
+from diameter.message.avp.errors import AvpEncodeError
 from diameter.message.packer import ConversionError
 
 VENDOR_3GPP = 10415
@@ -249,7 +250,10 @@ def message_length(header: bytes) -> int:
     return length
 
 
-def _check_avps(data: bytes, start: int, end: int, depth: int) -> None:
+def _walk_avps(data: bytes, start: int, end: int, depth: int) -> list[Avp]:
+    """Validate the AVP framing of data[start:end] and build the AVPs in the same pass (grouped AVPs
+    recursively, their members cached on the group so the library does not decode them again)."""
+    avps: list[Avp] = []
     i = start
     while i < end:
         if end - i < 8:
@@ -265,13 +269,21 @@ def _check_avps(data: bytes, start: int, end: int, depth: int) -> None:
             hdr = 12
         if length < hdr or i + length > end:
             raise DiameterDecodeError(f"AVP {code} has an invalid length {length}", ResultCode.INVALID_AVP_LENGTH)
+        info = get_avp_dictionary_entry(code, vendor)
+        avp_type: type[Avp] = info["type"] if info is not None else Avp
+        avp = avp_type(code, vendor, data[i + hdr : i + length], flags)
+        if info is not None:
+            avp.name = info["name"]
         if (code, vendor) in _GROUPED:
             if depth >= MAX_AVP_DEPTH:
                 raise DiameterDecodeError("AVPs nested too deeply", ResultCode.INVALID_AVP_VALUE)
-            _check_avps(data, i + hdr, i + length, depth + 1)
+            # AvpGrouped.value decodes lazily into ``_avps``; fill that cache from this pass.
+            avp._avps = _walk_avps(data, i + hdr, i + length, depth + 1)
+        avps.append(avp)
         i += (length + 3) & ~3
     if i != end and i - end >= 4:
         raise DiameterDecodeError("AVP padding overruns the message", ResultCode.INVALID_AVP_LENGTH)
+    return avps
 
 
 def decode(data: bytes) -> Message:
@@ -279,19 +291,12 @@ def decode(data: bytes) -> Message:
     length = message_length(data[:4])
     if len(data) != length:
         raise DiameterDecodeError("message length does not match the header")
-    _check_avps(data, HEADER_LEN, length, 0)
+    avps = _walk_avps(data, HEADER_LEN, length, 0)
     try:
-        header = MessageHeader.from_bytes(data[:HEADER_LEN])
-        msg = Message(header)
-        avps = []
-        i = HEADER_LEN
-        while i < length:
-            avp = Avp.from_bytes(data[i:length])
-            avps.append(avp)
-            i += (avp.length + 3) & ~3
-        msg.avps = avps
-    except (AvpDecodeError, ConversionError, EOFError, ValueError, struct.error) as exc:
-        raise DiameterDecodeError(f"undecodable message: {exc}") from None
+        msg = Message(MessageHeader.from_bytes(data[:HEADER_LEN]))
+    except (ConversionError, EOFError, ValueError, struct.error) as exc:
+        raise DiameterDecodeError(f"undecodable message header: {exc}") from None
+    msg.avps = avps
     return msg
 
 

@@ -34,30 +34,16 @@ class DigestError(ValueError):
 # --- generic auth-param lexer (RFC 7235 clause 2.1, RFC 7230 clause 3.2.6) ---------------------
 
 
-def _skip_ows(s: str, i: int) -> int:
-    while i < len(s) and s[i] in " \t":
-        i += 1
-    return i
-
-
-def _read_quoted(s: str, i: int) -> tuple[str, int]:
-    """Read a quoted-string starting at s[i] == '"'; returns (unescaped value, index after)."""
-    out: list[str] = []
-    i += 1
-    while i < len(s):
-        c = s[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\":
-            if i + 1 >= len(s):
-                break
-            c = s[i + 1]
-            i += 1
-        if (ord(c) < 0x20 and c != "\t") or c == "\x7f":
-            raise DigestError("control character in quoted string")
-        out.append(c)
-        i += 1
-    raise DigestError("unterminated quoted string")
+_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+# One auth-param and its list separator (RFC 7235 2.1, RFC 7230 3.2.6 and 7): empty list elements are
+# tolerated; a quoted-string allows quoted-pairs but no control characters other than HTAB.
+_PARAM_RE = re.compile(
+    rf"""[ \t]*(?:,[ \t]*)*({_TCHAR}+)[ \t]*=[ \t]*"""
+    rf"""(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"|({_TCHAR}+))"""
+    rf"""[ \t]*(?:,|$)"""
+)
+_TRAILER_RE = re.compile(r"[ \t,]*")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 
 
 def parse_auth_params(text: str) -> dict[str, str]:
@@ -65,26 +51,17 @@ def parse_auth_params(text: str) -> dict[str, str]:
     if len(text) > MAX_HEADER_LEN:
         raise DigestError("header too long")
     params: dict[str, str] = {}
-    i = _skip_ows(text, 0)
-    while i < len(text):
-        if text[i] == ",":  # RFC 7230 clause 7: empty list elements are tolerated
-            i = _skip_ows(text, i + 1)
-            continue
-        m = _TOKEN_RE.match(text, i)
-        if not m:
-            raise DigestError(f"expected a parameter name at offset {i}")
-        name = m.group(0).lower()
-        i = _skip_ows(text, m.end())
-        if i >= len(text) or text[i] != "=":
-            raise DigestError(f"parameter {name!r} has no value")
-        i = _skip_ows(text, i + 1)
-        if i < len(text) and text[i] == '"':
-            value, i = _read_quoted(text, i)
-        else:
-            m = _TOKEN_RE.match(text, i)
-            if not m:
-                raise DigestError(f"parameter {name!r} has an invalid value")
-            value, i = m.group(0), m.end()
+    i, end = 0, len(text)
+    while True:
+        trailer = _TRAILER_RE.match(text, i)
+        if trailer is not None and trailer.end() == end:
+            return params
+        m = _PARAM_RE.match(text, i)
+        if m is None:
+            raise DigestError(f"malformed auth-param at offset {i}")
+        name = m.group(1).lower()
+        quoted = m.group(2)
+        value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if quoted is not None else m.group(3)
         if len(value) > MAX_VALUE_LEN:
             raise DigestError(f"parameter {name!r} is too long")
         if name in params:
@@ -92,12 +69,7 @@ def parse_auth_params(text: str) -> dict[str, str]:
         params[name] = value
         if len(params) > MAX_PARAMS:
             raise DigestError("too many parameters")
-        i = _skip_ows(text, i)
-        if i < len(text):
-            if text[i] != ",":
-                raise DigestError(f"expected ',' at offset {i}")
-            i = _skip_ows(text, i + 1)
-    return params
+        i = m.end()
 
 
 def _split_scheme(header: str) -> dict[str, str]:
