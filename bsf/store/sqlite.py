@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, blob BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS contexts (
     btid TEXT PRIMARY KEY, impi TEXT NOT NULL, blob BLOB NOT NULL, expires REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS contexts_impi ON contexts (impi);
+CREATE UNIQUE INDEX IF NOT EXISTS contexts_impi_unique ON contexts (impi);
 CREATE INDEX IF NOT EXISTS contexts_expires ON contexts (expires);
 CREATE TABLE IF NOT EXISTS enrolments (keid TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
 """
@@ -71,17 +71,12 @@ class SqliteStore:
         blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
         async with self._lock:
             self._sweep(time.time())
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM contexts WHERE impi = ?", (ctx.impi,))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)",
-                    (ctx.btid, ctx.impi, blob, ctx.expires.timestamp()),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            # impi is UNIQUE: REPLACE removes the IMPI's previous context in the same statement, which is
+            # how a new bootstrap supersedes the old one (TS 33.220 4.5.2).
+            self._db.execute(
+                "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)",
+                (ctx.btid, ctx.impi, blob, ctx.expires.timestamp()),
+            )
 
     async def get_context(self, btid: str) -> BootstrapContext | None:
         row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
