@@ -4,8 +4,10 @@ A small ASGI application served by hypercorn (HTTP/2 with prior knowledge or ALP
 JSON in and out (keys as 64 hex digits, TS 29.309 MeKeyMaterial), RFC 7807 ProblemDetails on errors.
 
 NAF identity for the policy: the ``sub`` claim of the OAuth2 access token when bearer checks are on (the
-NAF FQDN its token was issued for), else the TLS client certificate name, else (lab only, plain h2c
-without tokens) the configured NAF entry that owns the requested nafFqdn.
+NAF FQDN its token was issued for). hypercorn does not pass the TLS client certificate to the application,
+so with client certificates but without tokens there is no NAF identity and every request is refused
+(fail closed). Only the plain lab listener (no TLS, no tokens) assumes the configured NAF entry that owns
+the requested nafFqdn.
 
 Error mapping (TS 29.309 Table 6.1.7.3-1 was not available; the causes below are gbagw's, documented in
 docs/openapi/nbsp-gba.yaml): unknown/expired B-TID (5403) -> 404 BTID_NOT_FOUND; NAF not authorized
@@ -21,8 +23,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cryptography import x509
-
 from bsf.config import BsfConfig
 from bsf.sbi_auth import BearerAuth, BearerError
 from bsf.zn import ZnRefusal, ZnService
@@ -30,7 +30,6 @@ from gba.diameter import ExperimentalResult
 from gba.kdf import KdfError, NafId
 from gba.uss import Uss
 from gbaio import logs
-from gbaio.tls import cert_names
 
 log = logging.getLogger("gbagw.bsf.sbi")
 
@@ -135,6 +134,10 @@ class NbspGbaApp:
         self.auth = auth
         self._on_result = on_result
         self._owner = {n.fqdn.lower(): n.diameter_host for n in config.nafs}
+        # Client certificates authenticate the transport, but hypercorn hides them from the app.
+        self._no_identity = auth is None and config.zn_tls_ca is not None
+        if self._no_identity:
+            log.warning("Nbsp_GBA: client certificates without OAuth2 give no NAF identity; set bsf.sbi_oauth_jwks")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -199,7 +202,9 @@ class NbspGbaApp:
                 ) from None
         btid, naf_id, gsids, aware = _parse(body)
         if naf_host is None:
-            naf_host = _client_cert_name(scope) or self._owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
+            if self._no_identity:
+                raise _Problem(403, "Forbidden", "NAF_NOT_AUTHORIZED", "no NAF identity: OAuth2 is not configured")
+            naf_host = self._owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
         try:
             keys = await self.zn.retrieve(naf_host, btid, naf_id, gsids, aware, "sbi")
         except ZnRefusal as refusal:
@@ -219,13 +224,3 @@ class NbspGbaApp:
         if keys.uss:
             out["ussList"] = [_uss_json(u) for u in keys.uss]
         return 200, out
-
-
-def _client_cert_name(scope: Scope) -> str | None:
-    """A DNS name of the verified TLS client certificate (ASGI TLS extension; mutual TLS only)."""
-    tls = scope.get("extensions", {}).get("tls") or {}
-    chain = tls.get("client_cert_chain") or []
-    if not chain:
-        return None
-    names = sorted(cert_names(x509.load_pem_x509_certificate(str(chain[0]).encode())))
-    return names[0] if names else None

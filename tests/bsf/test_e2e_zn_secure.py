@@ -160,3 +160,28 @@ async def test_soap_over_https_with_naf_certificates(lab: SecureLab) -> None:
             await anonymous.fetch_key(boot.btid, NAF_ID, ())
     finally:
         await anonymous.close()
+
+
+async def test_client_certificates_without_oauth_fail_closed(lab: SecureLab) -> None:
+    """hypercorn hides client certificates from the app: without tokens no NAF identity, so no keys."""
+    boot = await bootstrap(lab.ub, _ue())
+    p = lab.pki
+    env = {
+        "GBAGW_BSF_UB_PORT": "0",
+        "GBAGW_BSF_ZN_PORT": "0",
+        "GBAGW_BSF_HSS_PORT": "1",
+        "GBAGW_BSF_ZN_TLS_CERT": str(p / "mef.pem"),
+        "GBAGW_BSF_ZN_TLS_KEY": str(p / "mef.key"),
+        "GBAGW_BSF_ZN_TLS_CA": str(p / "ca.pem"),
+    }
+    proc = start_gbagw(["bsf", "serve", "--data-dir", str(lab.tmp)], lab.tmp, env, "bsf-no-oauth")
+    try:
+        sbi = int(proc.wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+)").group(1))
+        url = f"https://127.0.0.1:{sbi}/nbsp-gba/v1/bootstrapping-info-retrieval"
+        body = {"btId": boot.btid, "nafId": {"nafFqdn": "naf.gba.test", "uaSecProtId": "0100000002"}}
+        async with httpx.AsyncClient(http2=True, verify=lab.tls()) as client:
+            r = await client.post(url, json=body, extensions={"sni_hostname": "bsf.gba.test"})
+        assert r.status_code == 403 and r.json()["cause"] == "NAF_NOT_AUTHORIZED"
+        assert "no NAF identity" in proc.logs
+    finally:
+        proc.stop()
