@@ -5,8 +5,8 @@ JSON in and out (keys as 64 hex digits, TS 29.309 MeKeyMaterial), RFC 7807 Probl
 
 NAF identity for the policy: the ``sub`` claim of the OAuth2 access token when bearer checks are on (the
 NAF FQDN its token was issued for). hypercorn does not pass the TLS client certificate to the application,
-so with client certificates but without tokens there is no NAF identity and every request is refused
-(fail closed). Only the plain lab listener (no TLS, no tokens) assumes the configured NAF entry that owns
+so on a TLS listener without tokens there is no NAF identity and every request is refused (fail
+closed). Only the plain lab listener (no TLS, no tokens) assumes the configured NAF entry that owns
 the requested nafFqdn.
 
 Error mapping (TS 29.309 Table 6.1.7.3-1 was not available; the causes below are gbagw's, documented in
@@ -134,10 +134,11 @@ class NbspGbaApp:
         self.auth = auth
         self._on_result = on_result
         self._owner = {n.fqdn.lower(): n.diameter_host for n in config.nafs}
-        # Client certificates authenticate the transport, but hypercorn hides them from the app.
-        self._no_identity = auth is None and config.zn_tls_ca is not None
+        # Off the plain lab listener the NAF must prove who it is; hypercorn hides client certificates from
+        # the app, so on TLS only a token can do that.
+        self._no_identity = auth is None and config.zn_tls_cert is not None
         if self._no_identity:
-            log.warning("Nbsp_GBA: client certificates without OAuth2 give no NAF identity; set bsf.sbi_oauth_jwks")
+            log.warning("Nbsp_GBA over TLS without OAuth2 has no NAF identity: set bsf.sbi_oauth_jwks")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -1,6 +1,7 @@
 """Zn over SOAP (TS 29.109 5.3, Annex D) on aiohttp, HTTPS with client certificates in deployments
 (TS 33.220 Annex E: mutually authenticated TLS); the client certificate's DNS name is the NAF identity
-for the same NafPolicy as Diameter Zn. Without TLS (lab), the configured owner of the nafFqdn is assumed.
+for the same NafPolicy as Diameter Zn. On TLS without client certificates there is no identity and every
+request is refused; only the plain lab listener assumes the configured owner of the nafFqdn.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiohttp import web
 from bsf.config import BsfConfig
 from bsf.zn import ZnRefusal, ZnService
 from gba import zn_soap
-from gba.diameter import ResultCode
+from gba.diameter import ExperimentalResult, ResultCode
 from gba.kdf import KdfError, NafId
 from gba.safexml import XmlError
 from gba.uss import uss_list_to_xml
@@ -39,6 +40,7 @@ def _xml(status: int, body: bytes) -> web.Response:
 
 def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int], None]) -> web.Application:
     owner = {n.fqdn.lower(): n.diameter_host for n in config.nafs}
+    plain_lab = config.zn_tls_cert is None  # only the plain listener may assume who the NAF is
 
     async def handle(request: web.Request) -> web.Response:
         logs.request_id.set(request.headers.get("X-Request-Id", "")[:64])
@@ -51,7 +53,18 @@ def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int],
             return _xml(
                 500, zn_soap.build_fault(ResultCode.INVALID_AVP_VALUE, f"malformed request: {exc}", client=True)
             )
-        naf_host = _peer_dns_name(request) or owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
+        naf_host = _peer_dns_name(request)
+        if naf_host is None:
+            if not plain_lab:
+                # TLS without a client certificate (no bsf.zn_tls_ca): no NAF identity, fail closed.
+                on_result(ExperimentalResult.ERROR_NOT_AUTHORIZED)
+                return _xml(
+                    500,
+                    zn_soap.build_fault(
+                        ExperimentalResult.ERROR_NOT_AUTHORIZED, "no NAF identity: configure bsf.zn_tls_ca", client=True
+                    ),
+                )
+            naf_host = owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
         try:
             keys = await zn.retrieve(naf_host, req.btid, naf_id, req.gsids, req.gba_u_aware, "soap")
         except ZnRefusal as refusal:

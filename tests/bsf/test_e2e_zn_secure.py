@@ -162,8 +162,9 @@ async def test_soap_over_https_with_naf_certificates(lab: SecureLab) -> None:
         await anonymous.close()
 
 
-async def test_client_certificates_without_oauth_fail_closed(lab: SecureLab) -> None:
-    """hypercorn hides client certificates from the app: without tokens no NAF identity, so no keys."""
+async def test_tls_without_a_naf_identity_fails_closed(lab: SecureLab) -> None:
+    """TLS listeners without tokens (Nbsp_GBA) or client certificates (SOAP) cannot tell which NAF asks:
+    they refuse every request instead of assuming one."""
     boot = await bootstrap(lab.ub, _ue())
     p = lab.pki
     env = {
@@ -172,16 +173,27 @@ async def test_client_certificates_without_oauth_fail_closed(lab: SecureLab) -> 
         "GBAGW_BSF_HSS_PORT": "1",
         "GBAGW_BSF_ZN_TLS_CERT": str(p / "mef.pem"),
         "GBAGW_BSF_ZN_TLS_KEY": str(p / "mef.key"),
-        "GBAGW_BSF_ZN_TLS_CA": str(p / "ca.pem"),
     }
-    proc = start_gbagw(["bsf", "serve", "--data-dir", str(lab.tmp)], lab.tmp, env, "bsf-no-oauth")
+    proc = start_gbagw(["bsf", "serve", "--data-dir", str(lab.tmp)], lab.tmp, env, "bsf-no-identity")
     try:
-        sbi = int(proc.wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+)").group(1))
+        m = proc.wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+), Zn SOAP on [\d.]+:(\d+)")
+        sbi, soap = int(m.group(1)), int(m.group(2))
         url = f"https://127.0.0.1:{sbi}/nbsp-gba/v1/bootstrapping-info-retrieval"
         body = {"btId": boot.btid, "nafId": {"nafFqdn": "naf.gba.test", "uaSecProtId": "0100000002"}}
         async with httpx.AsyncClient(http2=True, verify=lab.tls()) as client:
             r = await client.post(url, json=body, extensions={"sni_hostname": "bsf.gba.test"})
         assert r.status_code == 403 and r.json()["cause"] == "NAF_NOT_AUTHORIZED"
         assert "no NAF identity" in proc.logs
+        soap_client = SoapZnClient(
+            NafConfig(
+                soap_url=f"https://127.0.0.1:{soap}/GBAService", tls_ca=p / "ca.pem", tls_server_name="bsf.gba.test"
+            )
+        )
+        try:
+            with pytest.raises(ZnRefused) as exc:
+                await soap_client.fetch_key(boot.btid, NAF_ID, ())
+            assert exc.value.code == 5402
+        finally:
+            await soap_client.close()
     finally:
         proc.stop()
