@@ -38,6 +38,8 @@ class BsfConfig:
     nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
     # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).
     zn_peers: tuple[str, ...] | None = None
+    # Diameter peers that may forward BIRs of other Origin-Hosts (Zn-Proxies); others must be the NAF itself.
+    zn_proxies: tuple[str, ...] = ()
     admin_port: int = 9180  # /metrics /healthz /readyz
     sbi_port: int = 29309  # Zn as Nbsp_GBA (TS 29.309), HTTP/2 (h2c or TLS) with HTTP/1.1 fallback
     soap_port: int = 29109  # Zn over SOAP (TS 29.109 Annex D)

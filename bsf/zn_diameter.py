@@ -21,6 +21,7 @@ class ZnHandler:
         self.config = config
         self.zn = zn
         self._answers = metrics.zn
+        self._proxies = {p.lower() for p in config.zn_proxies}
 
     async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
         logs.request_id.set(req.session_id or "")
@@ -48,6 +49,13 @@ class ZnHandler:
                 self.config.realm,
                 failed_avp=d.vendor_avp(d.Avps.NAF_ID, bir.naf_id),
                 message=str(exc),
+            )
+        if bir.origin_host.lower() != peer.origin_host.lower() and peer.origin_host.lower() not in self._proxies:
+            # The NAF is authenticated by the connection it came over (CER, NDS/IP underneath); only a
+            # configured Zn-Proxy may forward requests of other Origin-Hosts.
+            log.info("zn: %s claims Origin-Host %s on its own connection -> 5402", peer.origin_host, bir.origin_host)
+            return self._answer(
+                req, bir, result_code=None, experimental_result=d.ExperimentalResult.ERROR_NOT_AUTHORIZED
             )
         try:
             keys = await self.zn.retrieve(

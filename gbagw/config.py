@@ -209,6 +209,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
         nafs=tuple(nafs),
         zn_peers=tuple(zn_peers) or None,
+        zn_proxies=tuple(str(x) for x in s["zn_proxies"]),
         admin_port=_port("bsf.admin_port", s["admin_port"]),
         sbi_port=_port("bsf.sbi_port", s["sbi_port"]),
         soap_port=_port("bsf.soap_port", s["soap_port"]),

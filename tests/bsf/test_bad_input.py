@@ -190,6 +190,20 @@ async def test_zn_missing_avps_wrong_app_oversized(lab: tuple[Lab, str, int]) ->
     assert (await _bir(zn_port, bad_naf_id)).result()[0] == d.ResultCode.INVALID_AVP_VALUE
 
 
+async def test_zn_origin_host_other_than_the_connection(lab: tuple[Lab, str, int]) -> None:
+    _, url, zn_port = lab
+    boot = await bootstrap(url, _ue())
+    spoofed = d.BootstrappingInfoRequest(
+        "s;2", "naf.gba.test", "gba.test", "gba.test", boot.btid, NAF_ID.encode()
+    ).to_envelope(0, 0)
+    conn = await connect(NodeIdentity("rogue.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", zn_port)
+    try:
+        ans = await conn.request(spoofed, timeout=5)
+    finally:
+        await conn.close()
+    assert ans.result() == (None, 5402) and d.find(ans.avps, d.Avps.ME_KEY_MATERIAL, d.VENDOR_3GPP) is None
+
+
 async def test_zn_garbage_and_oversized_frames_on_the_socket(lab: tuple[Lab, str, int]) -> None:
     _, _, zn_port = lab
     for payload in (b"\xde\xad\xbe\xef" * 16, struct.pack("!I", 0x01FFFFFF) + bytes(16), b"GET / HTTP/1.1\r\n\r\n"):
