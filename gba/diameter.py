@@ -35,6 +35,7 @@ VENDOR_3GPP = 10415
 APP_ZN = 16777220  # TS 29.109 clause 6.1 (Zn)
 APP_ZH = 16777221  # TS 29.109 clause 6.1 (Zh)
 APP_COMMON = 0
+APP_RELAY = 0xFFFFFFFF  # RFC 6733 2.4: advertised by relay agents, compatible with every application
 
 CMD_CAPABILITIES_EXCHANGE = 257
 CMD_DEVICE_WATCHDOG = 280

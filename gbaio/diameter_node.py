@@ -351,8 +351,8 @@ class DiameterServer:
         rc = d.ResultCode.SUCCESS
         if self._allowed is not None and peer.origin_host not in self._allowed:
             rc = d.ResultCode.UNKNOWN_PEER  # RFC 6733 5.3: unknown peers may be refused
-        elif not peer.apps & set(ident.apps):
-            rc = d.ResultCode.NO_COMMON_APPLICATION
+        elif not peer.apps & set(ident.apps) and d.APP_RELAY not in peer.apps:
+            rc = d.ResultCode.NO_COMMON_APPLICATION  # a relay (0xffffffff) carries every application
         cea_avps = [d.new_avp(d.Avps.RESULT_CODE, rc)]
         cea_avps += d.capabilities_avps(
             ident.origin_host, ident.origin_realm, ident.host_ip, ident.apps, ident.origin_state_id

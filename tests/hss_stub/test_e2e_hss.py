@@ -173,6 +173,18 @@ async def test_peer_allowlist_and_garbage(hss: tuple[Proc, int, Path]) -> None:
     assert proc.popen.poll() is None
 
 
+async def test_relay_and_foreign_applications_in_cer(hss: tuple[Proc, int, Path]) -> None:
+    _proc, port, _ = hss
+    # A Diameter relay (e.g. a freeDiameter TLS relay in front of the HSS) advertises 0xffffffff: accepted.
+    relay = await connect(NodeIdentity("bsf.gba.test", "gba.test", (d.APP_RELAY,)), "127.0.0.1", port)
+    try:
+        assert d.MultimediaAuthAnswer.from_envelope(await relay.request(_mar(IMPI), timeout=5)).ok
+    finally:
+        await relay.close()
+    with pytest.raises(PeerUnavailable, match="5010"):  # only Zn advertised: no common application
+        await connect(NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+
+
 async def test_watchdog_keeps_an_idle_connection(hss: tuple[Proc, int, Path]) -> None:
     _proc, port, _ = hss
     # DWR every 0.2 s: a missing DWA would make the client close the connection (RFC 6733 5.5).
