@@ -571,7 +571,7 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         port = await service.start()
-        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn toward {naf.bsf_host}:{naf.bsf_port})", flush=True)
+        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
     admin = AdminServer([service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))

@@ -55,12 +55,11 @@ class NafService:
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
         self.port = int(self._runner.addresses[0][1])
         log.info(
-            "demo NAF %s on http://%s:%d/ (Zn toward %s:%d)",
+            "demo NAF %s on http://%s:%d/ (Zn via %s)",
             self.config.fqdn,
             self.config.host,
             self.port,
-            self.config.bsf_host,
-            self.config.bsf_port,
+            self.config.zn_target,
         )
         return self.port
 

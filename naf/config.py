@@ -28,3 +28,12 @@ class NafConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address
+
+    @property
+    def zn_target(self) -> str:
+        """Where Zn requests go, for log lines and banners."""
+        if self.zn_via == "sbi":
+            return f"Nbsp_GBA {self.sbi_url}"
+        if self.zn_via == "soap":
+            return f"SOAP {self.soap_url}"
+        return f"Diameter {self.bsf_host}:{self.bsf_port}"
