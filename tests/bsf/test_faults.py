@@ -82,14 +82,9 @@ def _zn_port(bsf: Proc) -> int:
     return int(bsf.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1))
 
 
-@pytest.fixture
-def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
-    """A private redis-server with appendonly + fsync always, so a kill -9 loses nothing acknowledged."""
-    assert shutil.which("redis-server"), "redis-server is required (.ci/run installs it)"
-    port = _free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-    args = [
+def _redis_args(port: int, data: Path) -> list[str]:
+    """redis-server with appendonly and fsync always: an acknowledged write survives kill -9."""
+    return [
         "redis-server",
         "--port",
         str(port),
@@ -104,6 +99,16 @@ def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
         "--save",
         "",
     ]
+
+
+@pytest.fixture
+def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    """A private redis-server with appendonly + fsync always, so a kill -9 loses nothing acknowledged."""
+    assert shutil.which("redis-server"), "redis-server is required (.ci/run installs it)"
+    port = _free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    args = _redis_args(port, data)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
@@ -153,21 +158,7 @@ async def test_redis_restart_during_load_loses_no_btid(tmp_path: Path, redis_aof
     env = {"GBAGW_BSF_STORE": url}
     _provision(lab, N_UES)
     issued: list[str] = []
-    args = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
-    ]
+    args = _redis_args(port, data)
     restarted: subprocess.Popen[bytes] | None = None
     try:
         lab.start_hss()
