@@ -5,7 +5,8 @@ The library's own Multimedia-Auth and Bootstrapping-Info classes are wrong for Z
 AVPs, GBA AVPs without the M flag, a read-only command 310), so this module registers the correct
 AVP definitions and works on plain AVP lists with its own typed request/answer dataclasses. Time AVPs
 are converted here (UTC, RFC 6733 clause 4.3.1 NTP seconds) because the library uses local time.
-No I/O: :func:`decode` and the ``encode`` methods work on bytes only.
+No I/O: ``Envelope.from_bytes`` and the ``encode`` functions work on bytes only; encoding packs with
+struct directly, decoding validates the framing and builds the AVPs in one pass.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from diameter.message import Message, MessageHeader
 from diameter.message.avp import Avp as Avp
 from diameter.message.avp import avp as avp_registry
 from diameter.message.avp.avp import (
@@ -29,7 +29,6 @@ from diameter.message.avp.avp import (
     get_avp_dictionary_entry,
 )
 from diameter.message.avp.errors import AvpEncodeError
-from diameter.message.packer import ConversionError
 
 VENDOR_3GPP = 10415
 APP_ZN = 16777220  # TS 29.109 clause 6.1 (Zn)
@@ -287,37 +286,36 @@ def _walk_avps(data: bytes, start: int, end: int, depth: int) -> list[Avp]:
     return avps
 
 
-def decode(data: bytes) -> Message:
-    """Decode one complete message; structural errors raise :class:`DiameterDecodeError`."""
-    length = message_length(data[:4])
-    if len(data) != length:
-        raise DiameterDecodeError("message length does not match the header")
-    avps = _walk_avps(data, HEADER_LEN, length, 0)
-    try:
-        msg = Message(MessageHeader.from_bytes(data[:HEADER_LEN]))
-    except (ConversionError, EOFError, ValueError, struct.error) as exc:
-        raise DiameterDecodeError(f"undecodable message header: {exc}") from None
-    msg.avps = avps
-    return msg
+def avp_bytes(avp: Avp) -> bytes:
+    """One AVP on the wire: header, payload, zero padding to 32 bits (RFC 6733 clause 4.1)."""
+    payload = avp.payload
+    vendor = avp.vendor_id
+    if vendor:
+        head = struct.pack("!III", avp.code, (avp.flags << 24) | (12 + len(payload)), vendor)
+    else:
+        head = struct.pack("!II", avp.code, (avp.flags << 24) | (8 + len(payload)))
+    return head + payload + b"\0" * (-len(payload) % 4)
 
 
 def encode(
     command_code: int, application_id: int, flags: int, hop_by_hop: int, end_to_end: int, avps: Sequence[Avp]
 ) -> bytes:
-    msg = Message(
-        MessageHeader(
-            command_flags=flags,
-            command_code=command_code,
-            application_id=application_id,
-            hop_by_hop_identifier=hop_by_hop,
-            end_to_end_identifier=end_to_end,
-        ),
-        list(avps),
-    )
-    data = msg.as_bytes()
-    if len(data) > MAX_MESSAGE_LEN:
+    """Pack a message directly with struct (the library's Packer cost ~40 % of an HSS answer)."""
+    body = b"".join([avp_bytes(a) for a in avps])
+    length = HEADER_LEN + len(body)
+    if length > MAX_MESSAGE_LEN:
         raise AvpEncodeError("message exceeds the maximum length")
-    return bytes(data)
+    # RFC 6733 clause 3: Version(1) | Message Length(3) | Command Flags(1) | Command Code(3) | App-Id |
+    # Hop-by-Hop | End-to-End.
+    head = struct.pack(
+        "!IIIII",
+        (1 << 24) | length,
+        ((flags & 0xFF) << 24) | command_code,
+        application_id,
+        hop_by_hop & 0xFFFFFFFF,
+        end_to_end & 0xFFFFFFFF,
+    )
+    return head + body
 
 
 # --- AVP helpers ---------------------------------------------------------------------------------
@@ -338,13 +336,36 @@ def from_ntp(value: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(unix, tz=dt.UTC)
 
 
+def _payload(cls: type[Avp], value: object) -> bytes | None:
+    """The encoded payload for the value types Zh/Zn use; None leaves other types to the library."""
+    if cls is AvpOctetString and isinstance(value, bytes):
+        return value
+    if cls is AvpUtf8String and isinstance(value, str):
+        return value.encode("utf-8")
+    if cls is AvpUnsigned32 and isinstance(value, int) and 0 <= value <= 0xFFFFFFFF:
+        return struct.pack("!I", value)
+    if cls is AvpEnumerated and isinstance(value, int) and -(1 << 31) <= value < (1 << 31):
+        return struct.pack("!i", value)
+    if cls is AvpGrouped and isinstance(value, list):
+        return b"".join([avp_bytes(a) for a in value])
+    return None
+
+
 def new_avp(code: int, value: object, vendor: int = 0) -> Avp:
     """An AVP with the dictionary's type and flags; Time values take an aware datetime."""
-    if isinstance(value, dt.datetime):
-        a = Avp.new(code, vendor)
-        a.payload = struct.pack("!I", to_ntp(value))
-        return a
-    return Avp.new(code, vendor, value=value)
+    entry = get_avp_dictionary_entry(code, vendor)
+    if entry is None:
+        raise ValueError(f"AVP code {code} with vendor {vendor} is unknown")
+    cls: type[Avp] = entry["type"]
+    payload = struct.pack("!I", to_ntp(value)) if isinstance(value, dt.datetime) else _payload(cls, value)
+    if payload is None:
+        return Avp.new(code, vendor, value=value)
+    flags = (AVP_FLAG_VENDOR if vendor else 0) | (AVP_FLAG_MANDATORY if entry.get("mandatory") else 0)
+    avp = cls(code, vendor, payload, flags)
+    avp.name = entry["name"]
+    if isinstance(value, list):
+        avp._avps = value  # the members, so reading .value does not decode the payload again
+    return avp
 
 
 def vendor_avp(code: int, value: object) -> Avp:
@@ -452,16 +473,13 @@ class Envelope:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
-        msg = decode(data)
-        h = msg.header
-        return cls(
-            h.command_code,
-            h.application_id,
-            h.command_flags,
-            h.hop_by_hop_identifier,
-            h.end_to_end_identifier,
-            list(msg.avps),
-        )
+        """Decode one complete message; structural errors raise :class:`DiameterDecodeError`."""
+        length = message_length(data[:4])
+        if len(data) != length:
+            raise DiameterDecodeError("message length does not match the header")
+        flags_code, app_id, hop_by_hop, end_to_end = struct.unpack_from("!IIII", data, 4)
+        avps = _walk_avps(data, HEADER_LEN, length, 0)
+        return cls(flags_code & 0xFFFFFF, app_id, flags_code >> 24, hop_by_hop, end_to_end, avps)
 
     def encode(self) -> bytes:
         return encode(self.command_code, self.application_id, self.flags, self.hop_by_hop, self.end_to_end, self.avps)

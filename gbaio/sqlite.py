@@ -8,8 +8,11 @@ bootstrap again (measured: the fsync per SQN update was 76 % of the HSS's time u
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
@@ -20,3 +23,44 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
     db.execute("PRAGMA busy_timeout=10000")
     db.executescript(schema)
     return db
+
+
+class GroupCommit:
+    """Writes of one event loop share a transaction, committed once per loop turn (group commit).
+
+    A commit costs ~40 µs (WAL append) against ~5 µs for the statement itself (measured on the BSF's
+    context writes; under 50 concurrent UEs a batch holds ~5 writes). Every writer awaits the commit of its batch before
+    it returns, so nothing is acknowledged to a peer before it is in the WAL: kill -9 loses no answered
+    write. Reads on the same connection see the batch at once; other connections see it once committed.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._batch: asyncio.Future[None] | None = None
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run one write statement in the current batch; its rows once the batch is committed."""
+        if self._batch is None:
+            # IMMEDIATE takes the write lock now, so a batch never fails to upgrade from a stale
+            # read snapshot when another process writes the same file (SQLITE_BUSY_SNAPSHOT).
+            self._db.execute("BEGIN IMMEDIATE")
+            loop = asyncio.get_running_loop()
+            self._batch = loop.create_future()
+            loop.call_soon(self.commit)
+        batch = self._batch
+        rows = self._db.execute(sql, params).fetchall()
+        await asyncio.shield(batch)
+        return rows
+
+    def commit(self) -> None:
+        """Commit the open batch now (the loop does it each turn; close and rekey call it first)."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.rollback()
+            batch.set_exception(exc)
+            return
+        batch.set_result(None)

@@ -3,7 +3,7 @@
 SQN follows TS 33.102 Annex C.1.2/C.3 profile 2 with a 5-bit IND: SQN = SEQ || IND; every vector
 takes SEQ + 1 and the next IND (cyclic), so the USIM's 32-entry SEQ_MS array accepts vectors used
 out of order. The increment is one ``UPDATE ... RETURNING`` statement, so two concurrent requests,
-even from two processes, never get the same SQN.
+even from two processes, never get the same SQN; increments are group-committed (gbaio.sqlite).
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class SubscriberStore:
     def __init__(self, path: Path, kek: bytes) -> None:
         self._kek = kek
         self._db = sqlite.connect(path, _SCHEMA)  # WAL + NORMAL: see gbaio.sqlite for the durability trade
+        self._writes = sqlite.GroupCommit(self._db)
 
     def close(self) -> None:
+        self._writes.commit()
         self._db.close()
 
     def add(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None = None) -> None:
@@ -134,20 +136,21 @@ class SubscriberStore:
         ).fetchone()
         return self._open(row) if row else None
 
-    def take_next_sqn(self, impi: str) -> Subscriber | None:
-        """Atomically advance SQN_HE and return the subscriber carrying the SQN to use."""
-        row = self._db.execute(
+    async def take_next_sqn(self, impi: str) -> Subscriber | None:
+        """Atomically advance SQN_HE and return the subscriber carrying the SQN to use, once the new
+        SQN_HE is committed (group commit: no vector leaves before its SQN is in the WAL)."""
+        rows = await self._writes.execute(
             f"UPDATE subscribers SET sqn = {_NEXT_SQN} WHERE impi = ? "  # noqa: S608 - constant expression
             "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
             (impi,),
-        ).fetchone()
-        return self._open(row) if row else None
+        )
+        return self._open(rows[0]) if rows else None
 
-    def resync(self, impi: str, sqn_ms: int) -> Subscriber | None:
+    async def resync(self, impi: str, sqn_ms: int) -> Subscriber | None:
         """SQN_HE := SQN_MS and take the SQN after it (TS 33.102 clause 6.3.5), in one statement."""
-        row = self._db.execute(
+        rows = await self._writes.execute(
             "UPDATE subscribers SET sqn = ? WHERE impi = ? "
             "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
             (next_sqn(sqn_ms & SQN_MASK), impi),
-        ).fetchone()
-        return self._open(row) if row else None
+        )
+        return self._open(rows[0]) if rows else None

@@ -54,11 +54,11 @@ class ZhHandler:
             )
         if mar.resync_info is not None:
             try:
-                sub = self._resync(mar)
+                sub = await self._resync(mar)
             except _Refused as refused:
                 return self._answer(req, mar, result_code=refused.result_code)
         else:
-            sub = self.store.take_next_sqn(mar.user_name)
+            sub = await self.store.take_next_sqn(mar.user_name)
         if sub is None:
             log.info("zh: MAR from %s for unknown IMPI (5001)", peer.origin_host)
             return self._answer(req, mar, result_code=None, experimental_result=d.ExperimentalResult.ERROR_USER_UNKNOWN)
@@ -83,7 +83,7 @@ class ZhHandler:
             guss=self._guss_for(sub, mar.guss_timestamp),
         )
 
-    def _resync(self, mar: d.MultimediaAuthRequest) -> Subscriber | None:
+    async def _resync(self, mar: d.MultimediaAuthRequest) -> Subscriber | None:
         info = mar.resync_info or b""
         if len(info) != RESYNC_INFO_LEN:
             log.info("zh: resync for %s with %d-octet SIP-Authorization refused", mar.user_name, len(info))
@@ -100,7 +100,7 @@ class ZhHandler:
             raise _Refused(d.ResultCode.AUTHENTICATION_REJECTED)
         log.info("zh: resync for %s: SQN_HE %#x -> SQN_MS %#x", mar.user_name, current.sqn, sqn_ms)
         self.metrics.resync.labels("resynchronised").inc()
-        return self.store.resync(mar.user_name, sqn_ms)
+        return await self.store.resync(mar.user_name, sqn_ms)
 
     @staticmethod
     def _guss_for(sub: Subscriber, bsf_timestamp: dt.datetime | None) -> bytes | None:

@@ -1,8 +1,7 @@
-"""SQLite context store (embedded default): WAL, sealed records, expiry sweep on write."""
+"""SQLite context store (embedded default): WAL, group commit, sealed records, expiry sweep on write."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -37,46 +36,38 @@ class SqliteStore:
     def __init__(self, path: Path, kek: bytes) -> None:
         self._kek = kek
         self._db = sqlite.connect(path, _SCHEMA)
-        self._lock = asyncio.Lock()
+        self._writes = sqlite.GroupCommit(self._db)
         self._last_sweep = 0.0
 
-    def _sweep(self, now: float) -> None:
+    async def _sweep(self) -> None:
+        now = time.time()
         if now - self._last_sweep < SWEEP_INTERVAL:
             return
         self._last_sweep = now
-        self._db.execute("DELETE FROM challenges WHERE expires < ?", (now,))
-        self._db.execute("DELETE FROM contexts WHERE expires < ?", (now,))
-        self._db.execute("DELETE FROM enrolments WHERE expires < ?", (now,))
+        for table in ("challenges", "contexts", "enrolments"):
+            await self._writes.execute(f"DELETE FROM {table} WHERE expires < ?", (now,))  # noqa: S608
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
-        async with self._lock:
-            now = time.time()
-            self._sweep(now)
-            self._db.execute(
-                "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?)",
-                (challenge.nonce, blob, challenge.expires.timestamp()),
-            )
+        await self._sweep()
+        await self._writes.execute(
+            "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?)", (challenge.nonce, blob, challenge.expires.timestamp())
+        )
 
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
-        async with self._lock:
-            row = self._db.execute(
-                "DELETE FROM challenges WHERE nonce = ? RETURNING blob, expires", (nonce,)
-            ).fetchone()
-        if row is None or row[1] < time.time():
+        rows = await self._writes.execute("DELETE FROM challenges WHERE nonce = ? RETURNING blob, expires", (nonce,))
+        if not rows or rows[0][1] < time.time():
             return None
-        return unseal_challenge(self._kek, bytes(row[0]), AAD_CHALLENGE + nonce)
+        return unseal_challenge(self._kek, bytes(rows[0][0]), AAD_CHALLENGE + nonce)
 
     async def put_context(self, ctx: BootstrapContext) -> None:
         blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
-        async with self._lock:
-            self._sweep(time.time())
-            # impi is UNIQUE: REPLACE removes the IMPI's previous context in the same statement, which is
-            # how a new bootstrap supersedes the old one (TS 33.220 4.5.2).
-            self._db.execute(
-                "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)",
-                (ctx.btid, ctx.impi, blob, ctx.expires.timestamp()),
-            )
+        await self._sweep()
+        # impi is UNIQUE: REPLACE removes the IMPI's previous context in the same statement, which is
+        # how a new bootstrap supersedes the old one (TS 33.220 4.5.2).
+        await self._writes.execute(
+            "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)", (ctx.btid, ctx.impi, blob, ctx.expires.timestamp())
+        )
 
     async def get_context(self, btid: str) -> BootstrapContext | None:
         row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
@@ -86,11 +77,10 @@ class SqliteStore:
 
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
         blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
-        async with self._lock:
-            self._sweep(time.time())
-            self._db.execute(
-                "INSERT OR REPLACE INTO enrolments VALUES (?, ?, ?)", (rec.keid, blob, rec.expires.timestamp())
-            )
+        await self._sweep()
+        await self._writes.execute(
+            "INSERT OR REPLACE INTO enrolments VALUES (?, ?, ?)", (rec.keid, blob, rec.expires.timestamp())
+        )
 
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
         row = self._db.execute("SELECT blob, expires FROM enrolments WHERE keid = ?", (keid,)).fetchone()
@@ -108,19 +98,20 @@ class SqliteStore:
             ("enrolments", "keid", AAD_ENROLMENT),
         )
         count = 0
-        async with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for table, column, prefix in tables:
-                    rows = self._db.execute(f"SELECT {column}, blob FROM {table}").fetchall()  # noqa: S608
-                    for key, blob in rows:
-                        fresh = reseal(self._kek, new_kek, bytes(blob), prefix + key)
-                        self._db.execute(f"UPDATE {table} SET blob = ? WHERE {column} = ?", (fresh, key))  # noqa: S608
-                    count += len(rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self._writes.commit()
+        # No await from here to COMMIT: no group-commit batch can open inside this transaction.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, prefix in tables:
+                rows = self._db.execute(f"SELECT {column}, blob FROM {table}").fetchall()  # noqa: S608
+                for key, blob in rows:
+                    fresh = reseal(self._kek, new_kek, bytes(blob), prefix + key)
+                    self._db.execute(f"UPDATE {table} SET blob = ? WHERE {column} = ?", (fresh, key))  # noqa: S608
+                count += len(rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._kek = new_kek
         return count
 
@@ -128,4 +119,5 @@ class SqliteStore:
         return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 
     async def close(self) -> None:
+        self._writes.commit()
         self._db.close()

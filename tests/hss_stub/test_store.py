@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
@@ -46,10 +47,32 @@ def test_sqn_sequence_and_sql_matches_python(tmp_path: Path) -> None:
     expected = 31
     for _ in range(70):
         expected = next_sqn(expected)
-        sub = s.take_next_sqn("a@ims")
+        sub = asyncio.run(s.take_next_sqn("a@ims"))
         assert sub is not None and sub.sqn == expected
     assert next_sqn((1 << 48) - 1) < (1 << 48)
-    assert s.take_next_sqn("nobody") is None
+    assert asyncio.run(s.take_next_sqn("nobody")) is None
+
+
+def test_group_committed_sqns_are_durable_for_other_connections(tmp_path: Path) -> None:
+    """Concurrent MARs share one commit; each caller returns only once its SQN is visible elsewhere."""
+    path = tmp_path / "h.sqlite"
+    s = SubscriberStore(path, KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    other = SubscriberStore(path, KEK)
+
+    async def one() -> int:
+        sub = await s.take_next_sqn("a@ims")
+        assert sub is not None
+        seen = other.get("a@ims")
+        assert seen is not None and seen.sqn >= sub.sqn
+        return sub.sqn
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(20)))
+
+    sqns = asyncio.run(many())
+    final = other.get("a@ims")
+    assert len(set(sqns)) == 20 and final is not None and max(sqns) == final.sqn
 
 
 def test_concurrent_increments_from_threads_are_unique(tmp_path: Path) -> None:
@@ -60,11 +83,15 @@ def test_concurrent_increments_from_threads_are_unique(tmp_path: Path) -> None:
 
     def worker() -> None:
         store = SubscriberStore(path, KEK)
-        for _ in range(50):
-            sub = store.take_next_sqn("a@ims")
-            assert sub is not None
-            with lock:
-                seen.append(sub.sqn)
+
+        async def take() -> None:
+            for _ in range(50):
+                sub = await store.take_next_sqn("a@ims")
+                assert sub is not None
+                with lock:
+                    seen.append(sub.sqn)
+
+        asyncio.run(take())
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
