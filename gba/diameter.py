@@ -288,7 +288,7 @@ def _walk_avps(data: bytes, start: int, end: int, depth: int) -> list[Avp]:
 
 def avp_bytes(avp: Avp) -> bytes:
     """One AVP on the wire: header, payload, zero padding to 32 bits (RFC 6733 clause 4.1)."""
-    payload = avp.payload
+    payload: bytes = avp.payload
     vendor = avp.vendor_id
     if vendor:
         head = struct.pack("!III", avp.code, (avp.flags << 24) | (12 + len(payload)), vendor)
