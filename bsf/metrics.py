@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -34,43 +33,60 @@ class BsfMetrics:
         self.hss_peer_up = Gauge("gbagw_bsf_hss_peer_up", "1 when the Zh connection to the HSS is up", registry=r)
 
 
+class _Timed:
+    """Observes the time spent in a ``with`` block (a plain class: an asynccontextmanager cost ~5 µs
+    per store operation on the Ub hot path)."""
+
+    __slots__ = ("_histogram", "_start")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._start = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._histogram.observe(time.perf_counter() - self._start)
+
+
+_STORE_OPS = ("put_challenge", "take_challenge", "put_context", "get_context", "put_enrolment", "get_enrolment")
+
+
 class TimedStore:
     """A ContextStore that records each operation's latency."""
 
     def __init__(self, inner: ContextStore, metrics: BsfMetrics) -> None:
         self.inner = inner
-        self._h = metrics.store_latency
+        self._op = {op: metrics.store_latency.labels(op) for op in _STORE_OPS}
 
-    @asynccontextmanager
-    async def _timed(self, op: str) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._h.labels(op).observe(time.perf_counter() - start)
+    def _timed(self, op: str) -> _Timed:
+        return _Timed(self._op[op])
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
-        async with self._timed("put_challenge"):
+        with self._timed("put_challenge"):
             await self.inner.put_challenge(challenge)
 
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
-        async with self._timed("take_challenge"):
+        with self._timed("take_challenge"):
             return await self.inner.take_challenge(nonce)
 
     async def put_context(self, ctx: BootstrapContext) -> None:
-        async with self._timed("put_context"):
+        with self._timed("put_context"):
             await self.inner.put_context(ctx)
 
     async def get_context(self, btid: str) -> BootstrapContext | None:
-        async with self._timed("get_context"):
+        with self._timed("get_context"):
             return await self.inner.get_context(btid)
 
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
-        async with self._timed("put_enrolment"):
+        with self._timed("put_enrolment"):
             await self.inner.put_enrolment(rec)
 
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
-        async with self._timed("get_enrolment"):
+        with self._timed("get_enrolment"):
             return await self.inner.get_enrolment(keid)
 
     async def count_contexts(self) -> int | None:

@@ -51,13 +51,12 @@ def parse_auth_params(text: str) -> dict[str, str]:
     if len(text) > MAX_HEADER_LEN:
         raise DigestError("header too long")
     params: dict[str, str] = {}
-    i, end = 0, len(text)
+    i = 0
     while True:
-        trailer = _TRAILER_RE.match(text, i)
-        if trailer is not None and trailer.end() == end:
-            return params
         m = _PARAM_RE.match(text, i)
         if m is None:
+            if _TRAILER_RE.fullmatch(text, i):
+                return params
             raise DigestError(f"malformed auth-param at offset {i}")
         name = m.group(1).lower()
         quoted = m.group(2)
@@ -82,8 +81,11 @@ def _split_scheme(header: str) -> dict[str, str]:
     return parse_auth_params(rest)
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def quote(value: str) -> str:
-    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+    if _CONTROL_RE.search(value):
         raise DigestError("control character in a header value")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

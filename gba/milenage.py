@@ -187,10 +187,11 @@ class AutnCheck:
     amf: bytes
 
 
-def open_autn(mil: Milenage, rand: bytes, autn: bytes) -> AutnCheck:
-    """USIM side of TS 33.102 clause 6.3.3: recover SQN and check MAC-A."""
+def open_autn(mil: Milenage, rand: bytes, autn: bytes, ak: bytes | None = None) -> AutnCheck:
+    """USIM side of TS 33.102 clause 6.3.3: recover SQN and check MAC-A (``ak``: f5 if already known)."""
     _check("AUTN", autn, 16)
-    _res, _ck, _ik, ak = mil.f2345(rand)
+    if ak is None:
+        ak = mil.f2345(rand)[3]
     sqn_b = _xor(autn[:SQN_LEN], ak)
     amf = autn[SQN_LEN : SQN_LEN + AMF_LEN]
     mac = mil.f1(rand, sqn_b, amf)

@@ -70,11 +70,11 @@ class Usim:
         self.seq_ms[sqn & (IND_SIZE - 1)] = sqn >> IND_BITS
 
     def authenticate(self, rand: bytes, autn: bytes, *, gba_u: bool = False) -> AkaSuccess | AkaSyncFailure:
-        _res, _ck, ik, _ak = self._mil.f2345(rand)
+        res, ck, ik, ak = self._mil.f2345(rand)
         if gba_u:
             # TS 33.220 5.3.2: the UICC recovers MAC from MAC* = MAC xor SHA-1(IK)[0..63].
             autn = milenage.gba_u_autn(autn, ik)
-        check = milenage.open_autn(self._mil, rand, autn)
+        check = milenage.open_autn(self._mil, rand, autn, ak)
         if not check.mac_ok:
             raise NetworkAuthFailure("MAC in AUTN does not verify")
         seq, ind = check.sqn >> IND_BITS, check.sqn & (IND_SIZE - 1)
@@ -82,7 +82,6 @@ class Usim:
         if seq <= self.seq_ms[ind] or seq - highest_seq > DELTA:
             return AkaSyncFailure(milenage.build_auts(self._mil, rand, self.sqn_ms))
         self.seq_ms[ind] = seq
-        res, ck, ik, _ = self._mil.f2345(rand)
         if gba_u:
             res = milenage.gba_u_expected_res(res)
         return AkaSuccess(res=res, ck=ck, ik=ik)
