@@ -6,6 +6,10 @@ The BSF(s) and the HSS stub run as `gbagw hss serve` + `gbagw bsf serve` process
 each bootstrap sends its first request to one and its second to the next (a load balancer's worst
 case). The ceiling is an aiohttp server in its own process answering 401 then 200 with no work; the UEs
 run in this process (Milenage, digest and rspauth checks on the UE side).
+
+Everything shares the machine's cores, so each cell also reports CPU time per bootstrap: the
+servers' (BSF + HSS, + redis-server with a Redis store) and the load generator's. That is the sizing
+figure (bootstraps per core) and shows where a ratio is lost.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import free_port, provision, spawn, wait_line  # noqa: E402
+from bench.procs import cpu_seconds, free_port, provision, spawn, wait_line  # noqa: E402
 from gba import ue  # noqa: E402
 
 K, OPC = os.urandom(16), os.urandom(16)
@@ -47,6 +52,26 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print
 """
 
 Run = Callable[[aiohttp.ClientSession, str, str, str, ue.Usim], Awaitable[None]]
+
+
+class Lab(NamedTuple):
+    urls: list[str]  # Ub, one per BSF
+    zn_ports: list[int]
+    data_dir: str
+    server_pids: list[int]  # BSFs, HSS and (with a Redis store) redis-server
+
+
+class Cell(NamedTuple):
+    rate: float  # bootstraps (or request pairs) per second
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us: float  # per bootstrap, all server processes together
+    client_cpu_us: float  # per bootstrap, the load generator (UEs)
+
+
+def _redis_server_pid() -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout.split()
+    return [int(out[0])] if out else []
 
 
 def base_env() -> dict[str, str]:
@@ -69,8 +94,8 @@ def base_env() -> dict[str, str]:
 
 
 @contextmanager
-def gbagw_lab(store: str | None = None, bsfs: int = 1) -> Iterator[tuple[list[str], list[int], str]]:
-    """HSS stub + ``bsfs`` BSF processes with N_UES subscribers; yields (Ub URLs, Zn ports, data dir)."""
+def gbagw_lab(store: str | None = None, bsfs: int = 1) -> Iterator[Lab]:
+    """HSS stub + ``bsfs`` BSF processes with N_UES subscribers."""
     env = base_env()
     hss_port = free_port()
     env.update(
@@ -96,7 +121,8 @@ def gbagw_lab(store: str | None = None, bsfs: int = 1) -> Iterator[tuple[list[st
                 procs.append(bsf)
                 urls.append(m.group(1))
                 zn_ports.append(int(wait_line(bsf, r"Zn Diameter on [\d.]+:(\d+)").group(1)))
-            yield urls, zn_ports, tmp
+            redis = _redis_server_pid() if store and store.startswith("redis") else []
+            yield Lab(urls, zn_ports, tmp, [p.pid for p in procs] + redis)
         finally:
             for p in procs:
                 p.terminate()
@@ -104,11 +130,12 @@ def gbagw_lab(store: str | None = None, bsfs: int = 1) -> Iterator[tuple[list[st
 
 
 @contextmanager
-def bare_server() -> Iterator[str]:
+def bare_server() -> Iterator[tuple[str, int]]:
+    """(URL, pid) of the bare aiohttp ceiling server."""
     port = free_port()
     p, _ = spawn([sys.executable, "-c", BARE_SERVER, str(port)], r"ready", base_env())
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", p.pid
     finally:
         p.terminate()
         p.wait(10)
@@ -135,8 +162,8 @@ async def _bare_run(session: aiohttp.ClientSession, first: str, second: str, _im
         assert r.status == 200
 
 
-async def measure(run: Run, urls: list[str], concurrency: int, seconds: float) -> tuple[float, float, float]:
-    """(bootstraps/s, p50 ms, p99 ms) with ``concurrency`` UEs looping for ``seconds``."""
+async def measure(run: Run, urls: list[str], concurrency: int, seconds: float, server_pids: list[int]) -> Cell:
+    """Rate, latency and CPU per bootstrap with ``concurrency`` UEs looping for ``seconds``."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     usims = {i: ue.Usim(K, OPC) for i in range(N_UES)}
@@ -153,18 +180,22 @@ async def measure(run: Run, urls: list[str], concurrency: int, seconds: float) -
                 i += concurrency
 
         start = time.perf_counter()
+        cpu0 = cpu_seconds(server_pids), cpu_seconds([0])
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
         elapsed = time.perf_counter() - start
+        server_cpu, client_cpu = cpu_seconds(server_pids) - cpu0[0], cpu_seconds([0]) - cpu0[1]
     q = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, q[49] * 1000, q[98] * 1000
+    n = len(latencies)
+    return Cell(n / elapsed, q[49] * 1000, q[98] * 1000, server_cpu / n * 1e6, client_cpu / n * 1e6)
 
 
-def bare(url: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
-    return asyncio.run(measure(_bare_run, [url], concurrency, seconds))
+def bare(server: tuple[str, int], concurrency: int, seconds: float) -> Cell:
+    url, pid = server
+    return asyncio.run(measure(_bare_run, [url], concurrency, seconds, [pid]))
 
 
-def ours(urls: list[str], concurrency: int, seconds: float) -> tuple[float, float, float]:
-    return asyncio.run(measure(_gbagw_run, urls, concurrency, seconds))
+def ours(lab: Lab, concurrency: int, seconds: float) -> Cell:
+    return asyncio.run(measure(_gbagw_run, lab.urls, concurrency, seconds, lab.server_pids))
 
 
 def main() -> None:
@@ -174,19 +205,23 @@ def main() -> None:
     ap.add_argument("--bsfs", type=int, default=1)
     args = ap.parse_args()
     rows = []
-    with gbagw_lab(args.store, args.bsfs) as (urls, _zn, _tmp), bare_server() as bare_url:
+    with gbagw_lab(args.store, args.bsfs) as lab, bare_server() as bare_srv:
         for c in (1, 10, 50):
-            rows.append((c, ours(urls, c, args.seconds), bare(bare_url, c, args.seconds)))
+            rows.append((c, ours(lab, c, args.seconds), bare(bare_srv, c, args.seconds)))
     print(
         f"Ub bootstraps (2 HTTP round trips + 1 Zh MAR), {args.seconds:.0f}s per cell, "
-        f"store {args.store or 'SQLite'}, {args.bsfs} BSF process(es), 2 cores"
+        f"store {args.store or 'SQLite'}, {args.bsfs} BSF process(es), {os.cpu_count()} cores"
     )
     print(
-        f"{'UEs':>4} {'bootstraps/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'bare aiohttp 2-req/s':>21} "
-        f"{'p50 ms':>8} {'ratio':>6}"
+        f"{'UEs':>4} {'bootstraps/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'CPU us srv/UEs':>15} "
+        f"{'bare aiohttp 2-req/s':>21} {'p50 ms':>8} {'CPU us srv/cli':>15} {'ratio':>6}"
     )
-    for c, (rate, p50, p99), (brate, bp50, _bp99) in rows:
-        print(f"{c:>4} {rate:>13,.0f} {p50:>8.1f} {p99:>8.1f} {brate:>21,.0f} {bp50:>8.1f} {rate / brate:>6.2f}")
+    for c, o, b in rows:
+        print(
+            f"{c:>4} {o.rate:>13,.0f} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} "
+            f"{o.server_cpu_us:>7.0f}/{o.client_cpu_us:<7.0f} {b.rate:>21,.0f} {b.p50_ms:>8.1f} "
+            f"{b.server_cpu_us:>7.0f}/{b.client_cpu_us:<7.0f} {o.rate / b.rate:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

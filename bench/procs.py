@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -18,6 +20,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by processes ``pids`` (Linux /proc), or by this process
+    for pid 0."""
+    total = 0.0
+    for pid in pids:
+        if pid == 0:
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            total += r.ru_utime + r.ru_stime
+            continue
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+    return total
 
 
 def wait_line(p: subprocess.Popen[str], pattern: str, timeout: float = 30) -> re.Match[str]:

@@ -24,6 +24,7 @@ from bsf.store import (
     unseal_context,
     unseal_enrolment,
 )
+from gbaio.redis_pipeline import AutoPipeline
 
 
 def _bytes(value: object) -> bytes:
@@ -40,13 +41,18 @@ class RedisStore:
     def __init__(self, url: str, kek: bytes) -> None:
         self._kek = kek
         self._r = aioredis.from_url(url)
+        # The Ub/Zn hot path goes through one auto-pipeline (gbaio.redis_pipeline); rekey, ping and
+        # the rest use the client directly.
+        self._p = AutoPipeline(self._r)
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
-        await self._r.set(f"gbagw:{{ch:{challenge.nonce}}}", blob, px=_ttl_ms(challenge.expires.timestamp()))
+        key, ttl = f"gbagw:{{ch:{challenge.nonce}}}", _ttl_ms(challenge.expires.timestamp())
+        await self._p.call(lambda p: p.set(key, blob, px=ttl))
 
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
-        blob = await self._r.getdel(f"gbagw:{{ch:{nonce}}}")
+        key = f"gbagw:{{ch:{nonce}}}"
+        (blob,) = await self._p.call(lambda p: p.getdel(key))
         if blob is None:
             return None
         ch = unseal_challenge(self._kek, _bytes(blob), AAD_CHALLENGE + nonce)
@@ -55,17 +61,20 @@ class RedisStore:
     async def put_context(self, ctx: BootstrapContext) -> None:
         ttl = _ttl_ms(ctx.expires.timestamp())
         blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
+        impi_key, ctx_key = f"gbagw:{{impi:{ctx.impi}}}", f"gbagw:{{ctx:{ctx.btid}}}"
+        btid = ctx.btid.encode()
         # One round trip for both single-key writes (no MULTI: the keys live in different Cluster slots).
-        async with self._r.pipeline(transaction=False) as pipe:
-            pipe.set(f"gbagw:{{impi:{ctx.impi}}}", ctx.btid.encode(), px=ttl, get=True)
-            pipe.set(f"gbagw:{{ctx:{ctx.btid}}}", blob, px=ttl)
-            previous, _ = await pipe.execute()
-        if previous is not None and _bytes(previous).decode() != ctx.btid:
+        previous, _ = await self._p.call(
+            lambda p: p.set(impi_key, btid, px=ttl, get=True), lambda p: p.set(ctx_key, blob, px=ttl)
+        )
+        if previous is not None and _bytes(previous) != btid:
             # TS 33.220 4.5.2: the new context supersedes the IMPI's previous one.
-            await self._r.unlink(f"gbagw:{{ctx:{_bytes(previous).decode()}}}")
+            old_key = f"gbagw:{{ctx:{_bytes(previous).decode()}}}"
+            await self._p.call(lambda p: p.unlink(old_key))
 
     async def get_context(self, btid: str) -> BootstrapContext | None:
-        blob = await self._r.get(f"gbagw:{{ctx:{btid}}}")
+        key = f"gbagw:{{ctx:{btid}}}"
+        (blob,) = await self._p.call(lambda p: p.get(key))
         if blob is None:
             return None
         ctx = unseal_context(self._kek, _bytes(blob), AAD_CONTEXT + btid)
@@ -103,4 +112,5 @@ class RedisStore:
         return bool(await self._r.ping())
 
     async def close(self) -> None:
+        await self._p.drain()
         await self._r.aclose()
