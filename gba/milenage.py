@@ -17,15 +17,12 @@ MAC_LEN = 8
 AUTS_LEN = SQN_LEN + MAC_LEN
 RESYNC_AMF = b"\x00\x00"  # TS 33.102 clause 6.3.3: MAC-S in AUTS is computed with a dummy AMF of zeros
 
-# TS 35.206 clause 4.1: constants c1..c5 and rotations r1..r5 (bits, towards the MSB).
-_C = (
-    bytes(16),
-    bytes(15) + b"\x01",
-    bytes(15) + b"\x02",
-    bytes(15) + b"\x04",
-    bytes(15) + b"\x08",
-)
+# TS 35.206 clause 4.1: constants c1..c5 (as 128-bit integers) and rotations r1..r5 (bits, towards
+# the MSB). The block arithmetic runs on Python ints: converting bytes<->int at every XOR cost ~30 %
+# of a vector (bench/crypto.py: 90k -> 125k vectors/s).
+_C = (0, 1, 2, 4, 8)
 _R = (64, 0, 32, 64, 96)
+_MASK128 = (1 << 128) - 1
 
 
 class MilenageError(ValueError):
@@ -36,12 +33,9 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
-def _rot(x: bytes, bits: int) -> bytes:
+def _rot(x: int, bits: int) -> int:
     """Cyclic rotation of a 128-bit block towards the most significant bit (TS 35.206 clause 4.1)."""
-    if bits == 0:
-        return x
-    n = bits // 8
-    return x[n:] + x[:n]
+    return ((x << bits) | (x >> (128 - bits))) & _MASK128 if bits else x
 
 
 def _check(name: str, value: bytes, length: int) -> None:
@@ -71,29 +65,29 @@ class Milenage:
         _check("K", k, 16)
         _check("OPc", opc, 16)
         self._enc = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
-        self._opc = opc
+        self._opc = int.from_bytes(opc, "big")
 
     @classmethod
     def from_op(cls, k: bytes, op: bytes) -> Milenage:
         return cls(k, compute_opc(k, op))
 
-    def _e(self, block: bytes) -> bytes:
-        return self._enc.update(block)
+    def _e(self, block: int) -> int:
+        return int.from_bytes(self._enc.update(block.to_bytes(16, "big")), "big")
 
-    def _temp(self, rand: bytes) -> bytes:
+    def _temp(self, rand: bytes) -> int:
         _check("RAND", rand, 16)
-        return self._e(_xor(rand, self._opc))
+        return self._e(int.from_bytes(rand, "big") ^ self._opc)
 
-    def _out1(self, temp: bytes, sqn: bytes, amf: bytes) -> bytes:
+    def _out1(self, temp: int, sqn: bytes, amf: bytes) -> bytes:
         _check("SQN", sqn, SQN_LEN)
         _check("AMF", amf, AMF_LEN)
-        in1 = sqn + amf + sqn + amf
-        block = _xor(_xor(temp, _rot(_xor(in1, self._opc), _R[0])), _C[0])
-        return _xor(self._e(block), self._opc)
+        in1 = int.from_bytes(sqn + amf + sqn + amf, "big")
+        block = temp ^ _rot(in1 ^ self._opc, _R[0]) ^ _C[0]
+        return (self._e(block) ^ self._opc).to_bytes(16, "big")
 
-    def _out(self, temp: bytes, i: int) -> bytes:
-        block = _xor(_rot(_xor(temp, self._opc), _R[i]), _C[i])
-        return _xor(self._e(block), self._opc)
+    def _out(self, temp: int, i: int) -> bytes:
+        block = _rot(temp ^ self._opc, _R[i]) ^ _C[i]
+        return (self._e(block) ^ self._opc).to_bytes(16, "big")
 
     def f1(self, rand: bytes, sqn: bytes, amf: bytes) -> bytes:
         """MAC-A."""
