@@ -51,16 +51,13 @@ def parse_auth_params(text: str) -> dict[str, str]:
     if len(text) > MAX_HEADER_LEN:
         raise DigestError("header too long")
     params: dict[str, str] = {}
-    i = 0
-    while True:
-        m = _PARAM_RE.match(text, i)
-        if m is None:
-            if _TRAILER_RE.fullmatch(text, i):
-                return params
-            raise DigestError(f"malformed auth-param at offset {i}")
-        name = m.group(1).lower()
-        quoted = m.group(2)
-        value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if quoted is not None else m.group(3)
+    end = 0
+    # scanner().match continues exactly where the previous match ended: the params must be contiguous.
+    for m in iter(_PARAM_RE.scanner(text).match, None):
+        name, quoted, token = m.groups()
+        name = name.lower()
+        # Only quoted-pairs need the substitution; most quoted values have no backslash.
+        value = token if quoted is None else _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
         if len(value) > MAX_VALUE_LEN:
             raise DigestError(f"parameter {name!r} is too long")
         if name in params:
@@ -68,7 +65,10 @@ def parse_auth_params(text: str) -> dict[str, str]:
         params[name] = value
         if len(params) > MAX_PARAMS:
             raise DigestError("too many parameters")
-        i = m.end()
+        end = m.end()
+    if not _TRAILER_RE.fullmatch(text, end):
+        raise DigestError(f"malformed auth-param at offset {end}")
+    return params
 
 
 def _split_scheme(header: str) -> dict[str, str]:
