@@ -52,8 +52,8 @@ def parse_auth_params(text: str) -> dict[str, str]:
         raise DigestError("header too long")
     params: dict[str, str] = {}
     end = 0
-    # scanner().match continues exactly where the previous match ended: the params must be contiguous.
-    for m in iter(_PARAM_RE.scanner(text).match, None):
+    # Each match starts exactly where the previous one ended: the params must be contiguous.
+    while (m := _PARAM_RE.match(text, end)) is not None:
         name, quoted, token = m.groups()
         name = name.lower()
         # Only quoted-pairs need the substitution; most quoted values have no backslash.
