@@ -74,6 +74,11 @@ async def _read_message(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length - 4)
 
 
+def _expire(fut: asyncio.Future[d.Envelope]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class Connection:
     """One established peer connection (either side). Requests in both directions are supported."""
 
@@ -118,17 +123,22 @@ class Connection:
         if self.closed or self._closing:
             raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
         env.hop_by_hop, env.end_to_end = self._ids.next()
-        fut: asyncio.Future[d.Envelope] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[d.Envelope] = loop.create_future()
         self._pending[env.hop_by_hop] = fut
+        # A plain timer on the answer future: asyncio.wait_for wraps it in more futures and callbacks,
+        # which showed on the Zh hot path.
+        timer = loop.call_later(timeout, _expire, fut)
         try:
             self._send(env.encode())
             await self._writer.drain()
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         except TimeoutError:
             raise RequestTimeout(f"no answer from {self.peer.origin_host} within {timeout}s") from None
         except (ConnectionError, OSError) as exc:
             raise PeerUnavailable(f"send to {self.peer.origin_host} failed: {exc}") from None
         finally:
+            timer.cancel()
             # Every request leaves the table, answered or not (python-diameter's leak, fixed here).
             self._pending.pop(env.hop_by_hop, None)
 
