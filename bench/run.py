@@ -38,7 +38,7 @@ def main() -> None:
 
     def cpu(ours_cell: Cell, bare_cell: Cell) -> str:
         return (
-            f"{ours_cell.server_cpu_us:.0f} + {ours_cell.client_cpu_us:.0f} "
+            f"{ours_cell.server_cpu_us:.0f} (BSF {ours_cell.bsf_cpu_us:.0f}) + {ours_cell.client_cpu_us:.0f} "
             f"(bare {bare_cell.server_cpu_us:.0f} + {bare_cell.client_cpu_us:.0f})"
         )
 

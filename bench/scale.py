@@ -84,7 +84,7 @@ def run(store: str, count: int) -> list[str]:
     url = REDIS if store == "redis" else None
     if url:
         redis_sync.Redis.from_url(REDIS).flushdb()
-    with gbagw_lab(url) as (urls, zn_ports, tmp, _pids):
+    with gbagw_lab(url) as (urls, zn_ports, tmp, _bsfs, _others):
         kek = (Path(tmp) / "kek").read_bytes()
         btid = bootstrap_one(urls[0])
         loaded = 0

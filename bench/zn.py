@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     n = ap.parse_args().n
     rows = []
-    with gbagw_lab() as (urls, zn_ports, _tmp, _pids), pd_echo_server() as echo_port:
+    with gbagw_lab() as (urls, zn_ports, _tmp, _bsfs, _others), pd_echo_server() as echo_port:
         btid = bootstrap_one(urls[0])
         for inflight in (1, 50):
             rows.append(
