@@ -50,6 +50,49 @@ def test_concurrent_calls_share_pipelines_and_get_their_own_replies(prefix: str)
     assert batches == 1
 
 
+def test_calls_made_while_a_pipeline_is_out_wait_for_the_next_one(prefix: str) -> None:
+    async def main() -> tuple[list[list[object]], int, int]:
+        client = aioredis.from_url(REDIS_URL)
+        pipe = AutoPipeline(client, max_in_flight=1)
+        batches = out = most_out = 0
+        real = client.pipeline
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal batches
+            batches += 1
+            p = real(*args, **kwargs)  # type: ignore[arg-type]
+            execute = p.execute
+
+            async def tracked(*a: object, **kw: object) -> object:
+                nonlocal out, most_out
+                out += 1
+                most_out = max(most_out, out)
+                try:
+                    return await execute(*a, **kw)  # type: ignore[arg-type]
+                finally:
+                    out -= 1
+
+            p.execute = tracked  # type: ignore[method-assign]
+            return p
+
+        client.pipeline = counting  # type: ignore[method-assign]
+        calls = []
+        try:
+            for i in range(30):
+                key = f"{prefix}{i}"
+                calls.append(asyncio.ensure_future(pipe.call(lambda p, key=key: p.incr(key))))
+                await asyncio.sleep(0)  # every call in a loop turn of its own
+            replies = await asyncio.gather(*calls)
+        finally:
+            await pipe.drain()
+            await client.aclose()
+        return replies, batches, most_out
+
+    replies, batches, most_out = asyncio.run(main())
+    assert replies == [[1]] * 30
+    assert most_out == 1 and batches < 30
+
+
 def test_a_failing_command_fails_only_its_caller(prefix: str) -> None:
     async def main() -> list[object]:
         client = aioredis.from_url(REDIS_URL)
