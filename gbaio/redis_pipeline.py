@@ -45,9 +45,13 @@ class AutoPipeline:
         """Send the queue as one pipeline, unless ``max_in_flight`` pipelines are already out: then it
         keeps growing and goes as soon as one comes back (batches grow with the load by themselves)."""
         self._scheduled = False
-        if not self._queue or len(self._running) >= self._max_in_flight:
+        if len(self._running) >= self._max_in_flight:
             return
-        queue, self._queue = self._queue, []
+        # A caller cancelled before its turn sends nothing, as it would without pipelining.
+        queue = [entry for entry in self._queue if not entry[1].done()]
+        self._queue = []
+        if not queue:
+            return
         task = asyncio.get_running_loop().create_task(self._send(queue))
         self._running.add(task)
         task.add_done_callback(self._sent)

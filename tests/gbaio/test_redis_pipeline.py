@@ -93,6 +93,27 @@ def test_calls_made_while_a_pipeline_is_out_wait_for_the_next_one(prefix: str) -
     assert most_out == 1 and batches < 30
 
 
+def test_a_call_cancelled_before_its_turn_is_never_sent(prefix: str) -> None:
+    async def main() -> object:
+        client = aioredis.from_url(REDIS_URL)
+        pipe = AutoPipeline(client, max_in_flight=1)
+        key = f"{prefix}counter"
+        try:
+            # A blocking pop on an empty list keeps the only pipeline slot busy for 0.3 s.
+            busy = asyncio.ensure_future(pipe.call(lambda p: p.blpop([f"{prefix}empty"], timeout=0.3)))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(pipe.call(lambda p: p.incr(key)))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            await busy
+            await pipe.drain()
+            return await client.get(key)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) is None
+
+
 def test_a_failing_command_fails_only_its_caller(prefix: str) -> None:
     async def main() -> list[object]:
         client = aioredis.from_url(REDIS_URL)
