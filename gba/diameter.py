@@ -302,7 +302,7 @@ def avp_bytes(avp: Avp) -> bytes:
 def encode(
     command_code: int, application_id: int, flags: int, hop_by_hop: int, end_to_end: int, avps: Sequence[Avp]
 ) -> bytes:
-    """Pack a message directly with struct (the library's Packer cost ~40 % of an HSS answer)."""
+    """Pack a message directly with struct (the library's Packer was about a third of an HSS answer's time)."""
     body = b"".join([avp_bytes(a) for a in avps])
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
