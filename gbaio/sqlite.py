@@ -32,6 +32,9 @@ class GroupCommit:
     context writes; under 50 concurrent UEs a batch holds ~5 writes). Every writer awaits the commit of its batch before
     it returns, so nothing is acknowledged to a peer before it is in the WAL: kill -9 loses no answered
     write. Reads on the same connection see the batch at once; other connections see it once committed.
+    A batch holds the file's write lock until the end of its loop turn, so one event loop must write a
+    database file through one GroupCommit only (gbagw up shares one store between Ub, Zn and the MEF);
+    a second connection of the same loop would wait for a lock that is only released by that loop.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
