@@ -20,19 +20,36 @@ def prefix() -> Iterator[str]:
     yield f"gbagw-test:{os.urandom(4).hex()}:"
 
 
+class PipelineWatch:
+    """Counts the pipelines a client opens and the most that were executing at once."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.batches = self.out = self.most_out = 0
+        self._real = client.pipeline
+        client.pipeline = self._pipeline  # type: ignore[method-assign]
+
+    def _pipeline(self, *args: object, **kwargs: object) -> object:
+        self.batches += 1
+        pipe = self._real(*args, **kwargs)  # type: ignore[arg-type]
+        execute = pipe.execute
+
+        async def tracked(*a: object, **kw: object) -> object:
+            self.out += 1
+            self.most_out = max(self.most_out, self.out)
+            try:
+                return await execute(*a, **kw)  # type: ignore[arg-type]
+            finally:
+                self.out -= 1
+
+        pipe.execute = tracked  # type: ignore[method-assign]
+        return pipe
+
+
 def test_concurrent_calls_share_pipelines_and_get_their_own_replies(prefix: str) -> None:
     async def main() -> tuple[list[list[object]], int]:
         client = aioredis.from_url(REDIS_URL)
         pipe = AutoPipeline(client)
-        batches = 0
-        real = client.pipeline
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal batches
-            batches += 1
-            return real(*args, **kwargs)  # type: ignore[arg-type]
-
-        client.pipeline = counting  # type: ignore[method-assign]
+        watch = PipelineWatch(client)
 
         async def one(i: int) -> list[object]:
             key = f"{prefix}{i}"
@@ -43,7 +60,7 @@ def test_concurrent_calls_share_pipelines_and_get_their_own_replies(prefix: str)
         finally:
             await pipe.drain()
             await client.aclose()
-        return replies, batches
+        return replies, watch.batches
 
     replies, batches = asyncio.run(main())
     assert replies == [[True, str(i).encode()] for i in range(40)]
@@ -54,28 +71,7 @@ def test_calls_made_while_a_pipeline_is_out_wait_for_the_next_one(prefix: str) -
     async def main() -> tuple[list[list[object]], int, int]:
         client = aioredis.from_url(REDIS_URL)
         pipe = AutoPipeline(client, max_in_flight=1)
-        batches = out = most_out = 0
-        real = client.pipeline
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal batches
-            batches += 1
-            p = real(*args, **kwargs)  # type: ignore[arg-type]
-            execute = p.execute
-
-            async def tracked(*a: object, **kw: object) -> object:
-                nonlocal out, most_out
-                out += 1
-                most_out = max(most_out, out)
-                try:
-                    return await execute(*a, **kw)  # type: ignore[arg-type]
-                finally:
-                    out -= 1
-
-            p.execute = tracked  # type: ignore[method-assign]
-            return p
-
-        client.pipeline = counting  # type: ignore[method-assign]
+        watch = PipelineWatch(client)
         calls = []
         try:
             for i in range(30):
@@ -86,7 +82,7 @@ def test_calls_made_while_a_pipeline_is_out_wait_for_the_next_one(prefix: str) -
         finally:
             await pipe.drain()
             await client.aclose()
-        return replies, batches, most_out
+        return replies, watch.batches, watch.most_out
 
     replies, batches, most_out = asyncio.run(main())
     assert replies == [[1]] * 30
