@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bootstrap import Cell, bare, bare_server, gbagw_lab, ours  # noqa: E402
+from bench.bootstrap import Lab, bare, bare_server, gbagw_lab, ours  # noqa: E402
 from bench.procs import pd_echo_rate  # noqa: E402
 from bench.zn import bootstrap_one, pd_echo_server, zn_rate  # noqa: E402
 
@@ -36,26 +36,20 @@ def main() -> None:
     def row(what: str, rate: float, lat: str, base_name: str, base: float, cpu: str = "") -> None:
         rows.append((what, f"{rate:,.0f}/s", lat, cpu, f"{base_name} {base:,.0f}/s", f"{rate / base:.2f}"))
 
-    def cpu(ours_cell: Cell, bare_cell: Cell) -> str:
-        return (
-            f"{ours_cell.server_cpu_us:.0f} (BSF {ours_cell.bsf_cpu_us:.0f}) + {ours_cell.client_cpu_us:.0f} "
-            f"(bare {bare_cell.server_cpu_us:.0f} + {bare_cell.client_cpu_us:.0f})"
+    def bootstrap_row(what: str, lab: Lab, bare_srv: tuple[str, int], ues: int) -> None:
+        """One bootstrap cell, then its ceiling right after it: this VM's speed drifts within a run."""
+        cell, ceiling = ours(lab, ues, s), bare(bare_srv, ues, s)
+        cpu = (
+            f"{cell.server_cpu_us:.0f} (BSF {cell.bsf_cpu_us:.0f}) + {cell.client_cpu_us:.0f} "
+            f"(bare {ceiling.server_cpu_us:.0f} + {ceiling.client_cpu_us:.0f})"
         )
+        latency = f"p50 {cell.p50_ms:.1f} / p99 {cell.p99_ms:.1f} ms"
+        row(what, cell.rate, latency, "bare aiohttp", ceiling.rate, cpu)
 
     with bare_server() as bare_srv:
-        # Each cell's ceiling is measured right after it: this VM's speed drifts within a run.
         with gbagw_lab() as lab:
             for c in (1, 10, 50):
-                cell = ours(lab, c, s)
-                ceiling = bare(bare_srv, c, s)
-                row(
-                    f"Ub bootstraps, SQLite, {c} UEs",
-                    cell.rate,
-                    f"p50 {cell.p50_ms:.1f} / p99 {cell.p99_ms:.1f} ms",
-                    "bare aiohttp",
-                    ceiling.rate,
-                    cpu(cell, ceiling),
-                )
+                bootstrap_row(f"Ub bootstraps, SQLite, {c} UEs", lab, bare_srv, c)
             btid = bootstrap_one(lab.urls[0])
             with pd_echo_server() as echo:
                 for inflight in (1, 50):
@@ -63,16 +57,7 @@ def main() -> None:
                     row(f"Zn BIR/BIA, {inflight} in flight", rate, "", "pd echo", pd_echo_rate(echo, args.n, inflight))
         for bsfs in (1, 2):
             with gbagw_lab(REDIS, bsfs) as lab:
-                cell = ours(lab, 50, s)
-                ceiling = bare(bare_srv, 50, s)
-                row(
-                    f"Ub bootstraps, Redis, {bsfs} BSF, 50 UEs",
-                    cell.rate,
-                    f"p50 {cell.p50_ms:.1f} / p99 {cell.p99_ms:.1f} ms",
-                    "bare aiohttp",
-                    ceiling.rate,
-                    cpu(cell, ceiling),
-                )
+                bootstrap_row(f"Ub bootstraps, Redis, {bsfs} BSF, 50 UEs", lab, bare_srv, 50)
     head = ("measurement", "rate", "latency", "CPU us/op: servers + load gen", "baseline (same run)", "ratio")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
     print(
