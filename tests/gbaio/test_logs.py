@@ -1,0 +1,83 @@
+"""The JSON log format: one parseable object per event, RFC 3339 UTC timestamps, request ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from gbaio import logs
+
+
+def _record(created: float) -> logging.LogRecord:
+    record = logging.LogRecord("gbagw.bsf.ub", logging.INFO, __file__, 1, "ub: challenge for %s", ("ü@ims.test",), None)
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    return record
+
+
+def test_event_fields_and_timestamp() -> None:
+    created = dt.datetime(2026, 11, 29, 20, 45, 2, 123456, dt.UTC).timestamp()
+    event = json.loads(logs.JsonFormatter().format(_record(created)))
+    assert event == {
+        "ts": "2026-11-29T20:45:02.123+00:00",
+        "level": "INFO",
+        "logger": "gbagw.bsf.ub",
+        "msg": "ub: challenge for ü@ims.test",
+    }
+    assert dt.datetime.fromisoformat(event["ts"]) == dt.datetime(2026, 11, 29, 20, 45, 2, 123000, dt.UTC)
+
+
+def test_timestamp_follows_the_clock_across_seconds() -> None:
+    """The formatted second is reused within a second only: later and earlier events get their own."""
+    fmt = logs.JsonFormatter()
+    base = dt.datetime(2026, 11, 29, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+    stamps = [json.loads(fmt.format(_record(t)))["ts"] for t in (base + 0.999, base + 1.0, base + 1.5, base)]
+    assert stamps == [
+        "2026-11-29T23:59:59.999+00:00",
+        "2026-11-30T00:00:00.000+00:00",
+        "2026-11-30T00:00:00.500+00:00",
+        "2026-11-29T23:59:59.000+00:00",
+    ]
+
+
+def test_request_id_and_exception() -> None:
+    fmt = logs.JsonFormatter()
+    token = logs.request_id.set("rid-42")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+        event = json.loads(fmt.format(record))
+    finally:
+        logs.request_id.reset(token)
+    assert event["rid"] == "rid-42"
+    assert event["exc"].startswith("Traceback") and "ValueError: boom" in event["exc"]
+    assert "rid" not in json.loads(fmt.format(_record(0.0)))
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """setup() reconfigures the process's logging; give the rest of the test run its own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    flags = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_setup_writes_one_json_line_per_event(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("INFO", "json")
+    logging.getLogger("gbagw.test").info('quote " and newline\n%s', "ok")
+    logging.getLogger("gbagw.test").debug("below the level")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["msg"] == 'quote " and newline\nok'
