@@ -1,10 +1,14 @@
 """Deploy artefacts checked with the real tools: the Helm chart through `helm lint --strict` and
 `helm template`, its manifests schema-validated against the Kubernetes OpenAPI (kubernetes-validate), the
-compose file through `docker-compose config`, the systemd units against the CLI."""
+compose file through `docker-compose config`, the Dockerfile through hadolint with its HEALTHCHECK run
+against a live admin listener, the systemd units against the CLI."""
 
 from __future__ import annotations
 
 import configparser
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,17 +19,21 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.procs import run_cli
+from tests.procs import gbagw_process, run_cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "gbagw"
 
 
+def _tool(name: str, how: str) -> str:
+    """A tool beside the venv's python (pip's console scripts, .ci/install-helm's helm) or on PATH."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is required ({how})"
+    return found
+
+
 def _helm(*args: str) -> str:
-    """helm's stdout; .ci/install-helm puts helm beside the venv's python when it is not on PATH."""
-    helm = shutil.which("helm") or shutil.which("helm", path=str(Path(sys.executable).parent))
-    assert helm, "helm is required (.ci/run installs it with .ci/install-helm)"
-    r = subprocess.run([helm, *args], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([_tool("helm", ".ci/run installs it"), *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -92,9 +100,8 @@ def test_compose_file() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert {"redis", "hss", "bsf1", "bsf2", "naf"} <= set(doc["services"])
     assert doc["services"]["bsf1"]["environment"]["GBAGW_BSF_STORE"].startswith("redis://")
-    assert shutil.which("docker-compose"), "docker-compose is required (.ci/run installs it)"
     r = subprocess.run(
-        ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
+        [_tool("docker-compose", ".ci/run installs it"), "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -120,6 +127,23 @@ def test_systemd_units_run_existing_commands() -> None:
         assert r.returncode == 0 and "--config" in r.stdout
 
 
-def test_dockerfile_is_non_root_with_healthcheck() -> None:
+def test_dockerfile_lints_clean_and_runs_as_numeric_non_root() -> None:
+    hadolint = _tool("hadolint", "a test extra")
+    r = subprocess.run([hadolint, "--no-color", str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr  # any finding, info level included, fails
     text = (DEPLOY / "Dockerfile").read_text()
-    assert "USER gbagw" in text and "HEALTHCHECK" in text and "FROM python:3.11-slim" in text
+    assert re.search(r"^USER 10001:10001$", text, re.M) and "FROM python:3.11-slim" in text
+
+
+def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
+    """The HEALTHCHECK command itself, run against a real admin listener: 0 while up, 1 once it is gone."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", "")  # Dockerfile line continuations
+    m = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.M)
+    assert m, "HEALTHCHECK in exec form"
+    probe = [sys.executable if arg == "python" else arg for arg in json.loads(m.group(1))]
+    env = {**os.environ, "GBAGW_HEALTH_PORT": "0"}
+    with gbagw_process(["hss", "serve", "--data-dir", str(tmp_path)], tmp_path, {"GBAGW_HSS_ZH_PORT": "0"}) as hss:
+        env["GBAGW_HEALTH_PORT"] = hss.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)
+        assert subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode == 0
+    down = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=10)
+    assert down.returncode == 1 and "Connection refused" in down.stderr
