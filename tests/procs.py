@@ -14,6 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 GBAGW = [sys.executable, "-m", "gbagw.cli"]
+# Every listener of `gbagw up` on an ephemeral port (the admin ones are in _env).
+ZERO_PORTS = {
+    f"GBAGW_{k}": "0"
+    for k in ("BSF_UB_PORT", "BSF_ZN_PORT", "HSS_ZH_PORT", "NAF_PORT", "MEF_PSK_PORT", "MEF_CERT_PORT", "MEF_MAF_PORT")
+}
 
 
 def run_cli(

@@ -98,7 +98,7 @@ def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
 
 def test_compose_file() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert {"redis", "hss", "bsf1", "bsf2", "naf"} <= set(doc["services"])
+    assert {"redis", "hss", "bsf1", "bsf2", "naf", "prometheus"} <= set(doc["services"])
     assert doc["services"]["bsf1"]["environment"]["GBAGW_BSF_STORE"].startswith("redis://")
     r = subprocess.run(
         [_tool("docker-compose", ".ci/run installs it"), "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],

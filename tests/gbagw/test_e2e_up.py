@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import run_cli, start_gbagw
+from tests.procs import ZERO_PORTS, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
 
 K = "465b5ce8b199b49faa5f0a2ee238a6bc"
 OP = "cdc202d5123e20f62b6d676ac72cb318"
 IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
-ZERO_PORTS = {
-    f"GBAGW_{k}": "0"
-    for k in ("BSF_UB_PORT", "BSF_ZN_PORT", "HSS_ZH_PORT", "NAF_PORT", "MEF_PSK_PORT", "MEF_CERT_PORT", "MEF_MAF_PORT")
-}
 
 
 def _get(url: str) -> tuple[int, str]:

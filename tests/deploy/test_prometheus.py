@@ -1,0 +1,65 @@
+"""The Prometheus artefacts in deploy/prometheus: rules and scrape config pass promtool, the rules' unit
+tests pass, and every metric and label value the rules name exists in the running gateway."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.procs import ZERO_PORTS, gbagw_process
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM = ROOT / "deploy" / "prometheus"
+# Sample names by metric type: a counter's TYPE line names it with or without _total (by the
+# exposition format's version), a histogram's samples are its buckets, count and sum.
+_SUFFIXES = {"counter": ("", "_total"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+def _promtool(*args: str) -> str:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required (.ci/run installs Debian's prometheus package)"
+    r = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, cwd=PROM)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def _exprs() -> list[str]:
+    doc = yaml.safe_load((PROM / "gbagw-rules.yaml").read_text())
+    return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_rules_and_config_pass_promtool() -> None:
+    assert "SUCCESS: 9 rules found" in _promtool("check", "rules", "gbagw-rules.yaml")
+    assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
+
+
+def test_rules_unit_tests() -> None:
+    assert "SUCCESS" in _promtool("test", "rules", "gbagw-rules.test.yaml")
+
+
+@pytest.mark.e2e
+def test_rules_name_metrics_the_gateway_exports(tmp_path: Path) -> None:
+    with gbagw_process(["up", "--data-dir", str(tmp_path)], tmp_path, ZERO_PORTS, "up") as up:
+        admin = up.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        with urllib.request.urlopen(admin + "/metrics", timeout=10) as r:  # noqa: S310 - loopback test URL
+            exposition = r.read().decode()
+    exported = {
+        name + suffix
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.M)
+        for suffix in _SUFFIXES.get(kind, ("",))
+    }
+    named = {n for expr in _exprs() for n in re.findall(r"\bgbagw_\w+", expr)}
+    assert named and named <= exported, sorted(named - exported)
+
+
+def test_rules_label_values_are_ones_the_code_emits() -> None:
+    """Outcome and result values in the rules appear as literals where the services count them."""
+    sources = "".join((ROOT / p).read_text() for p in ("bsf/ub.py", "hss_stub/zh.py"))
+    values = {v for expr in _exprs() for group in re.findall(r'outcome=~?"([^"]+)"', expr) for v in group.split("|")}
+    assert values and all(f'"{v}"' in sources for v in values), sorted(v for v in values if f'"{v}"' not in sources)
