@@ -98,7 +98,7 @@ def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
 
 def test_compose_file() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert {"redis", "hss", "bsf1", "bsf2", "naf", "prometheus"} <= set(doc["services"])
+    assert {"redis", "hss", "bsf1", "bsf2", "naf", "prometheus", "grafana"} <= set(doc["services"])
     assert doc["services"]["bsf1"]["environment"]["GBAGW_BSF_STORE"].startswith("redis://")
     r = subprocess.run(
         [_tool("docker-compose", ".ci/run installs it"), "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
@@ -107,6 +107,32 @@ def test_compose_file() -> None:
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_compose_monitoring_is_wired() -> None:
+    """Prometheus scrapes each gbagw service on its admin port; Grafana finds Prometheus and the dashboard."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    admin_port = {
+        "bsf1": "GBAGW_BSF_ADMIN_PORT",
+        "bsf2": "GBAGW_BSF_ADMIN_PORT",
+        "hss": "GBAGW_HSS_ADMIN_PORT",
+        "naf": "GBAGW_NAF_ADMIN_PORT",
+    }
+    expected = {f"{name}:{services[name]['environment'][var]}" for name, var in admin_port.items()}
+    assert targets == expected
+    grafana = services["grafana"]
+    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    assert (
+        datasource["datasources"][0]["url"] == "http://prometheus:9090"
+        and "9090:9090" in services["prometheus"]["ports"]
+    )
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/gbagw.yaml").read_text())
+    mounted = (
+        "./grafana/gbagw-dashboard.json:" + provider["providers"][0]["options"]["path"] + "/gbagw-dashboard.json:ro"
+    )
+    assert mounted in grafana["volumes"]
 
 
 def test_systemd_units_run_existing_commands() -> None:
