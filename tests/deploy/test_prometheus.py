@@ -52,7 +52,7 @@ def test_rules_unit_tests() -> None:
 
 
 @pytest.mark.e2e
-def test_rules_name_metrics_the_gateway_exports(tmp_path: Path) -> None:
+def test_rules_and_dashboard_name_metrics_the_gateway_exports(tmp_path: Path) -> None:
     with gbagw_process(["up", "--data-dir", str(tmp_path)], tmp_path, ZERO_PORTS, "up") as up:
         admin = up.wait_for(r"admin: (http://\S+)/metrics").group(1)
         with urllib.request.urlopen(admin + "/metrics", timeout=10) as r:  # noqa: S310 - loopback test URL
