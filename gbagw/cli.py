@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hmac
 import json
+import logging
 import os
 import signal
 import sys
@@ -41,6 +42,8 @@ from naf.app import NafService, create_naf
 from naf.mef_client import KmRefused, MefClient
 from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
+
+log = logging.getLogger("gbagw")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -87,9 +90,15 @@ async def _serve_until_signal(
 ) -> None:
     """Run until SIGINT/SIGTERM, with the service's admin listener (metrics, health) alongside."""
     stop_event = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop_event.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_event.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await start()
     if admin is not None:
         server, host, port = admin
@@ -98,9 +107,12 @@ async def _serve_until_signal(
     try:
         await stop_event.wait()
     finally:
+        cause = received[0].name if received else "cancelled"
+        log.info("%s: stopping; in-flight requests finish, Diameter peers get a DPR, stores close", cause)
         if admin is not None:
             await admin[0].stop()
         await stop()
+        log.info("stopped")
 
 
 # --- hss -------------------------------------------------------------------------------------------
