@@ -9,7 +9,6 @@ import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,23 +18,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.tools import run_tool
 from tests.procs import gbagw_process, run_cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "gbagw"
-
-
-def _tool(name: str, how: str) -> str:
-    """A tool beside the venv's python (pip's console scripts, .ci/install-helm's helm) or on PATH."""
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert found, f"{name} is required ({how})"
-    return found
-
-
-def _helm(*args: str) -> str:
-    r = subprocess.run([_tool("helm", ".ci/run installs it"), *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
 
 
 def _values_file(overrides: dict[str, Any], tmp_path: Path) -> str:
@@ -53,7 +40,7 @@ def _values_file(overrides: dict[str, Any], tmp_path: Path) -> str:
 
 
 def _manifests(overrides: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
-    rendered = _helm("template", "lab", str(CHART), "-f", _values_file(overrides, tmp_path))
+    rendered = run_tool("helm", "template", "lab", str(CHART), "-f", _values_file(overrides, tmp_path))
     return [d for d in yaml.safe_load_all(rendered) if d]
 
 
@@ -71,7 +58,7 @@ def _manifests(overrides: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]
     ],
 )
 def test_helm_chart_lints_and_renders_valid_kubernetes(overrides: dict[str, Any], tmp_path: Path) -> None:
-    out = _helm("lint", "--strict", str(CHART), "-f", _values_file(overrides, tmp_path))
+    out = run_tool("helm", "lint", "--strict", str(CHART), "-f", _values_file(overrides, tmp_path))
     assert "0 chart(s) failed" in out
     docs = _manifests(overrides, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
@@ -100,13 +87,7 @@ def test_compose_file() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert {"redis", "hss", "bsf1", "bsf2", "naf", "prometheus", "grafana"} <= set(doc["services"])
     assert doc["services"]["bsf1"]["environment"]["GBAGW_BSF_STORE"].startswith("redis://")
-    r = subprocess.run(
-        [_tool("docker-compose", ".ci/run installs it"), "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
+    run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
 def test_compose_monitoring_is_wired() -> None:
@@ -154,9 +135,7 @@ def test_systemd_units_run_existing_commands() -> None:
 
 
 def test_dockerfile_lints_clean_and_runs_as_numeric_non_root() -> None:
-    hadolint = _tool("hadolint", "a test extra")
-    r = subprocess.run([hadolint, "--no-color", str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr  # any finding, info level included, fails
+    run_tool("hadolint", "--no-color", str(DEPLOY / "Dockerfile"))  # any finding, info level included, fails
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^USER 10001:10001$", text, re.M) and "FROM python:3.11-slim" in text
 

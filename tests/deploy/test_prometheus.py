@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.deploy.tools import run_tool
 from tests.procs import ZERO_PORTS, gbagw_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +24,7 @@ _SUFFIXES = {"counter": ("", "_total"), "gauge": ("",), "histogram": ("_bucket",
 
 
 def _promtool(*args: str, cwd: Path = PROM) -> str:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is required (.ci/run installs Debian's prometheus package)"
-    r = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    return run_tool("promtool", *args, cwd=cwd)
 
 
 def _exprs() -> list[str]:
