@@ -146,9 +146,8 @@ def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
     m = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.M)
     assert m, "HEALTHCHECK in exec form"
     probe = [sys.executable if arg == "python" else arg for arg in json.loads(m.group(1))]
-    env = {**os.environ, "GBAGW_HEALTH_PORT": "0"}
     with gbagw_process(["hss", "serve", "--data-dir", str(tmp_path)], tmp_path, {"GBAGW_HSS_ZH_PORT": "0"}) as hss:
-        env["GBAGW_HEALTH_PORT"] = hss.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)
+        env = {**os.environ, "GBAGW_HEALTH_PORT": hss.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)}
         assert subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode == 0
     down = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=10)
     assert down.returncode == 1 and "Connection refused" in down.stderr
