@@ -76,6 +76,46 @@ def test_helm_chart_lints_and_renders_valid_kubernetes(overrides: dict[str, Any]
     assert bsf["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
+def test_helm_monitoring_scrapes_admin_ports_and_carries_the_rules(tmp_path: Path) -> None:
+    """Prometheus Operator resources: each ServiceMonitor reaches a container's admin port through a
+    metrics Service and sets the job the alert rules expect; the PrometheusRule is the rules file."""
+    docs = _manifests(
+        {
+            "monitoring.serviceMonitor.enabled": True,
+            "monitoring.prometheusRule.enabled": True,
+            "monitoring.labels": {"release": "prom"},
+        },
+        tmp_path,
+    )
+    for d in docs:
+        if not d["apiVersion"].startswith("monitoring.coreos.com/"):  # CRDs: not in the Kubernetes OpenAPI
+            kubernetes_validate.validate(d, "1.30.0", strict=True)
+    services = [d for d in docs if d["kind"] == "Service"]
+    pods = [d["spec"]["template"] for d in docs if d["kind"] == "Deployment"]
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    jobs = set()
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        (svc,) = [
+            s
+            for s in services
+            if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"].get("labels", {}).items()
+        ]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        (port,) = [p for p in svc["spec"]["ports"] if p["name"] == endpoint["port"]]
+        (pod,) = [p for p in pods if svc["spec"]["selector"].items() <= p["metadata"]["labels"].items()]
+        container_ports = {(p["name"], p["containerPort"]) for c in pod["spec"]["containers"] for p in c["ports"]}
+        assert (port["targetPort"], port["port"]) in container_ports and port["targetPort"] == "admin"
+        (relabel,) = endpoint["relabelings"]
+        assert relabel["targetLabel"] == "job"
+        jobs.add(relabel["replacement"])
+    # The same job names as the compose lab's scrape config, which GbagwTargetDown matches.
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert jobs == {j["job_name"] for j in scrape["scrape_configs"]} - {"gbagw-naf"}
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load((DEPLOY / "prometheus" / "gbagw-rules.yaml").read_text())
+
+
 def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
     config = next(d for d in _manifests({}, tmp_path) if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
     (tmp_path / "g.toml").write_text(config.replace("/etc/gbagw/kek/kek", str(tmp_path / "kek")))
