@@ -17,8 +17,8 @@ from tests.procs import run_cli
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def limited(tmp_path: Path) -> Iterator[tuple[Lab, str, Path]]:
+def _https_lab(tmp_path: Path) -> tuple[Lab, dict[str, str]]:
+    """A lab with one subscriber and a Ub certificate from a lab CA (ca.pem); the env that turns on Ub TLS."""
     lab = Lab(tmp_path)
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     ca = pki.make_ca()
@@ -26,12 +26,23 @@ def limited(tmp_path: Path) -> Iterator[tuple[Lab, str, Path]]:
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     (tmp_path / "ub.pem").write_bytes(leaf.cert_pem)
     (tmp_path / "ub.key").write_bytes(leaf.key_pem)
+    return lab, {"GBAGW_BSF_UB_TLS_CERT": str(tmp_path / "ub.pem"), "GBAGW_BSF_UB_TLS_KEY": str(tmp_path / "ub.key")}
+
+
+def _trust_lab_ca(tmp_path: Path) -> ssl.SSLContext:
+    tls = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    tls.check_hostname = False  # the URL holds 127.0.0.1; the chain is still verified against the lab CA
+    return tls
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[tuple[Lab, str, Path]]:
+    lab, tls_env = _https_lab(tmp_path)
     env = {
         "GBAGW_BSF_RATE_PER_IMPI": "6",
         "GBAGW_BSF_RATE_BURST_IMPI": "2",
         "GBAGW_BSF_MAX_PENDING_CHALLENGES": "2",
-        "GBAGW_BSF_UB_TLS_CERT": str(tmp_path / "ub.pem"),
-        "GBAGW_BSF_UB_TLS_KEY": str(tmp_path / "ub.key"),
+        **tls_env,
     }
     try:
         lab.start_hss()
@@ -43,9 +54,7 @@ def limited(tmp_path: Path) -> Iterator[tuple[Lab, str, Path]]:
 
 async def test_https_ub_rate_limit_and_pending_cap(limited: tuple[Lab, str, Path]) -> None:
     _lab, url, tmp = limited
-    tls = ssl.create_default_context(cafile=str(tmp / "ca.pem"))
-    tls.check_hostname = False  # the URL holds 127.0.0.1; the chain is still verified against the lab CA
-    connector = aiohttp.TCPConnector(ssl=tls)
+    connector = aiohttp.TCPConnector(ssl=_trust_lab_ca(tmp))
     async with aiohttp.ClientSession(connector=connector) as s:
 
         async def first(impi: str) -> tuple[int, dict[str, str]]:
@@ -63,18 +72,13 @@ async def test_https_ub_rate_limit_and_pending_cap(limited: tuple[Lab, str, Path
 
 
 async def test_full_bootstrap_over_https(tmp_path: Path) -> None:
-    lab = Lab(tmp_path)
-    assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
-    ca = pki.make_ca()
-    leaf = pki.issue(ca, "bsf.gba.test")
-    (tmp_path / "ub.pem").write_bytes(leaf.cert_pem)
-    (tmp_path / "ub.key").write_bytes(leaf.key_pem)
+    lab, tls_env = _https_lab(tmp_path)
     try:
         lab.start_hss()
-        _bsf, url = lab.start_bsf(
-            "bsf", {"GBAGW_BSF_UB_TLS_CERT": str(tmp_path / "ub.pem"), "GBAGW_BSF_UB_TLS_KEY": str(tmp_path / "ub.key")}
-        )
+        _bsf, url = lab.start_bsf("bsf", tls_env)
         with pytest.raises(aiohttp.ClientError):  # plain HTTP to the TLS listener gets nothing
             await bootstrap(url, _ue())
+        boot = await bootstrap(url.replace("http://", "https://"), _ue(), tls=_trust_lab_ca(tmp_path))
+        assert boot.btid.endswith("@bsf.gba.test") and len(boot.ks) == 32
     finally:
         lab.close()
