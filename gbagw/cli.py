@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
+from bsf.mef.config import MefConfig
 from bsf.mef.server import MefService, create_mef
 from bsf.store import ContextStore
 from gba import kdf, milenage, onem2m, pki, ue
@@ -31,14 +32,17 @@ from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
+from gbagw.listeners import Listener, ListenerError, check_listeners
 from gbagw.ue_client import UbRefused, bootstrap, ua_get
 from gbaio import logs
 from gbaio.admin import AdminServer
 from gbaio.kek import KekFileError, load_or_create_kek
+from gbaio.sqlite import DatabaseOpenError
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
 from hss_stub.store import StoreError, SubscriberStore
 from naf.app import NafService, create_naf
+from naf.config import NafConfig
 from naf.mef_client import KmRefused, MefClient
 from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
@@ -79,6 +83,32 @@ def _load(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     return cfg
 
 
+def _hss_listeners(hss: HssConfig) -> list[Listener]:
+    return [Listener("hss.zh_port", "hss.zh_host", hss.zh_host, hss.zh_port)]
+
+
+def _bsf_listeners(bsf: BsfConfig) -> list[Listener]:
+    return [
+        Listener("bsf.ub_port", "bsf.ub_host", bsf.ub_host, bsf.ub_port),
+        Listener("bsf.zn_port", "bsf.zn_host", bsf.zn_host, bsf.zn_port),
+        Listener("bsf.sbi_port", "bsf.zn_host", bsf.zn_host, bsf.sbi_port),
+        Listener("bsf.soap_port", "bsf.zn_host", bsf.zn_host, bsf.soap_port),
+        Listener("bsf.admin_port", "bsf.ub_host", bsf.ub_host, bsf.admin_port),
+    ]
+
+
+def _naf_listeners(naf: NafConfig) -> list[Listener]:
+    return [Listener("naf.port", "naf.host", naf.host, naf.port)]
+
+
+def _mef_listeners(mef: MefConfig) -> list[Listener]:
+    return [
+        Listener("mef.psk_port", "mef.host", mef.host, mef.psk_port),
+        Listener("mef.cert_port", "mef.host", mef.host, mef.cert_port),
+        Listener("mef.maf_port", "mef.host", mef.host, mef.maf_port),
+    ]
+
+
 def _open_hss_store(hss: HssConfig) -> SubscriberStore:
     return SubscriberStore(hss.db, load_or_create_kek(hss.kek_file))
 
@@ -99,11 +129,21 @@ async def _serve_until_signal(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    await start()
-    if admin is not None:
-        server, host, port = admin
-        bound = await server.start(host, port)
-        print(f"admin: http://{host}:{bound}/metrics /healthz /readyz", flush=True)
+    try:
+        await start()
+        if admin is not None:
+            server, host, port = admin
+            bound = await server.start(host, port)
+            print(f"admin: http://{host}:{bound}/metrics /healthz /readyz", flush=True)
+    except Exception as exc:
+        # A port taken since the listener check, a store that does not open, ...: stop what did start
+        # (its listeners, Diameter peers, store) first; an OSError is then one line, not a traceback.
+        if admin is not None:
+            await admin[0].stop()
+        await stop()
+        if isinstance(exc, OSError):
+            raise CliError(f"could not start: {exc}") from None
+        raise
     try:
         await stop_event.wait()
     finally:
@@ -121,6 +161,7 @@ async def _serve_until_signal(
 def cmd_hss_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
+    check_listeners([*_hss_listeners(hss), Listener("hss.admin_port", "hss.zh_host", hss.zh_host, hss.admin_port)])
     store = _open_hss_store(hss)
     service = create_hss(hss, store)
 
@@ -256,6 +297,7 @@ def _make_bsf(bsf: BsfConfig) -> BsfService:
 
 def cmd_bsf_serve(args: argparse.Namespace) -> int:
     bsf = cfgmod.bsf_config(_load(args))
+    check_listeners(_bsf_listeners(bsf))
     service = _make_bsf(bsf)
 
     async def start() -> None:
@@ -317,13 +359,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     """HSS stub + BSF + demo NAF + MEF in one process on loopback, SQLite under --data-dir."""
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
+    mef = cfgmod.mef_config(cfg)
+    # One process, one admin listener (bsf.admin_port); hss.admin_port and naf.admin_port stay unused.
+    check_listeners(
+        [
+            *_hss_listeners(hss),
+            *_bsf_listeners(cfgmod.bsf_config(cfg)),
+            *_naf_listeners(cfgmod.naf_config(cfg)),
+            *_mef_listeners(mef),
+        ]
+    )
     hss_store = _open_hss_store(hss)
     hss_service = create_hss(hss, hss_store)
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
     admin = AdminServer([], [])
-    mef = cfgmod.mef_config(cfg)
     pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
     if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
         # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
@@ -506,6 +557,7 @@ def _make_mef(cfg: cfgmod.LoadedConfig, store: ContextStore) -> MefService:
 def cmd_mef_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     bsf = cfgmod.bsf_config(cfg)
+    check_listeners(_mef_listeners(cfgmod.mef_config(cfg)))
     service = _make_mef(cfg, open_store(bsf.store, load_or_create_kek(bsf.kek_file)))
 
     async def start() -> None:
@@ -579,6 +631,7 @@ def cmd_naf_fetch_km(args: argparse.Namespace) -> int:
 
 def cmd_naf_serve(args: argparse.Namespace) -> int:
     naf = cfgmod.naf_config(_load(args))
+    check_listeners([*_naf_listeners(naf), Listener("naf.admin_port", "naf.host", naf.host, naf.admin_port)])
     service = create_naf(naf)
 
     async def start() -> None:
@@ -767,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CliError, cfgmod.ConfigError, KekFileError, StoreError) as exc:
+    except (CliError, cfgmod.ConfigError, KekFileError, StoreError, ListenerError, DatabaseOpenError) as exc:
         print(f"gbagw: error: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else EXIT_USAGE
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,6 +117,40 @@ def _optional_path(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
     return _path(cfg, name, value) if value else None
 
 
+def _optional_input(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
+    """A file the service reads at start (certificate, key, CA, JWKS): checked now, named by its key."""
+    path = _optional_path(cfg, name, value)
+    if path is not None:
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    return path
+
+
+def _check_tls(pair: tuple[str, Path | None, str, Path | None], ca: tuple[str, Path | None] = ("", None)) -> None:
+    """Load a certificate chain with its key (and a CA file) as the listener will: a bad file is a config error."""
+    cert_name, cert, key_name, key = pair
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if cert is not None and key is not None:
+        try:
+            # An empty passphrase: an encrypted key fails here instead of prompting on a terminal.
+            ctx.load_cert_chain(cert, key, password=lambda: b"")
+        except ssl.SSLError as exc:
+            detail = f" ({exc.reason})" if exc.reason else ""
+            raise ConfigError(
+                f"{cert_name} / {key_name}: not a PEM certificate chain and its unencrypted private key{detail}"
+            ) from None
+    ca_name, ca_file = ca
+    if ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except ssl.SSLError as exc:
+            detail = f" ({exc.reason})" if exc.reason else ""
+            raise ConfigError(f"{ca_name}: not a PEM CA certificate file{detail}") from None
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -192,7 +227,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         raise ConfigError("bsf.ub_tls_cert and bsf.ub_tls_key go together")
     if bool(s["zn_tls_cert"]) != bool(s["zn_tls_key"]):
         raise ConfigError("bsf.zn_tls_cert and bsf.zn_tls_key go together")
-    return BsfConfig(
+    config = BsfConfig(
         fqdn=_fqdn("bsf.fqdn", s["fqdn"]),
         realm=_fqdn("bsf.realm", s["realm"]),
         ub_host=str(s["ub_host"]),
@@ -213,19 +248,25 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         admin_port=_port("bsf.admin_port", s["admin_port"]),
         sbi_port=_port("bsf.sbi_port", s["sbi_port"]),
         soap_port=_port("bsf.soap_port", s["soap_port"]),
-        zn_tls_cert=_optional_path(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
-        zn_tls_key=_optional_path(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
-        zn_tls_ca=_optional_path(cfg, "bsf.zn_tls_ca", s["zn_tls_ca"]),
-        ub_tls_cert=_optional_path(cfg, "bsf.ub_tls_cert", s["ub_tls_cert"]),
-        ub_tls_key=_optional_path(cfg, "bsf.ub_tls_key", s["ub_tls_key"]),
+        zn_tls_cert=_optional_input(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
+        zn_tls_key=_optional_input(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
+        zn_tls_ca=_optional_input(cfg, "bsf.zn_tls_ca", s["zn_tls_ca"]),
+        ub_tls_cert=_optional_input(cfg, "bsf.ub_tls_cert", s["ub_tls_cert"]),
+        ub_tls_key=_optional_input(cfg, "bsf.ub_tls_key", s["ub_tls_key"]),
         rate_per_impi=_non_negative("bsf.rate_per_impi", s["rate_per_impi"]),
         rate_burst_impi=int(_positive("bsf.rate_burst_impi", s["rate_burst_impi"])),
         rate_per_source=_non_negative("bsf.rate_per_source", s["rate_per_source"]),
         rate_burst_source=int(_positive("bsf.rate_burst_source", s["rate_burst_source"])),
         max_pending_challenges=int(_non_negative("bsf.max_pending_challenges", s["max_pending_challenges"])),
-        sbi_oauth_jwks=_optional_path(cfg, "bsf.sbi_oauth_jwks", s["sbi_oauth_jwks"]),
+        sbi_oauth_jwks=_optional_input(cfg, "bsf.sbi_oauth_jwks", s["sbi_oauth_jwks"]),
         sbi_oauth_audience=str(s["sbi_oauth_audience"]) or None,
     )
+    _check_tls(("bsf.ub_tls_cert", config.ub_tls_cert, "bsf.ub_tls_key", config.ub_tls_key))
+    _check_tls(
+        ("bsf.zn_tls_cert", config.zn_tls_cert, "bsf.zn_tls_key", config.zn_tls_key),
+        ("bsf.zn_tls_ca", config.zn_tls_ca),
+    )
+    return config
 
 
 def naf_config(cfg: LoadedConfig) -> NafConfig:
@@ -233,7 +274,9 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
     gsids = s["gsids"]
     if not isinstance(gsids, list):
         raise ConfigError("naf.gsids must be a list of GSIDs")
-    return NafConfig(
+    if bool(s["tls_cert"]) != bool(s["tls_key"]):
+        raise ConfigError("naf.tls_cert and naf.tls_key go together")
+    config = NafConfig(
         fqdn=_fqdn("naf.fqdn", s["fqdn"]),
         realm=_fqdn("naf.realm", s["realm"]),
         host=str(s["host"]),
@@ -249,11 +292,13 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         sbi_url=str(s["sbi_url"]),
         soap_url=str(s["soap_url"]),
         sbi_token=str(s["sbi_token"]) or None,
-        tls_cert=_optional_path(cfg, "naf.tls_cert", s["tls_cert"]),
-        tls_key=_optional_path(cfg, "naf.tls_key", s["tls_key"]),
-        tls_ca=_optional_path(cfg, "naf.tls_ca", s["tls_ca"]),
+        tls_cert=_optional_input(cfg, "naf.tls_cert", s["tls_cert"]),
+        tls_key=_optional_input(cfg, "naf.tls_key", s["tls_key"]),
+        tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
         tls_server_name=str(s["tls_server_name"]) or None,
     )
+    _check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
+    return config
 
 
 def mef_config(cfg: LoadedConfig) -> MefConfig:

@@ -14,14 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gbaio.errors import os_reason
+
+
+class DatabaseOpenError(RuntimeError):
+    """A database file cannot be created or opened (not a directory, not SQLite, no permission)."""
+
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=10000")
-    db.executescript(schema)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        reason = os_reason(exc, path) if isinstance(exc, OSError) else str(exc)
+        raise DatabaseOpenError(f"cannot open SQLite database {path}: {reason}") from None
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.executescript(schema)
+    except sqlite3.Error as exc:
+        db.close()
+        raise DatabaseOpenError(f"cannot open SQLite database {path}: {exc}") from None
     return db
 
 

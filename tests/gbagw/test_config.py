@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from gba import pki
 from gbagw import config
 from tests.procs import run_cli
 
@@ -79,3 +80,39 @@ def test_kek_file_of_wrong_size_and_missing_kek_for_rotation(tmp_path: Path) -> 
     assert r.returncode == 2 and "32 octets" in r.stderr
     r = run_cli(["bsf", "rotate-kek", "--data-dir", str(tmp_path / "empty"), "--new-kek", str(tmp_path / "n")])
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def _write_pair(tmp_path: Path, name: str, ca: pki.Issued) -> tuple[Path, Path]:
+    leaf = pki.issue(ca, name)
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert.write_bytes(leaf.cert_pem)
+    key.write_bytes(leaf.key_pem)
+    return cert, key
+
+
+def test_tls_files_are_loaded_at_configuration_time(tmp_path: Path) -> None:
+    ca = pki.make_ca()
+    cert, key = _write_pair(tmp_path, "bsf.gba.test", ca)
+    _, other_key = _write_pair(tmp_path, "other.gba.test", ca)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "junk.pem").write_text("not PEM\n")
+    good = {"GBAGW_BSF_ZN_TLS_CERT": str(cert), "GBAGW_BSF_ZN_TLS_KEY": str(key)}
+    bsf = config.bsf_config(config.load(None, tmp_path, {**good, "GBAGW_BSF_ZN_TLS_CA": str(tmp_path / "ca.pem")}))
+    assert bsf.zn_tls_cert == cert and bsf.zn_tls_ca == tmp_path / "ca.pem"
+    refused = [
+        (
+            {"GBAGW_BSF_UB_TLS_CERT": "/nonexistent.pem", "GBAGW_BSF_UB_TLS_KEY": str(key)},
+            "bsf.ub_tls_cert: cannot read",
+        ),
+        ({**good, "GBAGW_BSF_ZN_TLS_KEY": str(tmp_path / "junk.pem")}, "bsf.zn_tls_cert / bsf.zn_tls_key: not a PEM"),
+        ({**good, "GBAGW_BSF_ZN_TLS_KEY": str(other_key)}, r"bsf.zn_tls_key: .*\(KEY_VALUES_MISMATCH\)"),
+        ({**good, "GBAGW_BSF_ZN_TLS_CA": str(tmp_path / "junk.pem")}, "bsf.zn_tls_ca: not a PEM CA certificate"),
+        ({"GBAGW_BSF_SBI_OAUTH_JWKS": str(tmp_path)}, "bsf.sbi_oauth_jwks: cannot read .*: Is a directory"),
+    ]
+    for env, message in refused:
+        with pytest.raises(config.ConfigError, match=message):
+            config.bsf_config(config.load(None, tmp_path, env))
+    with pytest.raises(config.ConfigError, match=r"naf\.tls_cert and naf\.tls_key go together"):
+        config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_TLS_CERT": str(cert)}))
+    with pytest.raises(config.ConfigError, match=r"naf\.tls_ca: not a PEM CA"):
+        config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_TLS_CA": str(tmp_path / "junk.pem")}))

@@ -114,3 +114,12 @@ def test_commit_now_flushes_an_open_batch(tmp_path: Path) -> None:
         await task
 
     asyncio.run(main())
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database, " * 8)
+    with pytest.raises(sqlite.DatabaseOpenError, match=r"junk\.sqlite: file is not a database"):
+        sqlite.connect(tmp_path / "junk.sqlite", SCHEMA)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(sqlite.DatabaseOpenError, match=r"afile/g\.sqlite: .*afile is not a directory"):
+        sqlite.connect(tmp_path / "afile" / "g.sqlite", SCHEMA)

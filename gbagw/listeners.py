@@ -1,0 +1,69 @@
+"""A command's listening addresses, checked before anything starts: a taken port is one clear line.
+
+Each address is bound and closed again with SO_REUSEADDR (IPv6 sockets v6-only), as asyncio's servers
+bind, so the check fails exactly where the real listener would. A port taken between this check and
+the start still fails at start; the CLI reports that too, after stopping what had started.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_IN_USE = "address already in use (another gbagw, or another service, holds it)"
+_PRIVILEGED = "permission denied (ports below 1024 need privileges)"
+
+
+class ListenerError(Exception):
+    """A configured address cannot be listened on; the message names the config key to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    key: str  # the config key of the port, e.g. "bsf.ub_port"
+    host_key: str  # the config key of the address, e.g. "bsf.ub_host"
+    host: str
+    port: int  # 0: the system picks a free port, nothing to check
+
+
+def env_name(key: str) -> str:
+    """The environment variable that overrides a config key (DESIGN.md configuration contract)."""
+    return "GBAGW_" + key.upper().replace(".", "_")
+
+
+def _bind_and_close(host: str, port: int) -> None:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+
+
+def check_listeners(listeners: Sequence[Listener]) -> None:
+    """Raise :class:`ListenerError` for the first address that cannot be listened on."""
+    claimed: dict[tuple[str, int], str] = {}
+    for item in listeners:
+        if item.port == 0:
+            continue
+        first = claimed.setdefault((item.host, item.port), item.key)
+        if first != item.key:
+            raise ListenerError(f"{first} and {item.key} both ask for {item.host}:{item.port}")
+        try:
+            _bind_and_close(item.host, item.port)
+        except socket.gaierror as exc:
+            raise ListenerError(f"{item.host_key}: cannot resolve {item.host!r}: {exc.strerror}") from None
+        except OSError as exc:
+            where = f"cannot listen on {item.host}:{item.port}"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ListenerError(
+                    f"{item.host_key}: {where}: {item.host} is not an address of this machine; "
+                    f"set another in the config file or with {env_name(item.host_key)}"
+                ) from None
+            reason = {errno.EADDRINUSE: _IN_USE, errno.EACCES: _PRIVILEGED}.get(exc.errno or 0, str(exc.strerror))
+            raise ListenerError(
+                f"{item.key}: {where}: {reason}; choose another port in the config file or with {env_name(item.key)}"
+            ) from None
