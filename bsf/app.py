@@ -17,7 +17,7 @@ from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics, TimedStore
 from bsf.policy import NafPolicy
 from bsf.sbi_auth import BearerAuth
-from bsf.store import ContextStore
+from bsf.store import ContextStore, StoreUnavailable
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 from bsf.ub import create_ub_app
@@ -125,7 +125,10 @@ class BsfService:
 
     async def _update_gauges(self) -> None:
         while True:
-            count = await self.store.count_contexts()
+            try:
+                count = await self.store.count_contexts()
+            except StoreUnavailable:
+                count = None  # /readyz and the request paths report the outage; the gauge keeps its value
             if count is not None:
                 self.metrics.live_contexts.set(count)
             self.metrics.hss_peer_up.set(1 if self.zh.client.connected else 0)

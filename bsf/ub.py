@@ -22,7 +22,7 @@ from aiohttp import web
 from bsf.config import BsfConfig
 from bsf.limits import PendingCap, TokenBuckets
 from bsf.metrics import BsfMetrics
-from bsf.store import BootstrapContext, ContextStore, PendingChallenge
+from bsf.store import BootstrapContext, ContextStore, PendingChallenge, StoreUnavailable
 from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
 from gba import digest, milenage
 from gba.bootstrapping_info import CONTENT_TYPE, BootstrappingInfo
@@ -139,6 +139,19 @@ class UbHandler:
             return self._plain(400, f"malformed Authorization: {exc}", "bad_request")
         if not cred.username:
             return self._plain(400, "username (IMPI) is empty", "bad_request")
+        try:
+            return await self._dispatch(cred, request)
+        except StoreUnavailable as exc:
+            # Nothing was decided: the UE retries, here or at another BSF instance on the same store.
+            log.warning("ub: context store unavailable, 503 to %s: %s", cred.username, exc)
+            return self._plain(
+                503,
+                "context store unavailable, retry later",
+                "store_unavailable",
+                {"Retry-After": str(self.config.retry_after)},
+            )
+
+    async def _dispatch(self, cred: digest.Credentials, request: web.Request) -> web.Response:
         ua_uicc = UICC_PRODUCT in _ua_tokens(request)
         source = request.remote or ""
         if cred.is_initial:

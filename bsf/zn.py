@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from bsf.policy import NafPolicy
-from bsf.store import ContextStore
+from bsf.store import ContextStore, StoreUnavailable
 from gba.btid import Btid, BtidError
 from gba.diameter import ExperimentalResult
 from gba.kdf import NafId, ks_int_naf, ks_naf
@@ -51,7 +51,12 @@ class ZnService:
         except BtidError as exc:
             log.info("zn/%s: %s for %s: malformed B-TID (%s) -> 5403", via, naf_host, naf_id.fqdn, exc)
             raise ZnRefusal(ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID, "malformed B-TID") from None
-        ctx = await self.store.get_context(btid)
+        try:
+            ctx = await self.store.get_context(btid)
+        except StoreUnavailable as exc:
+            # Each flavour answers "busy, retry" (3004 / HTTP 503): a NAF may go to another BSF instance.
+            log.warning("zn/%s: %s for %s: context store unavailable: %s", via, naf_host, naf_id.fqdn, exc)
+            raise
         if ctx is None:
             log.info("zn/%s: %s for %s: B-TID %s unknown or expired -> 5403", via, naf_host, naf_id.fqdn, btid)
             raise ZnRefusal(ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID, "unknown or expired B-TID")

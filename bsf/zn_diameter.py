@@ -6,6 +6,7 @@ import logging
 
 from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics
+from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
 from gba import diameter as d
 from gba.kdf import KdfError, NafId
@@ -63,6 +64,12 @@ class ZnHandler:
             )
         except ZnRefusal as refusal:
             return self._answer(req, bir, result_code=None, experimental_result=refusal.code)
+        except StoreUnavailable:
+            # RFC 6733 7.1.3: DIAMETER_TOO_BUSY, a transient protocol error (E bit): the NAF, or an agent
+            # on its path, retries or sends to an alternate BSF.
+            return d.error_answer(
+                req, d.ResultCode.TOO_BUSY, self.config.fqdn, self.config.realm, message="context store unavailable"
+            )
         return self._answer(
             req,
             bir,

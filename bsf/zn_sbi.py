@@ -12,7 +12,7 @@ the requested nafFqdn.
 Error mapping (TS 29.309 Table 6.1.7.3-1 was not available; the causes below are gbagw's, documented in
 docs/openapi/nbsp-gba.yaml): unknown/expired B-TID (5403) -> 404 BTID_NOT_FOUND; NAF not authorized
 (5402) -> 403 NAF_NOT_AUTHORIZED; malformed body -> 400 MANDATORY_IE_INCORRECT / MANDATORY_IE_MISSING
-(TS 29.500 5.2.7.2 generic causes).
+(TS 29.500 5.2.7.2 generic causes); context store unavailable -> 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from bsf.config import BsfConfig
 from bsf.sbi_auth import BearerAuth, BearerError
+from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
 from gba.diameter import ExperimentalResult
 from gba.kdf import KdfError, NafId
@@ -208,6 +209,14 @@ class NbspGbaApp:
             naf_host = self._owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
         try:
             keys = await self.zn.retrieve(naf_host, btid, naf_id, gsids, aware, "sbi")
+        except StoreUnavailable:
+            # RFC 9110 15.6.4: 503 with Retry-After; the consumer retries or selects another BSF.
+            raise _Problem(
+                503,
+                "Service Unavailable",
+                detail="context store unavailable, retry later",
+                headers=[(b"retry-after", str(self.config.retry_after).encode())],
+            ) from None
         except ZnRefusal as refusal:
             if refusal.code == ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID:
                 raise _Problem(404, "Not Found", "BTID_NOT_FOUND", "unknown or expired B-TID") from None

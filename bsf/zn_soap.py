@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bsf.config import BsfConfig
+from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
 from gba import zn_soap
 from gba.diameter import ExperimentalResult, ResultCode
@@ -70,6 +71,14 @@ def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int],
         except ZnRefusal as refusal:
             on_result(refusal.code)
             return _xml(500, zn_soap.build_fault(refusal.code, refusal.reason, client=True))
+        except StoreUnavailable:
+            # The Diameter flavour's DIAMETER_TOO_BUSY as a server fault, on an HTTP 503 with Retry-After
+            # so that HTTP infrastructure between NAF and BSF sees a retryable answer too.
+            on_result(ResultCode.TOO_BUSY)
+            fault = zn_soap.build_fault(ResultCode.TOO_BUSY, "context store unavailable, retry later", client=False)
+            response = _xml(503, fault)
+            response.headers["Retry-After"] = str(config.retry_after)
+            return response
         on_result(ResultCode.SUCCESS)
         return _xml(
             200,

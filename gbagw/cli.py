@@ -664,7 +664,7 @@ def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
     except ZnRefused as exc:
         raise CliError(f"BSF refused: code {exc.code}", EXIT_REFUSED) from None
     except ZnUnavailable as exc:
-        raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
+        raise CliError(f"BSF unavailable: {exc}", EXIT_UNREACHABLE) from None
     out: dict[str, Any] = {
         "btid": key.btid,
         "impi": key.impi,

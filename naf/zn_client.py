@@ -21,7 +21,11 @@ log = logging.getLogger("gbagw.naf.zn")
 
 
 class ZnUnavailable(Exception):
-    """The BSF cannot be reached or did not answer in time."""
+    """The BSF cannot be reached, did not answer in time or answered "busy, retry" (transient)."""
+
+
+# RFC 6733 7.1.3: transient protocol errors; the request may succeed later or at another BSF.
+TRANSIENT_RESULT_CODES = frozenset({d.ResultCode.UNABLE_TO_DELIVER, d.ResultCode.TOO_BUSY})
 
 
 class ZnRefused(Exception):
@@ -87,6 +91,8 @@ class ZnClient:
         except DiameterError as exc:
             raise ZnUnavailable(str(exc)) from None
         bia = d.BootstrappingInfoAnswer.from_envelope(env)
+        if bia.result_code in TRANSIENT_RESULT_CODES:
+            raise ZnUnavailable(f"BSF answered Result-Code {bia.result_code}")
         if not bia.ok:
             raise ZnRefused(bia.experimental_result or bia.result_code)
         if bia.me_key_material is None or len(bia.me_key_material) != 32 or bia.key_expiry is None:

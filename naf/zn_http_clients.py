@@ -18,7 +18,10 @@ from gba.kdf import NafId
 from gba.safexml import XmlError
 from gba.uss import Uss, UssError, parse_uss_list
 from naf.config import NafConfig
-from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+from naf.zn_client import TRANSIENT_RESULT_CODES, NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+
+# RFC 9110 15.6.3-15.6.5: a gateway or the BSF itself says "not now" (the 500s stay refusals).
+_TRANSIENT_STATUS = frozenset({502, 503, 504})
 
 KEY_CHOICE = {
     "ME_BASED_KEY": "ME-based-key",
@@ -84,6 +87,8 @@ class SbiZnClient:
             resp = await self._http.post(url, json=body, headers=headers, extensions=_sni(self.config))
         except httpx.HTTPError as exc:
             raise ZnUnavailable(f"Nbsp_GBA request failed: {exc}") from None
+        if resp.status_code in _TRANSIENT_STATUS:
+            raise ZnUnavailable(f"Nbsp_GBA answered {resp.status_code}")
         if resp.status_code == 404:
             raise ZnRefused(ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID)
         if resp.status_code == 403:
@@ -122,11 +127,15 @@ class SoapZnClient:
             )
         except httpx.HTTPError as exc:
             raise ZnUnavailable(f"Zn SOAP request failed: {exc}") from None
+        if resp.status_code in _TRANSIENT_STATUS:
+            raise ZnUnavailable(f"Zn SOAP answered {resp.status_code}")
         try:
             answer = zn_soap.parse_response(resp.content)
         except XmlError as exc:
             raise ZnRefused(resp.status_code) from exc
         if isinstance(answer, tuple):
+            if answer[0] in TRANSIENT_RESULT_CODES:
+                raise ZnUnavailable(f"Zn SOAP fault {answer[0]}")
             raise ZnRefused(answer[0])
         uss: tuple[Uss, ...] = ()
         if answer.uss_list:

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from OpenSSL import SSL
 
 from bsf.mef.config import EnroleeEntry, MefConfig
-from bsf.store import ContextStore, EnrolmentRecord
+from bsf.store import ContextStore, EnrolmentRecord, StoreUnavailable
 from gba import onem2m
 from gbaio.tls import (
     TlsError,
@@ -170,11 +170,16 @@ class MefService:
         keid = onem2m.keid(relative, self.config.fqdn)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         expires = now + dt.timedelta(seconds=self.config.ke_lifetime)
-        self._run(
-            self.store.put_enrolment(
-                EnrolmentRecord(keid, ke, entry.enrolee_id, entry.targets, framework, now, expires)
+        try:
+            self._run(
+                self.store.put_enrolment(
+                    EnrolmentRecord(keid, ke, entry.enrolee_id, entry.targets, framework, now, expires)
+                )
             )
-        )
+        except StoreUnavailable as exc:
+            # Nothing stored, nothing answered: the Enrolee enrols again later, with a fresh Ke.
+            log.warning("mef: enrolment of %s not stored, store unavailable: %s", entry.enrolee_id, exc)
+            return _refuse(503, "enrolment store unavailable, retry later")
         log.info("mef: enrolled %s via %s framework, KeID %s", entry.enrolee_id, framework, keid)
         return 200, {
             "status": True,
@@ -200,7 +205,11 @@ class MefService:
             keid = onem2m.normalise_keid(unquote(parts[2]))
         except onem2m.OneM2MError as exc:
             return _refuse(400, str(exc))
-        rec = self._run(self.store.get_enrolment(keid))
+        try:
+            rec = self._run(self.store.get_enrolment(keid))
+        except StoreUnavailable as exc:
+            log.warning("mef: MAF %s asked for KeID %s, store unavailable: %s", sorted(maf_names), keid, exc)
+            return _refuse(503, "enrolment store unavailable, retry later")
         if rec is None:
             log.info("mef: MAF %s asked for unknown or expired KeID %s", sorted(maf_names), keid)
             return _refuse(404, "unknown or expired KeID")

@@ -8,11 +8,44 @@ bootstrap, and Zn for any B-TID.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from gba.keywrap import seal, unseal
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or cannot write right now (Redis down, SQLite locked or disk full).
+
+    Nothing was decided: Ub answers 503 with Retry-After, Zn DIAMETER_TOO_BUSY (3004) or HTTP 503, so
+    the UE or NAF retries, here or at another BSF instance. The message carries the backend's error,
+    never a key or record.
+    """
+
+
+def unavailable_on(
+    *errors: type[Exception],
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Turn a backend's outage errors, raised by one store operation, into :class:`StoreUnavailable`."""
+
+    def wrap(op: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(op)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await op(*args, **kwargs)
+            except errors as exc:
+                raise StoreUnavailable(f"{op.__name__}: {type(exc).__name__}: {exc}") from exc
+
+        return guarded
+
+    return wrap
+
 
 # Associated-data prefixes of the sealed records, by record kind (see seal_record callers).
 AAD_CHALLENGE = "challenge:"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bsf.store import (
     AAD_CHALLENGE,
@@ -20,11 +21,15 @@ from bsf.store import (
     PendingChallenge,
     reseal,
     seal_record,
+    unavailable_on,
     unseal_challenge,
     unseal_context,
     unseal_enrolment,
 )
 from gbaio.redis_pipeline import AutoPipeline
+
+# Any Redis error on the request path is an outage of the store (connection, timeout, OOM, READONLY).
+_OUTAGE = unavailable_on(RedisError, OSError)
 
 
 def _bytes(value: object) -> bytes:
@@ -45,11 +50,13 @@ class RedisStore:
         # the rest use the client directly.
         self._p = AutoPipeline(self._r)
 
+    @_OUTAGE
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
         key, ttl = f"gbagw:{{ch:{challenge.nonce}}}", _ttl_ms(challenge.expires.timestamp())
         await self._p.call(lambda p: p.set(key, blob, px=ttl))
 
+    @_OUTAGE
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
         key = f"gbagw:{{ch:{nonce}}}"
         (blob,) = await self._p.call(lambda p: p.getdel(key))
@@ -58,6 +65,7 @@ class RedisStore:
         ch = unseal_challenge(self._kek, _bytes(blob), AAD_CHALLENGE + nonce)
         return ch if ch.expires.timestamp() >= time.time() else None
 
+    @_OUTAGE
     async def put_context(self, ctx: BootstrapContext) -> None:
         ttl = _ttl_ms(ctx.expires.timestamp())
         blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
@@ -72,6 +80,7 @@ class RedisStore:
             old_key = f"gbagw:{{ctx:{_bytes(previous).decode()}}}"
             await self._p.call(lambda p: p.unlink(old_key))
 
+    @_OUTAGE
     async def get_context(self, btid: str) -> BootstrapContext | None:
         key = f"gbagw:{{ctx:{btid}}}"
         (blob,) = await self._p.call(lambda p: p.get(key))
@@ -80,10 +89,12 @@ class RedisStore:
         ctx = unseal_context(self._kek, _bytes(blob), AAD_CONTEXT + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
 
+    @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
         blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
         await self._r.set(f"gbagw:{{ke:{rec.keid}}}", blob, px=_ttl_ms(rec.expires.timestamp()))
 
+    @_OUTAGE
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
         blob = await self._r.get(f"gbagw:{{ke:{keid}}}")
         if blob is None:

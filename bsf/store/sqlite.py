@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bsf.store import (
     PendingChallenge,
     reseal,
     seal_record,
+    unavailable_on,
     unseal_challenge,
     unseal_context,
     unseal_enrolment,
@@ -47,6 +49,7 @@ class SqliteStore:
         for table in ("challenges", "contexts", "enrolments"):
             await self._writes.execute(f"DELETE FROM {table} WHERE expires < ?", (now,))  # noqa: S608
 
+    @unavailable_on(sqlite3.OperationalError)
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
         await self._sweep()
@@ -54,12 +57,14 @@ class SqliteStore:
             "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?)", (challenge.nonce, blob, challenge.expires.timestamp())
         )
 
+    @unavailable_on(sqlite3.OperationalError)
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
         rows = await self._writes.execute("DELETE FROM challenges WHERE nonce = ? RETURNING blob, expires", (nonce,))
         if not rows or rows[0][1] < time.time():
             return None
         return unseal_challenge(self._kek, bytes(rows[0][0]), AAD_CHALLENGE + nonce)
 
+    @unavailable_on(sqlite3.OperationalError)
     async def put_context(self, ctx: BootstrapContext) -> None:
         blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
         await self._sweep()
@@ -69,12 +74,14 @@ class SqliteStore:
             "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)", (ctx.btid, ctx.impi, blob, ctx.expires.timestamp())
         )
 
+    @unavailable_on(sqlite3.OperationalError)
     async def get_context(self, btid: str) -> BootstrapContext | None:
         row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
         return unseal_context(self._kek, bytes(row[0]), AAD_CONTEXT + btid)
 
+    @unavailable_on(sqlite3.OperationalError)
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
         blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
         await self._sweep()
@@ -82,12 +89,14 @@ class SqliteStore:
             "INSERT OR REPLACE INTO enrolments VALUES (?, ?, ?)", (rec.keid, blob, rec.expires.timestamp())
         )
 
+    @unavailable_on(sqlite3.OperationalError)
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
         row = self._db.execute("SELECT blob, expires FROM enrolments WHERE keid = ?", (keid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
         return unseal_enrolment(self._kek, bytes(row[0]), AAD_ENROLMENT + keid)
 
+    @unavailable_on(sqlite3.OperationalError)
     async def count_contexts(self) -> int | None:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
 

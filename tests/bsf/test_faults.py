@@ -20,7 +20,8 @@ from gba import kdf, milenage, ue
 from gbagw.ue_client import UbRefused, bootstrap
 from gbaio.diameter_node import DiameterServer, NodeIdentity, PeerInfo
 from naf.config import NafConfig
-from naf.zn_client import ZnClient
+from naf.zn_client import ZnClient, ZnUnavailable
+from naf.zn_http_clients import create_zn_client
 from tests.bsf.test_e2e_ub import OPC, K, Lab
 from tests.procs import Proc, run_cli
 
@@ -244,3 +245,67 @@ async def test_sigterm_lets_in_flight_ub_requests_finish(tmp_path: Path) -> None
     finally:
         lab.close()
         await hss.close()
+
+
+async def test_a_store_outage_is_a_retryable_answer_on_every_interface(
+    tmp_path: Path, redis_aof: tuple[str, Path, int]
+) -> None:
+    """Redis down: Ub 503 + Retry-After, Zn 3004 / 503 on each flavour, one warning line per decision and
+    no traceback; Redis back: the same BSF process serves again and the earlier B-TID still answers."""
+    url, data, port = redis_aof
+    lab = Lab(tmp_path)
+    _provision(lab, 2)
+    usim = ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC))
+    restarted: subprocess.Popen[bytes] | None = None
+    try:
+        lab.start_hss()
+        bsf, ub = lab.start_bsf("bsf", {"GBAGW_BSF_STORE": url})
+        zn_port = _zn_port(bsf)
+        sbi, soap = (int(p) for p in bsf.wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+), Zn SOAP on [\d.]+:(\d+)").groups())
+        admin = bsf.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        before = (await bootstrap(ub, ue.UeClient(usim, "load0@ims.test", "bsf.gba.test"))).btid
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
+
+        first = ue.UeClient(usim, "load1@ims.test", "bsf.gba.test")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(ub, headers={"Authorization": first.authorization()}) as r,
+        ):
+            assert (r.status, r.headers.get("Retry-After")) == (503, "5")
+            assert "context store unavailable" in await r.text()
+        with pytest.raises(ZnUnavailable, match="Result-Code 3004"):
+            await _fetch(NafConfig(bsf_port=zn_port), before)
+        sbi_naf = NafConfig(zn_via="sbi", sbi_url=f"http://127.0.0.1:{sbi}")
+        with pytest.raises(ZnUnavailable, match="Nbsp_GBA answered 503"):
+            await _fetch(sbi_naf, before)
+        with pytest.raises(ZnUnavailable, match="Zn SOAP answered 503"):
+            await _fetch(NafConfig(zn_via="soap", soap_url=f"http://127.0.0.1:{soap}/GBAService"), before)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{admin}/metrics") as r:
+                metrics = await r.text()
+            async with http.get(f"{admin}/readyz") as r:
+                assert r.status == 503
+        assert 'gbagw_bsf_ub_responses_total{outcome="store_unavailable"} 1.0' in metrics
+        for via, result in (("diameter", "3004"), ("sbi", "503"), ("soap", "3004")):
+            assert f'gbagw_bsf_zn_answers_total{{result="{result}",via="{via}"}} 1.0' in metrics
+
+        restarted = subprocess.Popen(_redis_args(port, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await asyncio.sleep(0.5)
+        after = (await bootstrap(ub, ue.UeClient(usim, "load1@ims.test", "bsf.gba.test"))).btid
+        assert await _answerable(zn_port, [before, after]) == 2
+    finally:
+        lab.close()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+    logs = bsf.logs
+    assert "Traceback" not in logs
+    assert logs.count("context store unavailable") == 4, logs  # Ub, then Zn once per flavour
+
+
+async def _fetch(config: NafConfig, btid: str) -> None:
+    client = create_zn_client(config)
+    try:
+        await client.fetch_key(btid, NAF_ID)
+    finally:
+        await client.close()

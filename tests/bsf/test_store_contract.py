@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge
+from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge, StoreUnavailable
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 
@@ -144,3 +146,44 @@ async def test_rekey_reseals_everything(store: ContextStore) -> None:
     assert await store.get_enrolment(rec.keid) == rec
     assert await store.take_challenge(ch.nonce) == ch
     await store.rekey(KEK)  # leave shared Redis data readable for the other tests
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_redis_is_store_unavailable() -> None:
+    s = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", KEK)
+    ch, ctx = _challenge("down@ims.test"), _context("down@ims.test")
+    enrolment = EnrolmentRecord("k@mef.test", os.urandom(32), "C1", ("maf.test",), "psk", _now(), _now())
+    for op in (
+        s.put_challenge(ch),
+        s.take_challenge(ch.nonce),
+        s.put_context(ctx),
+        s.get_context(ctx.btid),
+        s.put_enrolment(enrolment),
+        s.get_enrolment(enrolment.keid),
+    ):
+        with pytest.raises(StoreUnavailable, match="ConnectionError"):
+            await op
+    await s.close()
+
+
+async def test_a_locked_sqlite_is_store_unavailable_for_writes_only(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "bsf.sqlite", KEK)
+    ctx = _context("locked@ims.test")
+    await s.put_context(ctx)
+    s._db.execute("PRAGMA busy_timeout=50")  # instead of 10 s, to keep the test short
+    other = sqlite3.connect(tmp_path / "bsf.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        for op in (s.put_challenge(_challenge("locked@ims.test")), s.take_challenge("n"), s.put_context(ctx)):
+            with pytest.raises(StoreUnavailable, match="database is locked"):
+                await op
+        assert await s.get_context(ctx.btid) == ctx  # WAL: reads go on under a writer's lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await s.put_challenge(_challenge("locked@ims.test"))  # the lock gone, writes work again
+    await s.close()
