@@ -33,7 +33,7 @@ from gba.uss import parse_guss
 from gbagw import config as cfgmod
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbagw.listeners import Listener, ListenerError, check_listeners
-from gbagw.ue_client import UbRefused, bootstrap, ua_get
+from gbagw.ue_client import UaRefused, UbRefused, bootstrap, ua_get
 from gbaio import logs
 from gbaio.admin import AdminServer
 from gbaio.kek import KekFileError, load_or_create_kek
@@ -489,7 +489,7 @@ def cmd_ue_ua_get(args: argparse.Namespace) -> int:
     boot = _saved_bootstrap(args.state)
     try:
         status, body = asyncio.run(ua_get(args.url, boot))
-    except UbRefused as exc:
+    except UaRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     except (OSError, TimeoutError) as exc:
         raise CliError(f"NAF unreachable: {exc}", EXIT_UNREACHABLE) from None

@@ -9,7 +9,7 @@ import aiohttp
 
 from gba import digest
 from gba.kdf import NafId, UaProtocol
-from gba.ua import KeyKind, answer_challenge, digest_password, parse_naf_realm
+from gba.ua import KeyKind, UaError, answer_challenge, digest_password, parse_naf_realm
 from gba.ue import Bootstrap, UeClient
 
 MAX_ROUNDS = 3  # initial, challenge answer, and one more after a resynchronisation
@@ -21,8 +21,25 @@ class UbRefused(Exception):
         self.status = status
 
 
+class UaRefused(Exception):
+    """The NAF's Ua exchange cannot complete: not a GBA challenge, a wrong key kind, a bad rspauth."""
+
+
+def _unreachable(exc: aiohttp.ClientError) -> ConnectionError:
+    """aiohttp's errors past the connect (a peer that hangs up, a reply that is not HTTP) as the
+    ConnectionError callers already handle; the connect errors are OSErrors already."""
+    return ConnectionError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
 async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> Bootstrap:
     """Run Ub (https:// URLs are verified with ``tls`` or the system trust store)."""
+    try:
+        return await _bootstrap(url, ue, timeout, tls)
+    except aiohttp.ClientError as exc:
+        raise _unreachable(exc) from None
+
+
+async def _bootstrap(url: str, ue: UeClient, timeout: float, tls: ssl.SSLContext | None) -> Bootstrap:
     path = urlsplit(url).path or "/"
     ue.uri = path
     headers = {"Authorization": ue.authorization(), "User-Agent": ue.user_agent}
@@ -32,6 +49,8 @@ async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0, tls: ssl.SSLC
             async with session.get(url, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status == 401:
+                    if "WWW-Authenticate" not in resp.headers:
+                        raise UbRefused(401, "401 without a WWW-Authenticate challenge")
                     headers = {
                         "Authorization": ue.on_challenge(resp.headers["WWW-Authenticate"]),
                         "User-Agent": ue.user_agent,
@@ -45,6 +64,15 @@ async def bootstrap(url: str, ue: UeClient, timeout: float = 10.0, tls: ssl.SSLC
 
 async def ua_get(url: str, boot: Bootstrap, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET a NAF resource over Ua HTTP Digest with the bootstrapped keys (TS 24.109 clause 5.2)."""
+    try:
+        return await _ua_get(url, boot, timeout)
+    except aiohttp.ClientError as exc:
+        raise _unreachable(exc) from None
+    except (digest.DigestError, UaError) as exc:
+        raise UaRefused(f"the NAF's Digest headers are not GBA's or do not parse: {exc}") from None
+
+
+async def _ua_get(url: str, boot: Bootstrap, timeout: float) -> tuple[int, bytes]:
     parts = urlsplit(url)
     uri = parts.path or "/"
     if parts.query:
@@ -58,12 +86,12 @@ async def ua_get(url: str, boot: Bootstrap, timeout: float = 10.0) -> tuple[int,
         me, uicc = boot.naf_keys(NafId(fqdn, UaProtocol.HTTP_DIGEST.value))
         key = uicc if kind is KeyKind.UICC else me
         if key is None:
-            raise UbRefused(401, "the NAF asks for a UICC key but this bootstrap is GBA_ME")
+            raise UaRefused("the NAF asks for a UICC key but this bootstrap is GBA_ME")
         cred = answer_challenge(www, boot.btid, key, method="GET", uri=uri)
         async with session.get(url, headers={"Authorization": cred.to_header()}) as resp:
             body = await resp.read()
             if resp.status == 200:
                 info = digest.AuthenticationInfo.parse(resp.headers.get("Authentication-Info", ""))
                 if not digest.responses_equal(cred.expected_rspauth(digest_password(key), body), info.rspauth):
-                    raise UbRefused(200, "rspauth from the NAF does not verify")
+                    raise UaRefused("rspauth from the NAF does not verify")
             return resp.status, body

@@ -1,0 +1,118 @@
+"""`gbagw ue bootstrap` and `gbagw ue ua-get` against peers that misbehave: one line and exit 3 or 4,
+never a traceback. The peers are real servers in this process; the CLI is a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gba import ue
+from tests.procs import GBAGW, _env
+
+K, OPC = "465b5ce8b199b49faa5f0a2ee238a6bc", "cd63cb71954a9f4e48a5994e37a02baf"
+UE_ARGS = ["--impi", "u@ims.test", "--k", K, "--opc", OPC]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *GBAGW, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(None)
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+async def test_a_peer_that_hangs_up_is_unreachable() -> None:
+    async def hang_up(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, err = await _cli("ue", "bootstrap", "--bsf", f"http://127.0.0.1:{port}/", *UE_ARGS)
+    finally:
+        server.close()
+    assert code == 4, err
+    assert "Traceback" not in err and "BSF unreachable: ServerDisconnectedError" in err
+
+
+async def test_a_401_without_a_challenge_is_a_refusal(serve: Callable[[Handler], Awaitable[str]]) -> None:
+    async def bare_401(_request: web.Request) -> web.Response:
+        return web.Response(status=401)
+
+    code, err = await _cli("ue", "bootstrap", "--bsf", await serve(bare_401), *UE_ARGS)
+    assert code == 3, err
+    assert "Traceback" not in err and "401 without a WWW-Authenticate challenge" in err
+
+
+def _state(tmp_path: Path) -> Path:
+    boot = ue.Bootstrap(
+        "u@ims.test",
+        "AAAA@bsf.gba.test",
+        dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        os.urandom(16),
+        os.urandom(32),
+        ue.UeMode.GBA_ME,
+    )
+    path = tmp_path / "ue.json"
+    path.write_text(json.dumps(ue.state_to_dict(ue.Usim(bytes(16), bytes(16)), boot)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("www", "message"),
+    [
+        ('Digest realm="somewhere.else", nonce="n", qop="auth"', "not GBA's or do not parse: realm 'somewhere.else'"),
+        ("Digest realm=", "not GBA's or do not parse"),
+        ('Digest realm="3GPP-bootstrapping-uicc@naf.test", nonce="n", qop="auth"', "UICC key but this bootstrap"),
+    ],
+)
+async def test_a_naf_challenge_that_is_not_for_this_bootstrap(
+    tmp_path: Path, serve: Callable[[Handler], Awaitable[str]], www: str, message: str
+) -> None:
+    async def challenge(_request: web.Request) -> web.Response:
+        return web.Response(status=401, headers={"WWW-Authenticate": www})
+
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(challenge))
+    assert code == 3, err
+    assert "Traceback" not in err and message in err
+
+
+async def test_a_naf_whose_rspauth_does_not_verify(tmp_path: Path, serve: Callable[[Handler], Awaitable[str]]) -> None:
+    async def naf(request: web.Request) -> web.Response:
+        if "Authorization" not in request.headers:
+            www = 'Digest realm="3GPP-bootstrapping@naf.test", nonce="bm9uY2U=", qop="auth", algorithm=MD5'
+            return web.Response(status=401, headers={"WWW-Authenticate": www})
+        info = 'rspauth="00000000000000000000000000000000", qop=auth, nc=00000001, cnonce="x"'
+        return web.Response(text="hello", headers={"Authentication-Info": info})
+
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(naf))
+    assert code == 3, err
+    assert "Traceback" not in err and "rspauth from the NAF does not verify" in err
