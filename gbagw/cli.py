@@ -28,6 +28,7 @@ from bsf.mef.server import MefService, create_mef
 from bsf.store import ContextStore
 from gba import kdf, milenage, onem2m, pki, ue
 from gba.keywrap import KeyWrapError
+from gba.nai import impi_problem
 from gba.safexml import XmlError
 from gba.uss import parse_guss
 from gbagw import config as cfgmod
@@ -40,7 +41,7 @@ from gbaio.kek import KekFileError, load_or_create_kek
 from gbaio.sqlite import DatabaseOpenError
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
-from hss_stub.store import StoreError, SubscriberStore
+from hss_stub.store import NewSubscriber, StoreError, SubscriberStore
 from naf.app import NafService, create_naf
 from naf.config import NafConfig
 from naf.mef_client import KmRefused, MefClient
@@ -61,13 +62,16 @@ class CliError(Exception):
         self.code = code
 
 
-def _hex(name: str, value: str, length: int) -> bytes:
+def _hex(name: str, value: object, length: int) -> bytes:
+    """``name`` as the user wrote it: ``--k`` on the command line, ``k`` in an import file."""
     try:
-        raw = bytes.fromhex(value)
+        raw = bytes.fromhex(value) if isinstance(value, str) else None
     except ValueError:
-        raise CliError(f"--{name} must be hex") from None
+        raw = None
+    if raw is None:
+        raise CliError(f"{name} is missing" if value is None else f"{name} must be hex")
     if len(raw) != length:
-        raise CliError(f"--{name} must be {length} octets ({2 * length} hex digits)")
+        raise CliError(f"{name} must be {length} octets ({2 * length} hex digits)")
     return raw
 
 
@@ -180,7 +184,10 @@ def cmd_hss_serve(args: argparse.Namespace) -> int:
 def _read_guss(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read GUSS file {path}: {exc.strerror}") from None
     try:
         parse_guss(data)
     except XmlError as exc:
@@ -188,31 +195,30 @@ def _read_guss(path: Path | None) -> bytes | None:
     return data
 
 
-def _add_subscriber(
-    store: SubscriberStore,
-    hss: HssConfig,
-    impi: str,
-    k_hex: str,
-    op: str | None,
-    opc: str | None,
-    amf: str | None,
-    sqn: str | None,
-    guss: bytes | None,
-) -> None:
-    k = _hex("k", k_hex, 16)
+def _new_subscriber(hss: HssConfig, fields: dict[str, Any], guss: bytes | None, flag: str = "--") -> NewSubscriber:
+    """A subscriber from command-line options (``flag`` "--") or an import table (``flag`` "")."""
+    impi = fields.get("impi")
+    if not isinstance(impi, str) or (problem := impi_problem(impi)) is not None:
+        raise CliError(f"{flag}impi {impi!r}: {problem or 'must be a string'}")
+    k = _hex(f"{flag}k", fields.get("k"), 16)
+    op, opc = fields.get("op"), fields.get("opc")
     if (op is None) == (opc is None):
-        raise CliError("give exactly one of --op and --opc")
-    opc_b = milenage.compute_opc(k, _hex("op", op, 16)) if op is not None else _hex("opc", opc or "", 16)
-    amf_b = _hex("amf", amf, 2) if amf is not None else hss.default_amf
-    sqn_v = int.from_bytes(_hex("sqn", sqn, 6), "big") if sqn is not None else 0
-    store.add(impi, k, opc_b, amf_b, sqn_v, guss)
+        raise CliError(f"give exactly one of {flag}op and {flag}opc")
+    opc_b = milenage.compute_opc(k, _hex(f"{flag}op", op, 16)) if op is not None else _hex(f"{flag}opc", opc, 16)
+    amf = fields.get("amf")
+    amf_b = _hex(f"{flag}amf", amf, 2) if amf is not None else hss.default_amf
+    sqn = fields.get("sqn")
+    sqn_v = int.from_bytes(_hex(f"{flag}sqn", sqn, 6), "big") if sqn is not None else 0
+    return NewSubscriber(impi, k, opc_b, amf_b, sqn_v, guss)
 
 
 def cmd_hss_add(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(_load(args))
+    fields = {"impi": args.impi, "k": args.k, "op": args.op, "opc": args.opc, "amf": args.amf, "sqn": args.sqn}
+    new = _new_subscriber(hss, fields, _read_guss(args.guss))
     store = _open_hss_store(hss)
     try:
-        _add_subscriber(store, hss, args.impi, args.k, args.op, args.opc, args.amf, args.sqn, _read_guss(args.guss))
+        store.add_all([new])
     finally:
         store.close()
     print(f"added {args.impi}")
@@ -268,19 +274,26 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
     entries = doc.get("subscriber", [])
     if not isinstance(entries, list):
         raise CliError(f"{args.file}: expected [[subscriber]] tables")
-    store = _open_hss_store(hss)
-    added = 0
-    try:
-        for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "impi" not in e or "k" not in e:
-                raise CliError(f"{args.file}: subscriber #{i + 1} needs impi and k")
+    # Every entry is checked before any is stored, and they are stored in one transaction: a bad
+    # entry, or one already provisioned, leaves the store as it was (fix the file, import again).
+    new: list[NewSubscriber] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise CliError(f"{args.file}: subscriber #{i + 1} is not a table")
+        try:
             guss_path = e.get("guss")
-            guss = _read_guss(args.file.parent / guss_path) if guss_path else None
-            _add_subscriber(store, hss, e["impi"], e["k"], e.get("op"), e.get("opc"), e.get("amf"), e.get("sqn"), guss)
-            added += 1
+            guss = _read_guss(args.file.parent / str(guss_path)) if guss_path else None
+            new.append(_new_subscriber(hss, e, guss, flag=""))
+        except CliError as exc:
+            raise CliError(f"{args.file}: subscriber #{i + 1}: {exc}; nothing imported") from None
+    store = _open_hss_store(hss)
+    try:
+        store.add_all(new)
+    except StoreError as exc:
+        raise CliError(f"{args.file}: {exc}; nothing imported") from None
     finally:
         store.close()
-    print(f"imported {added} subscriber(s)")
+    print(f"imported {len(new)} subscriber(s)")
     return EXIT_OK
 
 
@@ -441,12 +454,12 @@ def _emit(out: dict[str, Any], as_json: bool) -> None:
 
 
 def _ua_id(value: str | None) -> bytes:
-    return _hex("ua-id", value, 5) if value is not None else kdf.UaProtocol.HTTP_DIGEST.value
+    return _hex("--ua-id", value, 5) if value is not None else kdf.UaProtocol.HTTP_DIGEST.value
 
 
 def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
-    k = _hex("k", args.k, 16)
-    opc = milenage.compute_opc(k, _hex("op", args.op, 16)) if args.op else _hex("opc", args.opc, 16)
+    k = _hex("--k", args.k, 16)
+    opc = milenage.compute_opc(k, _hex("--op", args.op, 16)) if args.op else _hex("--opc", args.opc, 16)
     usim = ue.Usim(k, opc)
     if args.state is not None and args.state.exists():
         saved = json.loads(args.state.read_text())

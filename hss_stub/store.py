@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gba.keywrap import seal, unseal
+from gba.nai import impi_problem
 from gbaio import sqlite
 
 IND_BITS = 5
@@ -54,6 +56,16 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSubscriber:
+    impi: str
+    k: bytes = field(repr=False)
+    opc: bytes = field(repr=False)
+    amf: bytes
+    sqn: int
+    guss: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberSummary:
     """What may be listed: never K or OPc."""
 
@@ -78,8 +90,25 @@ class SubscriberStore:
         self._db.close()
 
     def add(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None = None) -> None:
+        self.add_all([NewSubscriber(impi, k, opc, amf, sqn, guss)])
+
+    def add_all(self, subscribers: Sequence[NewSubscriber]) -> None:
+        """Add every subscriber in one transaction, or none (a duplicate or bad value names its IMPI)."""
+        self._writes.commit()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sub in subscribers:
+                self._insert(sub.impi, sub.k, sub.opc, sub.amf, sub.sqn, sub.guss)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _insert(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None) -> None:
+        if (problem := impi_problem(impi)) is not None:
+            raise StoreError(f"IMPI {impi!r}: {problem} (TS 23.003 13.3)")
         if len(k) != 16 or len(opc) != 16 or len(amf) != 2 or not 0 <= sqn <= SQN_MASK:
-            raise StoreError("K and OPc are 16 octets, AMF 2 octets, SQN 48 bits")
+            raise StoreError(f"{impi}: K and OPc are 16 octets, AMF 2 octets, SQN 48 bits")
         now = int(time.time())
         aad = impi.encode()
         try:

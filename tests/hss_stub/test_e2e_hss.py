@@ -235,5 +235,30 @@ def test_cli_lists_without_keys(hss: tuple[Proc, int, Path]) -> None:
     assert r.returncode == 0 and IMPI in r.stdout and K not in r.stdout
     dup = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), "--impi", IMPI, "--k", K, "--opc", OPC.hex()])
     assert dup.returncode == 2 and "already exists" in dup.stderr
-    bad = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), "--impi", "x", "--k", "zz", "--opc", OPC.hex()])
-    assert bad.returncode == 2 and "hex" in bad.stderr
+    bad = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), "--impi", "x@y", "--k", "zz", "--opc", OPC.hex()])
+    assert bad.returncode == 2 and "--k must be hex" in bad.stderr
+    bad = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), "--impi", "x y@z", "--k", K, "--opc", OPC.hex()])
+    assert bad.returncode == 2 and "--impi 'x y@z': the username has spaces" in bad.stderr
+    guss = tmp / "missing-guss.xml"
+    args = ["--impi", "g@y", "--k", K, "--opc", OPC.hex(), "--guss", str(guss)]
+    bad = run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), *args])
+    assert bad.returncode == 2 and f"cannot read GUSS file {guss}" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_import_is_all_or_nothing(hss: tuple[Proc, int, Path]) -> None:
+    _proc, _, tmp = hss
+    entry = 'impi = "{}"\nk = "{}"\nopc = "{}"\n'
+    good, bad_k, dup = (
+        entry.format(i, k, OPC.hex()) for i, k in (("new1@ims.test", K), ("new2@ims.test", "zz"), (IMPI, K))
+    )
+    cases = [
+        (good + "\n[[subscriber]]\n" + bad_k, "subscriber #2: k must be hex; nothing imported"),
+        (good + "\n[[subscriber]]\n" + dup, f"subscriber {IMPI} already exists; nothing imported"),
+        ('impi = "new3@ims.test"\nopc = "00"\n', "subscriber #1: k is missing; nothing imported"),
+    ]
+    for body, message in cases:
+        (tmp / "subs.toml").write_text("[[subscriber]]\n" + body)
+        r = run_cli(["hss", "import", str(tmp / "subs.toml"), "--data-dir", str(tmp)])
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+    listed = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp)]).stdout
+    assert "new1@ims.test" not in listed and IMPI in listed

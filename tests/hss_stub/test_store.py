@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gba.keywrap import KeyWrapError
-from hss_stub.store import StoreError, SubscriberStore, next_sqn
+from hss_stub.store import NewSubscriber, StoreError, SubscriberStore, next_sqn
 
 KEK = bytes(range(32))
 K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")
@@ -116,3 +116,18 @@ def test_crud_errors(tmp_path: Path) -> None:
     assert [x.has_guss for x in s.list()] == [True]
     s.remove("a@ims")
     assert s.list() == []
+
+
+def test_add_all_stores_every_subscriber_or_none(tmp_path: Path) -> None:
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    batch = [NewSubscriber("b@ims", K, OPC, b"\x80\x00", 0), NewSubscriber("a@ims", K, OPC, b"\x80\x00", 0)]
+    with pytest.raises(StoreError, match="a@ims already exists"):
+        s.add_all(batch)
+    with pytest.raises(StoreError, match="IMPI 'c d@ims': the username has spaces"):
+        s.add_all([NewSubscriber("c@ims", K, OPC, b"\x80\x00", 0), NewSubscriber("c d@ims", K, OPC, b"\x80\x00", 0)])
+    assert [sub.impi for sub in s.list()] == ["a@ims"]
+    s.add_all(batch[:1])
+    assert [sub.impi for sub in s.list()] == ["a@ims", "b@ims"]
+    assert "465b" not in repr(batch[0])  # K and OPc stay out of reprs
+    s.close()
