@@ -27,6 +27,7 @@ from bench.bootstrap import gbagw_lab  # noqa: E402
 from bench.zn import bootstrap_one  # noqa: E402
 from bsf.store import AAD_CONTEXT, BootstrapContext, seal_record  # noqa: E402
 from gba import kdf  # noqa: E402
+from gba.keywrap import Keyring  # noqa: E402
 from naf.config import NafConfig  # noqa: E402
 from naf.zn_client import ZnClient  # noqa: E402
 
@@ -37,11 +38,12 @@ BATCH = 20_000
 def _contexts(kek: bytes, start: int, stop: int) -> list[tuple[str, str, bytes, float]]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     expires = now + dt.timedelta(hours=2)
+    keys = Keyring(kek)
     out = []
     for i in range(start, stop):
         btid = f"{i:022d}==@bsf.gba.test"
         ctx = BootstrapContext(btid, f"bulk{i}@ims.bench", os.urandom(16), os.urandom(32), now, expires, False, None)
-        out.append((btid, ctx.impi, seal_record(kek, ctx, AAD_CONTEXT + btid), expires.timestamp()))
+        out.append((btid, ctx.impi, seal_record(keys, ctx, AAD_CONTEXT + btid), expires.timestamp()))
     return out
 
 

@@ -27,17 +27,18 @@ from bsf.zn_diameter import ZnHandler
 from bsf.zn_sbi import NbspGbaApp
 from bsf.zn_soap import create_soap_app, server_ssl_context
 from gba import diameter as d
+from gba.keywrap import Keyring
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
 
 log = logging.getLogger("gbagw.bsf")
 GAUGE_INTERVAL = 10.0
 
 
-def open_store(url: str, kek: bytes) -> ContextStore:
+def open_store(url: str, keys: Keyring) -> ContextStore:
     if url.startswith("sqlite:///"):
-        return SqliteStore(Path(url[len("sqlite:///") :]), kek)
+        return SqliteStore(Path(url[len("sqlite:///") :]), keys)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore(url, kek)
+        return RedisStore(url, keys)
     raise ValueError(f"unsupported store URL {url!r} (sqlite:///PATH or redis://HOST:PORT/DB)")
 
 

@@ -29,6 +29,7 @@ class BsfConfig:
     key_lifetime: int = 3600
     store: str = "sqlite:///var/bsf.sqlite"
     kek_file: Path = Path("var/kek")
+    kek_previous_files: tuple[Path, ...] = ()  # open only: online KEK rotation
     hss_host: str = "127.0.0.1"
     hss_port: int = 3869
     hss_realm: str = "gba.test"

@@ -8,6 +8,7 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge
+from gba.keywrap import Keyring
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -95,8 +96,8 @@ class TimedStore:
     async def ping(self) -> bool:
         return await self.inner.ping()
 
-    async def rekey(self, new_kek: bytes) -> int:
-        return await self.inner.rekey(new_kek)
+    async def rekey(self, new: Keyring) -> int:
+        return await self.inner.rekey(new)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -27,7 +27,7 @@ from bsf.mef.config import MefConfig
 from bsf.mef.server import MefService, create_mef
 from bsf.store import ContextStore
 from gba import kdf, milenage, onem2m, pki, ue
-from gba.keywrap import KeyWrapError
+from gba.keywrap import Keyring, KeyWrapError
 from gba.nai import impi_problem
 from gba.safexml import XmlError
 from gba.uss import parse_guss
@@ -300,9 +300,20 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
 # --- bsf / up ------------------------------------------------------------------------------------
 
 
+def _bsf_keyring(bsf: BsfConfig, *, create: bool = True) -> Keyring:
+    """``bsf.kek_file`` seals (created 0600 when missing); ``bsf.kek_previous_files`` only open."""
+    keys = Keyring(
+        load_or_create_kek(bsf.kek_file, create=create),
+        [load_or_create_kek(path, create=False) for path in bsf.kek_previous_files],
+    )
+    # KEK ids are hashes, not keys: comparing them across instances shows a rotation's progress.
+    log.info("KEK id %s seals; earlier KEK ids that still open: %s", keys.ids[0], ", ".join(keys.ids[1:]) or "none")
+    return keys
+
+
 def _make_bsf(bsf: BsfConfig) -> BsfService:
     try:
-        store = open_store(bsf.store, load_or_create_kek(bsf.kek_file))
+        store = open_store(bsf.store, _bsf_keyring(bsf))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return create_bsf(bsf, store)
@@ -336,18 +347,19 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
     Offline: stop every BSF/MEF using this store first; they hold the KEK in memory.
     """
     bsf = cfgmod.bsf_config(_load(args))
+    old_keys = _bsf_keyring(bsf, create=False)  # records sealed under the earlier KEKs are re-sealed too
     old = load_or_create_kek(bsf.kek_file, create=False)
     new = load_or_create_kek(args.new_kek)  # an existing file is checked; a missing one is created (0600)
     if hmac.compare_digest(old, new):
         raise CliError("the new KEK equals the current one")
     try:
-        store = open_store(bsf.store, old)
+        store = open_store(bsf.store, old_keys)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
     async def rotate() -> int:
         try:
-            return await store.rekey(new)
+            return await store.rekey(Keyring(new))
         finally:
             await store.close()
 
@@ -571,7 +583,7 @@ def cmd_mef_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     bsf = cfgmod.bsf_config(cfg)
     check_listeners(_mef_listeners(cfgmod.mef_config(cfg)))
-    service = _make_mef(cfg, open_store(bsf.store, load_or_create_kek(bsf.kek_file)))
+    service = _make_mef(cfg, open_store(bsf.store, _bsf_keyring(bsf)))
 
     async def start() -> None:
         ports = await service.start()

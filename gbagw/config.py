@@ -113,6 +113,12 @@ def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
     return Path(value)
 
 
+def _paths(cfg: LoadedConfig, name: str, value: Any) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{name} must be a list of paths")
+    return tuple(_path(cfg, f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
 def _optional_path(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
     return _path(cfg, name, value) if value else None
 
@@ -237,6 +243,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         key_lifetime=lifetime,
         store=store,
         kek_file=_path(cfg, "bsf.kek_file", s["kek_file"]),
+        kek_previous_files=_paths(cfg, "bsf.kek_previous_files", s["kek_previous_files"]),
         hss_host=str(s["hss_host"]),
         hss_port=_port("bsf.hss_port", s["hss_port"]),
         hss_realm=_fqdn("bsf.hss_realm", s["hss_realm"]),

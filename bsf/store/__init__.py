@@ -14,14 +14,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from gba.keywrap import seal, unseal
+from gba.keywrap import Keyring
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached or cannot write right now (Redis down, SQLite locked or disk full).
+    """The store cannot be reached or cannot write right now (Redis down, SQLite locked or disk full),
+    or holds a record this instance cannot open (sealed under a KEK it does not hold: the message
+    names the KEK id, see gba.keywrap).
 
     Nothing was decided: Ub answers 503 with Retry-After, Zn DIAMETER_TOO_BUSY (3004) or HTTP 503, so
     the UE or NAF retries, here or at another BSF instance. The message carries the backend's error,
@@ -116,29 +118,29 @@ def _dec(v: Any) -> Any:
     return v
 
 
-def seal_record(kek: bytes, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
+def seal_record(keys: Keyring, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
     data = {name: _enc(getattr(record, name)) for name in record.__slots__}
-    return seal(kek, json.dumps(data).encode(), key.encode())
+    return keys.seal(json.dumps(data).encode(), key.encode())
 
 
-def unseal_challenge(kek: bytes, blob: bytes, key: str) -> PendingChallenge:
-    data = json.loads(unseal(kek, blob, key.encode()))
+def unseal_challenge(keys: Keyring, blob: bytes, key: str) -> PendingChallenge:
+    data = json.loads(keys.unseal(blob, key.encode()))
     return PendingChallenge(**{k: _dec(v) for k, v in data.items()})
 
 
-def unseal_context(kek: bytes, blob: bytes, key: str) -> BootstrapContext:
-    data = json.loads(unseal(kek, blob, key.encode()))
+def unseal_context(keys: Keyring, blob: bytes, key: str) -> BootstrapContext:
+    data = json.loads(keys.unseal(blob, key.encode()))
     return BootstrapContext(**{k: _dec(v) for k, v in data.items()})
 
 
-def unseal_enrolment(kek: bytes, blob: bytes, key: str) -> EnrolmentRecord:
-    data = json.loads(unseal(kek, blob, key.encode()))
+def unseal_enrolment(keys: Keyring, blob: bytes, key: str) -> EnrolmentRecord:
+    data = json.loads(keys.unseal(blob, key.encode()))
     return EnrolmentRecord(**{k: _dec(v) for k, v in data.items()})
 
 
-def reseal(old_kek: bytes, new_kek: bytes, blob: bytes, key: str) -> bytes:
-    """The same record sealed under a new KEK (KEK rotation); raises KeyWrapError under a wrong old KEK."""
-    return seal(new_kek, unseal(old_kek, blob, key.encode()), key.encode())
+def reseal(old: Keyring, new: Keyring, blob: bytes, key: str) -> bytes:
+    """The same record sealed under ``new`` (KEK rotation); raises KeyWrapError if ``old`` cannot open it."""
+    return new.seal(old.unseal(blob, key.encode()), key.encode())
 
 
 class ContextStore(Protocol):
@@ -166,8 +168,8 @@ class ContextStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def rekey(self, new_kek: bytes) -> int:
-        """Re-seal every stored record under ``new_kek`` (offline KEK rotation); returns the count."""
+    async def rekey(self, new: Keyring) -> int:
+        """Re-seal every stored record under ``new`` (offline KEK rotation); returns the count."""
         ...
 
     async def close(self) -> None: ...

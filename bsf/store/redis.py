@@ -26,10 +26,12 @@ from bsf.store import (
     unseal_context,
     unseal_enrolment,
 )
+from gba.keywrap import Keyring, KeyWrapError
 from gbaio.redis_pipeline import AutoPipeline
 
-# Any Redis error on the request path is an outage of the store (connection, timeout, OOM, READONLY).
-_OUTAGE = unavailable_on(RedisError, OSError)
+# Any Redis error on the request path is an outage of the store (connection, timeout, OOM, READONLY);
+# so is a record sealed under a KEK this instance does not hold (a KEK rotation half rolled out).
+_OUTAGE = unavailable_on(RedisError, OSError, KeyWrapError)
 
 
 def _bytes(value: object) -> bytes:
@@ -43,8 +45,8 @@ def _ttl_ms(expires_ts: float) -> int:
 
 
 class RedisStore:
-    def __init__(self, url: str, kek: bytes) -> None:
-        self._kek = kek
+    def __init__(self, url: str, keys: Keyring) -> None:
+        self._keys = keys
         self._r = aioredis.from_url(url)
         # The Ub/Zn hot path goes through one auto-pipeline (gbaio.redis_pipeline); rekey, ping and
         # the rest use the client directly.
@@ -52,7 +54,7 @@ class RedisStore:
 
     @_OUTAGE
     async def put_challenge(self, challenge: PendingChallenge) -> None:
-        blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
+        blob = seal_record(self._keys, challenge, AAD_CHALLENGE + challenge.nonce)
         key, ttl = f"gbagw:{{ch:{challenge.nonce}}}", _ttl_ms(challenge.expires.timestamp())
         await self._p.call(lambda p: p.set(key, blob, px=ttl))
 
@@ -62,13 +64,13 @@ class RedisStore:
         (blob,) = await self._p.call(lambda p: p.getdel(key))
         if blob is None:
             return None
-        ch = unseal_challenge(self._kek, _bytes(blob), AAD_CHALLENGE + nonce)
+        ch = unseal_challenge(self._keys, _bytes(blob), AAD_CHALLENGE + nonce)
         return ch if ch.expires.timestamp() >= time.time() else None
 
     @_OUTAGE
     async def put_context(self, ctx: BootstrapContext) -> None:
         ttl = _ttl_ms(ctx.expires.timestamp())
-        blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
+        blob = seal_record(self._keys, ctx, AAD_CONTEXT + ctx.btid)
         impi_key, ctx_key = f"gbagw:{{impi:{ctx.impi}}}", f"gbagw:{{ctx:{ctx.btid}}}"
         btid = ctx.btid.encode()
         # One round trip for both single-key writes (no MULTI: the keys live in different Cluster slots).
@@ -86,12 +88,12 @@ class RedisStore:
         (blob,) = await self._p.call(lambda p: p.get(key))
         if blob is None:
             return None
-        ctx = unseal_context(self._kek, _bytes(blob), AAD_CONTEXT + btid)
+        ctx = unseal_context(self._keys, _bytes(blob), AAD_CONTEXT + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
 
     @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
-        blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
+        blob = seal_record(self._keys, rec, AAD_ENROLMENT + rec.keid)
         await self._r.set(f"gbagw:{{ke:{rec.keid}}}", blob, px=_ttl_ms(rec.expires.timestamp()))
 
     @_OUTAGE
@@ -99,13 +101,13 @@ class RedisStore:
         blob = await self._r.get(f"gbagw:{{ke:{keid}}}")
         if blob is None:
             return None
-        rec = unseal_enrolment(self._kek, _bytes(blob), AAD_ENROLMENT + keid)
+        rec = unseal_enrolment(self._keys, _bytes(blob), AAD_ENROLMENT + keid)
         return rec if rec.expires.timestamp() >= time.time() else None
 
     async def count_contexts(self) -> int | None:
         return None  # a SCAN over millions of keys is no metric; use Redis' own INFO keyspace
 
-    async def rekey(self, new_kek: bytes) -> int:
+    async def rekey(self, new: Keyring) -> int:
         count = 0
         for kind, prefix in (("ch", AAD_CHALLENGE), ("ctx", AAD_CONTEXT), ("ke", AAD_ENROLMENT)):
             async for raw in self._r.scan_iter(match=f"gbagw:{{{kind}:*", count=1000):
@@ -114,9 +116,9 @@ class RedisStore:
                 if blob is None:  # expired meanwhile
                     continue
                 key = name[len(f"gbagw:{{{kind}:") : -1]
-                await self._r.set(name, reseal(self._kek, new_kek, _bytes(blob), prefix + key), keepttl=True)
+                await self._r.set(name, reseal(self._keys, new, _bytes(blob), prefix + key), keepttl=True)
                 count += 1
-        self._kek = new_kek
+        self._keys = new
         return count
 
     async def ping(self) -> bool:

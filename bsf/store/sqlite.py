@@ -20,6 +20,7 @@ from bsf.store import (
     unseal_context,
     unseal_enrolment,
 )
+from gba.keywrap import Keyring, KeyWrapError
 from gbaio import sqlite
 
 _SCHEMA = """
@@ -32,11 +33,13 @@ CREATE INDEX IF NOT EXISTS contexts_expires ON contexts (expires);
 CREATE TABLE IF NOT EXISTS enrolments (keid TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
 """
 SWEEP_INTERVAL = 30.0
+# Locked past busy_timeout, I/O error, disk full, read-only; or a record sealed under a KEK not held.
+_OUTAGE = unavailable_on(sqlite3.OperationalError, KeyWrapError)
 
 
 class SqliteStore:
-    def __init__(self, path: Path, kek: bytes) -> None:
-        self._kek = kek
+    def __init__(self, path: Path, keys: Keyring) -> None:
+        self._keys = keys
         self._db = sqlite.connect(path, _SCHEMA)
         self._writes = sqlite.GroupCommit(self._db)
         self._last_sweep = 0.0
@@ -49,24 +52,24 @@ class SqliteStore:
         for table in ("challenges", "contexts", "enrolments"):
             await self._writes.execute(f"DELETE FROM {table} WHERE expires < ?", (now,))  # noqa: S608
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def put_challenge(self, challenge: PendingChallenge) -> None:
-        blob = seal_record(self._kek, challenge, AAD_CHALLENGE + challenge.nonce)
+        blob = seal_record(self._keys, challenge, AAD_CHALLENGE + challenge.nonce)
         await self._sweep()
         await self._writes.execute(
             "INSERT OR REPLACE INTO challenges VALUES (?, ?, ?)", (challenge.nonce, blob, challenge.expires.timestamp())
         )
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def take_challenge(self, nonce: str) -> PendingChallenge | None:
         rows = await self._writes.execute("DELETE FROM challenges WHERE nonce = ? RETURNING blob, expires", (nonce,))
         if not rows or rows[0][1] < time.time():
             return None
-        return unseal_challenge(self._kek, bytes(rows[0][0]), AAD_CHALLENGE + nonce)
+        return unseal_challenge(self._keys, bytes(rows[0][0]), AAD_CHALLENGE + nonce)
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def put_context(self, ctx: BootstrapContext) -> None:
-        blob = seal_record(self._kek, ctx, AAD_CONTEXT + ctx.btid)
+        blob = seal_record(self._keys, ctx, AAD_CONTEXT + ctx.btid)
         await self._sweep()
         # impi is UNIQUE: REPLACE removes the IMPI's previous context in the same statement, which is
         # how a new bootstrap supersedes the old one (TS 33.220 4.5.2).
@@ -74,33 +77,33 @@ class SqliteStore:
             "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)", (ctx.btid, ctx.impi, blob, ctx.expires.timestamp())
         )
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def get_context(self, btid: str) -> BootstrapContext | None:
         row = self._db.execute("SELECT blob, expires FROM contexts WHERE btid = ?", (btid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
-        return unseal_context(self._kek, bytes(row[0]), AAD_CONTEXT + btid)
+        return unseal_context(self._keys, bytes(row[0]), AAD_CONTEXT + btid)
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
-        blob = seal_record(self._kek, rec, AAD_ENROLMENT + rec.keid)
+        blob = seal_record(self._keys, rec, AAD_ENROLMENT + rec.keid)
         await self._sweep()
         await self._writes.execute(
             "INSERT OR REPLACE INTO enrolments VALUES (?, ?, ?)", (rec.keid, blob, rec.expires.timestamp())
         )
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None:
         row = self._db.execute("SELECT blob, expires FROM enrolments WHERE keid = ?", (keid,)).fetchone()
         if row is None or row[1] < time.time():
             return None
-        return unseal_enrolment(self._kek, bytes(row[0]), AAD_ENROLMENT + keid)
+        return unseal_enrolment(self._keys, bytes(row[0]), AAD_ENROLMENT + keid)
 
-    @unavailable_on(sqlite3.OperationalError)
+    @_OUTAGE
     async def count_contexts(self) -> int | None:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
 
-    async def rekey(self, new_kek: bytes) -> int:
+    async def rekey(self, new: Keyring) -> int:
         tables = (
             ("challenges", "nonce", AAD_CHALLENGE),
             ("contexts", "btid", AAD_CONTEXT),
@@ -114,14 +117,14 @@ class SqliteStore:
             for table, column, prefix in tables:
                 rows = self._db.execute(f"SELECT {column}, blob FROM {table}").fetchall()  # noqa: S608
                 for key, blob in rows:
-                    fresh = reseal(self._kek, new_kek, bytes(blob), prefix + key)
+                    fresh = reseal(self._keys, new, bytes(blob), prefix + key)
                     self._db.execute(f"UPDATE {table} SET blob = ? WHERE {column} = ?", (fresh, key))  # noqa: S608
                 count += len(rows)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._kek = new_kek
+        self._keys = new
         return count
 
     async def ping(self) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from bsf.store.sqlite import SqliteStore
 from gba import onem2m, pki
+from gba.keywrap import Keyring
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbaio.kek import load_or_create_kek
 from naf.mef_client import KmRefused, MefClient
@@ -68,7 +69,7 @@ class Mef:
             db.close()
 
     async def stored_ke(self, keid: str) -> bytes:
-        store = SqliteStore(self.tmp / "bsf.sqlite", load_or_create_kek(self.tmp / "kek"))
+        store = SqliteStore(self.tmp / "bsf.sqlite", Keyring(load_or_create_kek(self.tmp / "kek")))
         rec = await store.get_enrolment(keid)
         await store.close()
         assert rec is not None

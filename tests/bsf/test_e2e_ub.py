@@ -14,6 +14,7 @@ import pytest
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 from gba import digest, milenage, ue
+from gba.keywrap import Keyring
 from gbagw.ue_client import bootstrap
 from gbaio.kek import load_or_create_kek
 from tests.procs import Proc, run_cli, start_gbagw
@@ -113,7 +114,7 @@ async def test_gba_u_and_guss_lifetime(lab: tuple[Lab, Proc, Proc, str]) -> None
     boot = await bootstrap(url, _ue(IMPI_U, ue.UeMode.GBA_U))
     remaining = (boot.lifetime - __import__("datetime").datetime.now(__import__("datetime").UTC)).total_seconds()
     assert 500 < remaining <= 600  # GUSS lifeTime 600 caps the 3600 s default
-    store = SqliteStore(lab_.tmp / "bsf.sqlite", load_or_create_kek(lab_.tmp / "kek"))
+    store = SqliteStore(lab_.tmp / "bsf.sqlite", Keyring(load_or_create_kek(lab_.tmp / "kek")))
     ctx = await store.get_context(boot.btid)
     assert ctx is not None and ctx.gba_u and ctx.ks == boot.ks and ctx.impi == IMPI_U
     await store.close()
@@ -175,7 +176,7 @@ async def test_hss_down_gives_503_then_recovers(new_lab: Lab, tmp_path: Path) ->
         boot = await bootstrap(url, _ue())
         bsf.stop()
         bsf, url = lab.start_bsf("bsf2")
-        store = SqliteStore(tmp_path / "bsf.sqlite", load_or_create_kek(tmp_path / "kek"))
+        store = SqliteStore(tmp_path / "bsf.sqlite", Keyring(load_or_create_kek(tmp_path / "kek")))
         assert (await store.get_context(boot.btid)) is not None
         await store.close()
     finally:
@@ -205,7 +206,7 @@ async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
             status, headers, body = await _get(second, answer)
             assert status == 200, body
             boot = client.on_success(headers.get("Authentication-Info"), body)
-            store = RedisStore("redis://127.0.0.1:6379/14", load_or_create_kek(tmp_path / "kek"))
+            store = RedisStore("redis://127.0.0.1:6379/14", Keyring(load_or_create_kek(tmp_path / "kek")))
             ctx = await store.get_context(boot.btid)
             assert ctx is not None and ctx.ks == boot.ks
             await store.close()

@@ -15,8 +15,10 @@ import pytest
 from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge, StoreUnavailable
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
+from gba.keywrap import Keyring
 
-KEK = os.urandom(32)
+KEK_BYTES = os.urandom(32)
+KEK = Keyring(KEK_BYTES)
 REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
@@ -99,9 +101,15 @@ async def test_records_are_sealed(tmp_path: Path) -> None:
     await s.put_context(ctx)
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("bsf.sqlite*"))
     assert ctx.ks not in raw and ctx.ks.hex().encode() not in raw
-    other = SqliteStore(tmp_path / "bsf.sqlite", os.urandom(32))
-    with pytest.raises(ValueError):
+    stranger = Keyring(os.urandom(32))
+    other = SqliteStore(tmp_path / "bsf.sqlite", stranger)
+    with pytest.raises(StoreUnavailable, match=r"KeyWrapError: sealed under KEK id \w+, which this process does not"):
         await other.get_context(ctx.btid)
+    # Online KEK rotation: a store whose new KEK seals still opens what the earlier KEK sealed.
+    rotated = SqliteStore(tmp_path / "bsf.sqlite", Keyring(os.urandom(32), [os.urandom(32), KEK_BYTES]))
+    assert await rotated.get_context(ctx.btid) == ctx
+    await rotated.close()
+    await other.close()
     await s.close()
 
 
@@ -132,7 +140,7 @@ async def test_enrolment_round_trip_and_expiry(store: ContextStore) -> None:
 
 
 async def test_rekey_reseals_everything(store: ContextStore) -> None:
-    new = os.urandom(32)
+    new = Keyring(os.urandom(32))
     ctx, ch = _context(f"{uuid.uuid4().hex}@ims"), _challenge("r@ims")
     rec = EnrolmentRecord(
         f"{uuid.uuid4().hex}@mef.gba.test", os.urandom(32), "CAE", (), "psk", _now(), _now() + dt.timedelta(seconds=60)

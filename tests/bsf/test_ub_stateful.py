@@ -21,6 +21,7 @@ from bsf.store.sqlite import SqliteStore
 from bsf.ub import create_ub_app
 from bsf.zh_client import UnknownSubscriber, Vector
 from gba import digest, milenage, ue
+from gba.keywrap import Keyring
 
 K, OPC = os.urandom(16), os.urandom(16)
 IMPIS = ["a@ims.test", "b@ims.test", "c@ims.test"]
@@ -51,7 +52,7 @@ class UbMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.TemporaryDirectory()
-        self.store = SqliteStore(Path(self.tmp.name) / "bsf.sqlite", os.urandom(32))
+        self.store = SqliteStore(Path(self.tmp.name) / "bsf.sqlite", Keyring(os.urandom(32)))
         config = BsfConfig(rate_per_impi=0, rate_per_source=0)
         app = create_ub_app(config, self.store, StubZh(), BsfMetrics())  # type: ignore[arg-type]
         self.client = TestClient(TestServer(app), loop=self.loop)

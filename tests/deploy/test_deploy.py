@@ -5,6 +5,7 @@ against a live admin listener, the systemd units against the CLI."""
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import os
@@ -18,6 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gba.keywrap import Keyring
+from gbagw import config as gbagw_config
+from gbaio.kek import load_or_create_kek
 from tests.deploy.tools import run_tool
 from tests.procs import gbagw_process, run_cli
 
@@ -121,6 +125,32 @@ def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
     (tmp_path / "g.toml").write_text(config.replace("/etc/gbagw/kek/kek", str(tmp_path / "kek")))
     r = run_cli(["hss", "list-subscribers", "--config", str(tmp_path / "g.toml"), "--data-dir", str(tmp_path)])
     assert r.returncode == 0, r.stderr  # the configuration loads and validates
+
+
+def test_helm_previous_keks_reach_the_bsf_keyring(tmp_path: Path) -> None:
+    """kek.previous lands in the Secret and in bsf.kek_previous_files; the BSF loads them as a Keyring
+    that opens what the earlier KEK sealed; a changed Secret changes the pods' checksum (a rollout)."""
+    current, earlier = os.urandom(32), os.urandom(32)
+    b64 = base64.b64encode
+    overrides = {"kek.value": b64(current).decode(), "kek.previous": [b64(earlier).decode()]}
+    docs = _manifests(overrides, tmp_path)
+    secret = next(d for d in docs if d["kind"] == "Secret")["data"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
+    mounted = tmp_path / "kek-mount"
+    mounted.mkdir()
+    for name, value in secret.items():  # what Kubernetes puts in the kek volume
+        (mounted / name).write_bytes(base64.b64decode(value))
+        (mounted / name).chmod(0o400)
+    (tmp_path / "g.toml").write_text(config.replace("/etc/gbagw/kek/", f"{mounted}/"))
+    bsf = gbagw_config.bsf_config(gbagw_config.load(tmp_path / "g.toml", tmp_path, {}))
+    assert bsf.kek_previous_files == (mounted / "previous-0",)
+    keys = Keyring(load_or_create_kek(bsf.kek_file), [load_or_create_kek(p) for p in bsf.kek_previous_files])
+    assert keys.unseal(Keyring(earlier).seal(b"Ks", b"btid"), b"btid") == b"Ks"
+    pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
+    before = pod["spec"]["template"]["metadata"]["annotations"]["checksum/kek"]
+    docs = _manifests({**overrides, "kek.previous": []}, tmp_path)
+    pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
+    assert pod["spec"]["template"]["metadata"]["annotations"]["checksum/kek"] != before
 
 
 def test_compose_file() -> None:
