@@ -50,7 +50,8 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
 
 
 async def test_a_peer_that_hangs_up_is_unreachable() -> None:
-    async def hang_up(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    async def hang_up(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")  # the whole request first: closing earlier may reset instead
         w.close()
 
     server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
