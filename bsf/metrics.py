@@ -82,6 +82,12 @@ class TimedStore:
         with self._timed("get_context"):
             return await self.inner.get_context(btid)
 
+    async def context_of(self, impi: str) -> BootstrapContext | None:
+        return await self.inner.context_of(impi)
+
+    async def delete_context(self, btid: str) -> bool:
+        return await self.inner.delete_context(btid)
+
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
         with self._timed("put_enrolment"):
             await self.inner.put_enrolment(rec)

@@ -18,14 +18,14 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
 from bsf.mef.config import MefConfig
 from bsf.mef.server import MefService, create_mef
-from bsf.store import ContextStore
+from bsf.store import BootstrapContext, ContextStore, StoreUnavailable
 from gba import kdf, milenage, onem2m, pki, ue
 from gba.keywrap import Keyring, KeyWrapError
 from gba.nai import impi_problem
@@ -49,6 +49,7 @@ from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw")
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -338,6 +339,64 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
 
     admin = AdminServer([service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
+    return EXIT_OK
+
+
+def _on_store(bsf: BsfConfig, op: Callable[[ContextStore], Awaitable[T]]) -> T:
+    """Run ``op`` on the BSF's store next to running BSFs (SQLite waits for their writes, Redis is shared)."""
+    try:
+        store = open_store(bsf.store, _bsf_keyring(bsf, create=False))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+    async def run() -> T:
+        try:
+            return await op(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except StoreUnavailable as exc:
+        raise CliError(f"context store unavailable: {exc}", EXIT_UNREACHABLE) from None
+
+
+async def _find_context(store: ContextStore, impi: str | None, btid: str | None) -> BootstrapContext:
+    ctx = await store.context_of(impi) if impi is not None else await store.get_context(btid or "")
+    if ctx is None:
+        raise CliError(f"no live bootstrapping context for {impi or btid}", EXIT_REFUSED)
+    return ctx
+
+
+def cmd_bsf_context(args: argparse.Namespace) -> int:
+    """What the BSF holds for an IMPI or a B-TID, without keys (TS 33.220 4.5.2)."""
+    ctx = _on_store(cfgmod.bsf_config(_load(args)), lambda store: _find_context(store, args.impi, args.btid))
+    out = {
+        "btid": ctx.btid,
+        "impi": ctx.impi,
+        "created": ctx.created.isoformat(),
+        "expires": ctx.expires.isoformat(),
+        "gba_type": "GBA_U" if ctx.gba_u else "GBA_ME",
+        "guss": ctx.guss is not None,
+    }
+    _emit(out, args.json)
+    return EXIT_OK
+
+
+def cmd_bsf_revoke(args: argparse.Namespace) -> int:
+    """Delete a context before its lifetime ends (a lost device, a removed subscriber): Zn answers 5403."""
+
+    async def revoke(store: ContextStore) -> BootstrapContext:
+        ctx = await _find_context(store, args.impi, args.btid)
+        await store.delete_context(ctx.btid)
+        return ctx
+
+    ctx = _on_store(cfgmod.bsf_config(_load(args)), revoke)
+    log.info("revoked btid=%s of %s (was valid until %s)", ctx.btid, ctx.impi, ctx.expires.isoformat())
+    print(
+        f"revoked {ctx.btid} of {ctx.impi}: Zn answers 5403 for it from now on; NAFs that fetched its keys "
+        f"already keep them until {ctx.expires.isoformat()} (TS 33.220 has no revocation towards NAFs)"
+    )
     return EXIT_OK
 
 
@@ -758,6 +817,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--new-kek", type=Path, required=True, help="KEK file to rotate to (created if missing)")
     p.set_defaults(func=cmd_bsf_rotate_kek)
+    for name, func, help_text in (
+        ("context", cmd_bsf_context, "show the live bootstrapping context of an IMPI or a B-TID (never keys)"),
+        ("revoke", cmd_bsf_revoke, "revoke the live context of an IMPI or a B-TID: Zn answers 5403 for it"),
+    ):
+        p = bsub.add_parser(name, help=help_text)
+        _common(p)
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--impi")
+        which.add_argument("--btid")
+        if name == "context":
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
 
     naf = sub.add_parser("naf", help="NAF kit: demo NAF and Zn client")
     nsub = naf.add_subparsers(dest="naf_command", required=True)

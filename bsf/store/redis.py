@@ -34,6 +34,9 @@ from gbaio.redis_pipeline import AutoPipeline
 _OUTAGE = unavailable_on(RedisError, OSError, KeyWrapError)
 
 
+_DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 def _bytes(value: object) -> bytes:
     if not isinstance(value, bytes):
         raise TypeError("unexpected Redis reply type")
@@ -90,6 +93,23 @@ class RedisStore:
             return None
         ctx = unseal_context(self._keys, _bytes(blob), AAD_CONTEXT + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
+
+    @_OUTAGE
+    async def context_of(self, impi: str) -> BootstrapContext | None:
+        (btid,) = await self._p.call(lambda p: p.get(f"gbagw:{{impi:{impi}}}"))
+        return await self.get_context(_bytes(btid).decode()) if btid is not None else None
+
+    @_OUTAGE
+    async def delete_context(self, btid: str) -> bool:
+        key = f"gbagw:{{ctx:{btid}}}"
+        (blob,) = await self._p.call(lambda p: p.getdel(key))
+        if blob is None:
+            return False
+        ctx = unseal_context(self._keys, _bytes(blob), AAD_CONTEXT + btid)
+        # The IMPI's pointer goes too, unless a newer bootstrap has replaced it meanwhile: compare and
+        # delete in one script on that one key (atomic, and Cluster-safe).
+        await self._r.eval(_DELETE_IF_EQUAL, 1, f"gbagw:{{impi:{ctx.impi}}}", btid)
+        return ctx.expires.timestamp() >= time.time()
 
     @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:

@@ -85,6 +85,16 @@ class SqliteStore:
         return unseal_context(self._keys, bytes(row[0]), AAD_CONTEXT + btid)
 
     @_OUTAGE
+    async def context_of(self, impi: str) -> BootstrapContext | None:
+        row = self._db.execute("SELECT btid FROM contexts WHERE impi = ?", (impi,)).fetchone()
+        return await self.get_context(str(row[0])) if row is not None else None
+
+    @_OUTAGE
+    async def delete_context(self, btid: str) -> bool:
+        rows = await self._writes.execute("DELETE FROM contexts WHERE btid = ? RETURNING expires", (btid,))
+        return bool(rows) and rows[0][0] >= time.time()
+
+    @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
         blob = seal_record(self._keys, rec, AAD_ENROLMENT + rec.keid)
         await self._sweep()

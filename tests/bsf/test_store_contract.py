@@ -195,3 +195,21 @@ async def test_a_locked_sqlite_is_store_unavailable_for_writes_only(tmp_path: Pa
         other.close()
     await s.put_challenge(_challenge("locked@ims.test"))  # the lock gone, writes work again
     await s.close()
+
+
+async def test_context_of_an_impi_and_revocation(store: ContextStore) -> None:
+    impi = f"{uuid.uuid4().hex}@ims"
+    first, second = _context(impi), _context(impi)
+    assert await store.context_of(impi) is None
+    await store.put_context(first)
+    assert await store.context_of(impi) == first
+    await store.put_context(second)  # supersedes the first
+    assert await store.context_of(impi) == second
+    assert not await store.delete_context(first.btid)  # already gone: nothing to revoke
+    assert await store.context_of(impi) == second  # and the IMPI's current context is untouched
+    assert await store.delete_context(second.btid)
+    assert await store.get_context(second.btid) is None and await store.context_of(impi) is None
+    assert not await store.delete_context(second.btid)
+    expired = _context(impi, ttl=-1)
+    await store.put_context(expired)
+    assert await store.context_of(impi) is None and not await store.delete_context(expired.btid)
