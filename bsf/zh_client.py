@@ -81,8 +81,9 @@ class ZhClient:
             d.ExperimentalResult.ERROR_IDENTITY_UNKNOWN,
         ):
             raise UnknownSubscriber(impi)
-        if maa.result_code == d.ResultCode.TOO_BUSY:
-            raise HssUnavailable("HSS answered DIAMETER_TOO_BUSY")
+        if maa.result_code in (d.ResultCode.TOO_BUSY, d.ResultCode.UNABLE_TO_DELIVER):
+            # RFC 6733 7.1.3: transient protocol errors (a busy HSS, or no route at a Diameter agent).
+            raise HssUnavailable(f"Zh answered Result-Code {maa.result_code}")
         if not maa.ok:
             raise HssRefused(maa.experimental_result or maa.result_code)
         auth = maa.sip_authenticate or b""

@@ -44,6 +44,11 @@ class StoreError(RuntimeError):
     """The subscriber store refused an operation (duplicate or unknown IMPI, bad values)."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot serve a MAR now (locked past busy_timeout, I/O error, disk full): the Zh
+    handler answers DIAMETER_TOO_BUSY, which the BSF turns into 503 + Retry-After for the UE."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     impi: str
@@ -160,15 +165,19 @@ class SubscriberStore:
         )
 
     def get(self, impi: str) -> Subscriber | None:
-        row = self._db.execute(
-            "SELECT impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp FROM subscribers WHERE impi = ?", (impi,)
-        ).fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp FROM subscribers WHERE impi = ?",
+                (impi,),
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return self._open(row) if row else None
 
     async def take_next_sqn(self, impi: str) -> Subscriber | None:
         """Atomically advance SQN_HE and return the subscriber carrying the SQN to use, once the new
         SQN_HE is committed (group commit: no vector leaves before its SQN is in the WAL)."""
-        rows = await self._writes.execute(
+        rows = await self._update(
             f"UPDATE subscribers SET sqn = {_NEXT_SQN} WHERE impi = ? "  # noqa: S608 - constant expression
             "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
             (impi,),
@@ -177,9 +186,15 @@ class SubscriberStore:
 
     async def resync(self, impi: str, sqn_ms: int) -> Subscriber | None:
         """SQN_HE := SQN_MS and take the SQN after it (TS 33.102 clause 6.3.5), in one statement."""
-        rows = await self._writes.execute(
+        rows = await self._update(
             "UPDATE subscribers SET sqn = ? WHERE impi = ? "
             "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
             (next_sqn(sqn_ms & SQN_MASK), impi),
         )
         return self._open(rows[0]) if rows else None
+
+    async def _update(self, sql: str, params: tuple[object, ...]) -> Sequence[Any]:
+        try:
+            return await self._writes.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc

@@ -13,7 +13,7 @@ from gbaio import logs
 from gbaio.diameter_node import PeerInfo
 from hss_stub.config import HssConfig
 from hss_stub.metrics import HssMetrics
-from hss_stub.store import Subscriber, SubscriberStore
+from hss_stub.store import StoreUnavailable, Subscriber, SubscriberStore
 
 log = logging.getLogger("gbagw.hss")
 
@@ -33,7 +33,14 @@ class ZhHandler:
 
     async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
         logs.request_id.set(req.session_id or "")
-        ans = await self._handle(req, peer)
+        try:
+            ans = await self._handle(req, peer)
+        except StoreUnavailable as exc:
+            # RFC 6733 7.1.3 DIAMETER_TOO_BUSY: transient, the BSF answers its UE 503 + Retry-After.
+            log.warning("zh: subscriber store unavailable (%s): DIAMETER_TOO_BUSY to %s", exc, peer.origin_host)
+            ans = d.error_answer(
+                req, d.ResultCode.TOO_BUSY, self.config.fqdn, self.config.realm, message="subscriber store unavailable"
+            )
         rc, er = ans.result()
         self.metrics.maa.labels(str(er or rc)).inc()
         return ans

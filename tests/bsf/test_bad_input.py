@@ -235,11 +235,10 @@ async def test_zh_answer_rows_against_a_broken_hss(tmp_path: Path) -> None:
             fields["ck"] = None
         elif kind == "no-ik":
             fields["ik"] = None
-        elif kind == "busy":
+        elif kind in ("busy", "no-route"):
+            code = d.ResultCode.TOO_BUSY if kind == "busy" else d.ResultCode.UNABLE_TO_DELIVER
             return req.answer(
-                d.MultimediaAuthAnswer(
-                    mar.session_id, "hss.gba.test", "gba.test", result_code=d.ResultCode.TOO_BUSY
-                ).avps()
+                d.MultimediaAuthAnswer(mar.session_id, "hss.gba.test", "gba.test", result_code=code).avps()
             )
         elif kind == "5012":
             return req.answer(
@@ -260,7 +259,7 @@ async def test_zh_answer_rows_against_a_broken_hss(tmp_path: Path) -> None:
     lab = Lab(tmp_path)
     try:
         _bsf, url = lab.start_bsf("bsf", {"GBAGW_BSF_HSS_PORT": str(port)})
-        expected = {"short-autn": 403, "no-ck": 403, "no-ik": 403, "5012": 403, "busy": 503}
+        expected = {"short-autn": 403, "no-ck": 403, "no-ik": 403, "5012": 403, "busy": 503, "no-route": 503}
         for kind, status in expected.items():
             mode["kind"] = kind
             assert (await _get(url, _ue().authorization()))[0] == status, kind

@@ -1,0 +1,36 @@
+"""The Zh handler when the subscriber database cannot serve: DIAMETER_TOO_BUSY, never a 5012."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gba import diameter as d
+from gbaio.diameter_node import PeerInfo
+from hss_stub.config import HssConfig
+from hss_stub.metrics import HssMetrics
+from hss_stub.store import SubscriberStore
+from hss_stub.zh import ZhHandler
+
+KEK = bytes(range(32))
+PEER = PeerInfo("bsf.gba.test", "gba.test", "127.0.0.1", frozenset({d.APP_ZH}))
+
+
+async def test_a_locked_subscriber_database_answers_too_busy(tmp_path: Path) -> None:
+    store = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    store.add("a@ims.test", bytes(16), bytes(16), b"\x80\x00", 0)
+    store._db.execute("PRAGMA busy_timeout=50")  # instead of 10 s, to keep the test short
+    handler = ZhHandler(HssConfig(), store, HssMetrics())
+    mar = d.MultimediaAuthRequest("s;1", "bsf.gba.test", "gba.test", "gba.test", "a@ims.test").to_envelope(1, 1)
+    other = sqlite3.connect(tmp_path / "h.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        answer = await handler(mar, PEER)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert answer.result() == (d.ResultCode.TOO_BUSY, None)
+    assert answer.is_error  # RFC 6733 7.1.3: a protocol error sets the E bit
+    answer = await handler(mar, PEER)  # the lock gone, vectors flow again
+    assert answer.result() == (d.ResultCode.SUCCESS, None)
+    store.close()
