@@ -88,30 +88,29 @@ def _load(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     return cfg
 
 
+def _on(host_key: str, host: str, **ports: int) -> list[Listener]:
+    """Listeners on one configured address: ``_on("bsf.ub_host", ..., ub_port=8080)`` names bsf.ub_port."""
+    section = host_key.split(".")[0]
+    return [Listener(f"{section}.{key}", host_key, host, port) for key, port in ports.items()]
+
+
 def _hss_listeners(hss: HssConfig) -> list[Listener]:
-    return [Listener("hss.zh_port", "hss.zh_host", hss.zh_host, hss.zh_port)]
+    return _on("hss.zh_host", hss.zh_host, zh_port=hss.zh_port)
 
 
 def _bsf_listeners(bsf: BsfConfig) -> list[Listener]:
     return [
-        Listener("bsf.ub_port", "bsf.ub_host", bsf.ub_host, bsf.ub_port),
-        Listener("bsf.zn_port", "bsf.zn_host", bsf.zn_host, bsf.zn_port),
-        Listener("bsf.sbi_port", "bsf.zn_host", bsf.zn_host, bsf.sbi_port),
-        Listener("bsf.soap_port", "bsf.zn_host", bsf.zn_host, bsf.soap_port),
-        Listener("bsf.admin_port", "bsf.ub_host", bsf.ub_host, bsf.admin_port),
+        *_on("bsf.ub_host", bsf.ub_host, ub_port=bsf.ub_port, admin_port=bsf.admin_port),
+        *_on("bsf.zn_host", bsf.zn_host, zn_port=bsf.zn_port, sbi_port=bsf.sbi_port, soap_port=bsf.soap_port),
     ]
 
 
 def _naf_listeners(naf: NafConfig) -> list[Listener]:
-    return [Listener("naf.port", "naf.host", naf.host, naf.port)]
+    return _on("naf.host", naf.host, port=naf.port)
 
 
 def _mef_listeners(mef: MefConfig) -> list[Listener]:
-    return [
-        Listener("mef.psk_port", "mef.host", mef.host, mef.psk_port),
-        Listener("mef.cert_port", "mef.host", mef.host, mef.cert_port),
-        Listener("mef.maf_port", "mef.host", mef.host, mef.maf_port),
-    ]
+    return _on("mef.host", mef.host, psk_port=mef.psk_port, cert_port=mef.cert_port, maf_port=mef.maf_port)
 
 
 def _open_hss_store(hss: HssConfig) -> SubscriberStore:
@@ -166,7 +165,7 @@ async def _serve_until_signal(
 def cmd_hss_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
-    check_listeners([*_hss_listeners(hss), Listener("hss.admin_port", "hss.zh_host", hss.zh_host, hss.admin_port)])
+    check_listeners(_on("hss.zh_host", hss.zh_host, zh_port=hss.zh_port, admin_port=hss.admin_port))
     store = _open_hss_store(hss)
     service = create_hss(hss, store)
 
@@ -715,7 +714,7 @@ def cmd_naf_fetch_km(args: argparse.Namespace) -> int:
 
 def cmd_naf_serve(args: argparse.Namespace) -> int:
     naf = cfgmod.naf_config(_load(args))
-    check_listeners([*_naf_listeners(naf), Listener("naf.admin_port", "naf.host", naf.host, naf.admin_port)])
+    check_listeners(_on("naf.host", naf.host, port=naf.port, admin_port=naf.admin_port))
     service = create_naf(naf)
 
     async def start() -> None:
