@@ -300,12 +300,16 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
 # --- bsf / up ------------------------------------------------------------------------------------
 
 
-def _bsf_keyring(bsf: BsfConfig, *, create: bool = True) -> Keyring:
+def _bsf_keyring(bsf: BsfConfig, *, create: bool) -> Keyring:
     """``bsf.kek_file`` seals (created 0600 when missing); ``bsf.kek_previous_files`` only open."""
-    keys = Keyring(
+    return Keyring(
         load_or_create_kek(bsf.kek_file, create=create),
         [load_or_create_kek(path, create=False) for path in bsf.kek_previous_files],
     )
+
+
+def _serving_keyring(bsf: BsfConfig) -> Keyring:
+    keys = _bsf_keyring(bsf, create=True)
     # KEK ids are hashes, not keys: comparing them across instances shows a rotation's progress.
     log.info("KEK id %s seals; earlier KEK ids that still open: %s", keys.ids[0], ", ".join(keys.ids[1:]) or "none")
     return keys
@@ -313,7 +317,7 @@ def _bsf_keyring(bsf: BsfConfig, *, create: bool = True) -> Keyring:
 
 def _make_bsf(bsf: BsfConfig) -> BsfService:
     try:
-        store = open_store(bsf.store, _bsf_keyring(bsf))
+        store = open_store(bsf.store, _serving_keyring(bsf))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return create_bsf(bsf, store)
@@ -641,7 +645,7 @@ def cmd_mef_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     bsf = cfgmod.bsf_config(cfg)
     check_listeners(_mef_listeners(cfgmod.mef_config(cfg)))
-    service = _make_mef(cfg, open_store(bsf.store, _bsf_keyring(bsf)))
+    service = _make_mef(cfg, open_store(bsf.store, _serving_keyring(bsf)))
 
     async def start() -> None:
         ports = await service.start()
