@@ -32,6 +32,16 @@ class BsfMetrics:
         )
         self.live_contexts = Gauge("gbagw_bsf_live_contexts", "Unexpired bootstrapping contexts (SQLite)", registry=r)
         self.hss_peer_up = Gauge("gbagw_bsf_hss_peer_up", "1 when the Zh connection to the HSS is up", registry=r)
+        # KEK ids are hashes, not keys: across instances they show how far an online KEK rotation got.
+        self.kek = Gauge(
+            "gbagw_bsf_kek_info", "1 per KEK held, by KEK id and role (seals, opens)", ["kek_id", "role"], registry=r
+        )
+
+    def set_keyring(self, keys: Keyring) -> None:
+        sealing, *earlier = keys.ids
+        self.kek.labels(sealing, "seals").set(1)
+        for kek_id in earlier:
+            self.kek.labels(kek_id, "opens").set(1)
 
 
 class _Timed:

@@ -316,11 +316,14 @@ def _serving_keyring(bsf: BsfConfig) -> Keyring:
 
 
 def _make_bsf(bsf: BsfConfig) -> BsfService:
+    keys = _serving_keyring(bsf)
     try:
-        store = open_store(bsf.store, _serving_keyring(bsf))
+        store = open_store(bsf.store, keys)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return create_bsf(bsf, store)
+    service = create_bsf(bsf, store)
+    service.metrics.set_keyring(keys)
+    return service
 
 
 def cmd_bsf_serve(args: argparse.Namespace) -> int:

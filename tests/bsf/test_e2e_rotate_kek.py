@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bsf.store import StoreUnavailable
@@ -55,6 +57,12 @@ def test_rotate_kek_keeps_contexts(tmp_path: Path) -> None:
         lab.close()
 
 
+async def _metrics(bsf: Proc) -> str:
+    admin = bsf.wait_for(r"admin: (http://\S+)/metrics").group(1)
+    async with aiohttp.ClientSession() as http, http.get(f"{admin}/metrics") as r:
+        return await r.text()
+
+
 async def _zn(bsf: Proc, btid: str) -> NafKey:
     client = ZnClient(NafConfig(bsf_port=int(bsf.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1))))
     try:
@@ -81,6 +89,11 @@ async def test_online_rotation_across_two_bsfs_on_one_redis(tmp_path: Path) -> N
         bsf_a, url_a = lab.start_bsf("bsf-a", old_only)
         bsf_b, url_b = lab.start_bsf("bsf-b", rotated)
         assert f"KEK id {kek_id(kek2).hex()} seals; earlier KEK ids that still open: {kek_id(kek1).hex()}" in bsf_b.logs
+        # The same, per instance, on /metrics: how far a rotation got across the fleet.
+        for bsf, held in ((bsf_a, {(kek1, "seals")}), (bsf_b, {(kek2, "seals"), (kek1, "opens")})):
+            metrics = await _metrics(bsf)
+            found = set(re.findall(r'gbagw_bsf_kek_info\{kek_id="(\w+)",role="(\w+)"\} 1\.0', metrics))
+            assert found == {(kek_id(k).hex(), role) for k, role in held}
         sealed_by_a = (await bootstrap(url_a, _ue())).btid
         assert (await _zn(bsf_b, sealed_by_a)).impi == IMPI
         sealed_by_b = (await bootstrap(url_b, _ue())).btid
