@@ -81,11 +81,3 @@ def _open(cipher: AESGCM, nonce_and_ct: bytes, aad: bytes) -> bytes:
         return cipher.decrypt(nonce_and_ct[:NONCE_LEN], nonce_and_ct[NONCE_LEN:], aad)
     except InvalidTag:
         raise KeyWrapError("sealed value does not verify under this KEK") from None
-
-
-def seal(kek: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    return Keyring(kek).seal(plaintext, aad)
-
-
-def unseal(kek: bytes, sealed: bytes, aad: bytes) -> bytes:
-    return Keyring(kek).unseal(sealed, aad)

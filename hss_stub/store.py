@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gba.keywrap import seal, unseal
+from gba.keywrap import Keyring
 from gba.nai import impi_problem
 from gbaio import sqlite
 
@@ -86,7 +86,7 @@ def next_sqn(sqn: int) -> int:
 
 class SubscriberStore:
     def __init__(self, path: Path, kek: bytes) -> None:
-        self._kek = kek
+        self._keys = Keyring(kek)  # built once: its AES-GCM and KEK id serve every MAR
         self._db = sqlite.connect(path, _SCHEMA)  # WAL + NORMAL: see gbaio.sqlite for the durability trade
         self._writes = sqlite.GroupCommit(self._db)
 
@@ -121,8 +121,8 @@ class SubscriberStore:
                 "INSERT INTO subscribers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     impi,
-                    seal(self._kek, k, aad + b"|K"),
-                    seal(self._kek, opc, aad + b"|OPc"),
+                    self._keys.seal(k, aad + b"|K"),
+                    self._keys.seal(opc, aad + b"|OPc"),
                     amf,
                     sqn,
                     guss,
@@ -156,8 +156,8 @@ class SubscriberStore:
         aad = impi.encode()
         return Subscriber(
             impi=impi,
-            k=unseal(self._kek, bytes(row[1]), aad + b"|K"),
-            opc=unseal(self._kek, bytes(row[2]), aad + b"|OPc"),
+            k=self._keys.unseal(bytes(row[1]), aad + b"|K"),
+            opc=self._keys.unseal(bytes(row[2]), aad + b"|OPc"),
             amf=bytes(row[3]),
             sqn=int(row[4]),
             guss=bytes(row[5]) if row[5] is not None else None,
