@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import platform
 import signal
 import sys
 import tomllib
@@ -23,7 +24,6 @@ from urllib.parse import urlsplit
 
 from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
-from bsf.mef.config import MefConfig
 from bsf.mef.server import MefService, create_mef
 from bsf.store import BootstrapContext, ContextStore, StoreUnavailable
 from gba import kdf, milenage, onem2m, pki, ue
@@ -31,19 +31,26 @@ from gba.keywrap import Keyring, KeyWrapError
 from gba.nai import impi_problem
 from gba.safexml import XmlError
 from gba.uss import parse_guss
+from gbagw import __version__, config_cmd
 from gbagw import config as cfgmod
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
-from gbagw.listeners import Listener, ListenerError, check_listeners
+from gbagw.listeners import (
+    ListenerError,
+    bsf_listeners,
+    check_listeners,
+    hss_listeners,
+    mef_listeners,
+    naf_listeners,
+)
 from gbagw.ue_client import UaRefused, UbRefused, bootstrap, ua_get
 from gbaio import logs
-from gbaio.admin import AdminServer
+from gbaio.admin import AdminServer, process_registry
 from gbaio.kek import KekFileError, load_or_create_kek
 from gbaio.sqlite import DatabaseOpenError
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
 from hss_stub.store import NewSubscriber, StoreError, SubscriberStore
 from naf.app import NafService, create_naf
-from naf.config import NafConfig
 from naf.mef_client import KmRefused, MefClient
 from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
@@ -83,34 +90,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     cfg = cfgmod.load(args.config, args.data_dir)
-    log = cfg.section("log")
-    logs.setup(str(log["level"]), str(log["format"]))
+    log = cfgmod.log_config(cfg)
+    logs.setup(log.level, log.format)
     return cfg
-
-
-def _on(host_key: str, host: str, **ports: int) -> list[Listener]:
-    """Listeners on one configured address: ``_on("bsf.ub_host", ..., ub_port=8080)`` names bsf.ub_port."""
-    section = host_key.split(".")[0]
-    return [Listener(f"{section}.{key}", host_key, host, port) for key, port in ports.items()]
-
-
-def _hss_listeners(hss: HssConfig) -> list[Listener]:
-    return _on("hss.zh_host", hss.zh_host, zh_port=hss.zh_port)
-
-
-def _bsf_listeners(bsf: BsfConfig) -> list[Listener]:
-    return [
-        *_on("bsf.ub_host", bsf.ub_host, ub_port=bsf.ub_port, admin_port=bsf.admin_port),
-        *_on("bsf.zn_host", bsf.zn_host, zn_port=bsf.zn_port, sbi_port=bsf.sbi_port, soap_port=bsf.soap_port),
-    ]
-
-
-def _naf_listeners(naf: NafConfig) -> list[Listener]:
-    return _on("naf.host", naf.host, port=naf.port)
-
-
-def _mef_listeners(mef: MefConfig) -> list[Listener]:
-    return _on("mef.host", mef.host, psk_port=mef.psk_port, cert_port=mef.cert_port, maf_port=mef.maf_port)
 
 
 def _open_hss_store(hss: HssConfig) -> SubscriberStore:
@@ -165,7 +147,7 @@ async def _serve_until_signal(
 def cmd_hss_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     hss = cfgmod.hss_config(cfg)
-    check_listeners(_on("hss.zh_host", hss.zh_host, zh_port=hss.zh_port, admin_port=hss.admin_port))
+    check_listeners(hss_listeners(hss))
     store = _open_hss_store(hss)
     service = create_hss(hss, store)
 
@@ -173,7 +155,7 @@ def cmd_hss_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{port} (Origin-Host {hss.fqdn})", flush=True)
 
-    admin = AdminServer([service.metrics.registry], [service.readiness])
+    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
     try:
         asyncio.run(_serve_until_signal(start, service.stop, (admin, hss.zh_host, hss.admin_port)))
     finally:
@@ -328,7 +310,7 @@ def _make_bsf(bsf: BsfConfig) -> BsfService:
 
 def cmd_bsf_serve(args: argparse.Namespace) -> int:
     bsf = cfgmod.bsf_config(_load(args))
-    check_listeners(_bsf_listeners(bsf))
+    check_listeners(bsf_listeners(bsf))
     service = _make_bsf(bsf)
 
     async def start() -> None:
@@ -343,7 +325,7 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    admin = AdminServer([service.metrics.registry], [service.readiness])
+    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
     return EXIT_OK
 
@@ -453,10 +435,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     # One process, one admin listener (bsf.admin_port); hss.admin_port and naf.admin_port stay unused.
     check_listeners(
         [
-            *_hss_listeners(hss),
-            *_bsf_listeners(cfgmod.bsf_config(cfg)),
-            *_naf_listeners(cfgmod.naf_config(cfg)),
-            *_mef_listeners(mef),
+            *hss_listeners(hss, admin=False),
+            *bsf_listeners(cfgmod.bsf_config(cfg)),
+            *naf_listeners(cfgmod.naf_config(cfg), admin=False),
+            *mef_listeners(mef),
         ]
     )
     hss_store = _open_hss_store(hss)
@@ -464,7 +446,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
-    admin = AdminServer([], [])
+    admin = AdminServer([process_registry(__version__)], [])
     pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
     if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
         # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
@@ -638,16 +620,14 @@ def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
 
 def _make_mef(cfg: cfgmod.LoadedConfig, store: ContextStore) -> MefService:
     mef = cfgmod.mef_config(cfg)
-    for f in (mef.cert_file, mef.key_file, mef.ca_file):
-        if not f.exists():
-            raise CliError(f"{f} is missing; create a lab PKI with: gbagw mef gen-test-pki --out {f.parent}")
+    cfgmod.check_mef_files(mef)
     return create_mef(mef, store)
 
 
 def cmd_mef_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     bsf = cfgmod.bsf_config(cfg)
-    check_listeners(_mef_listeners(cfgmod.mef_config(cfg)))
+    check_listeners(mef_listeners(cfgmod.mef_config(cfg)))
     service = _make_mef(cfg, open_store(bsf.store, _serving_keyring(bsf)))
 
     async def start() -> None:
@@ -721,14 +701,14 @@ def cmd_naf_fetch_km(args: argparse.Namespace) -> int:
 
 def cmd_naf_serve(args: argparse.Namespace) -> int:
     naf = cfgmod.naf_config(_load(args))
-    check_listeners(_on("naf.host", naf.host, port=naf.port, admin_port=naf.admin_port))
+    check_listeners(naf_listeners(naf))
     service = create_naf(naf)
 
     async def start() -> None:
         port = await service.start()
         print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
-    admin = AdminServer([service.metrics.registry], [service.readiness])
+    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
     asyncio.run(_serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
     return EXIT_OK
 
@@ -771,13 +751,61 @@ def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- config --------------------------------------------------------------------------------------
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(config_cmd.show_json(cfg) if args.json else config_cmd.show_toml(cfg), end="" if not args.json else "\n")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    unknown = [s for s in args.services if s not in config_cmd.SERVICES]
+    if unknown:
+        raise CliError(f"unknown service {unknown[0]!r}: choose from {', '.join(config_cmd.SERVICES)}")
+    cfg = _load(args)
+    verdicts = config_cmd.check(cfg, args.services or config_cmd.SERVICES, ports=args.ports)
+    for v in verdicts:
+        print(f"{v.service}: error: {v.problem}" if v.problem else f"{v.service}: ok")
+        for note in v.notes:
+            print(f"  note: {note}")
+    return EXIT_USAGE if any(v.problem for v in verdicts) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gbagw", description="GBA bootstrapping gateway (BSF/MEF, HSS stub, NAF kit)")
+    parser.add_argument(
+        "--version", action="version", version=f"gbagw {__version__} (Python {platform.python_version()})"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run HSS stub + BSF + demo NAF + MEF on loopback")
     _common(up)
     up.set_defaults(func=cmd_up)
+
+    conf = sub.add_parser("config", help="show or check the configuration the services would run with")
+    csub = conf.add_subparsers(dest="config_command", required=True)
+    p = csub.add_parser("show", help="the merged configuration (defaults < file < GBAGW_*), credentials hidden")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="JSON with the source of each non-default value")
+    p.set_defaults(func=cmd_config_show)
+    p = csub.add_parser(
+        "check", help="validate each service's configuration as its serve command would; exit 2 if any fails"
+    )
+    _common(p)
+    p.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help="hss, bsf, naf, mef (default: all)",
+    )
+    p.add_argument(
+        "--ports",
+        action="store_true",
+        help="also bind and release every listening port (run where the services will run, before they start)",
+    )
+    p.set_defaults(func=cmd_config_check)
 
     hss = sub.add_parser("hss", help="HSS stub (Zh Diameter server) and its subscriber database")
     hsub = hss.add_subparsers(dest="hss_command", required=True)

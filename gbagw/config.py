@@ -10,7 +10,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,17 @@ def _defaults() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str = "") -> None:
+def _merge(
+    base: dict[str, Any], override: Mapping[str, Any], origin: str, sources: dict[str, str], where: str = ""
+) -> None:
     for key, value in override.items():
         if key not in base:
             raise ConfigError(f"unknown configuration key {where}{key}")
         if isinstance(base[key], dict) and isinstance(value, dict):
-            _merge(base[key], value, f"{where}{key}.")
+            _merge(base[key], value, origin, sources, f"{where}{key}.")
         else:
             base[key] = value
+            sources[f"{where}{key}"] = origin
 
 
 def _coerce(name: str, default: Any, text: str) -> Any:
@@ -65,7 +68,7 @@ def _coerce(name: str, default: Any, text: str) -> Any:
     return text
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str]) -> None:
     for var, text in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
@@ -75,12 +78,15 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         if isinstance(raw[section][key], list) and raw[section][key] and isinstance(raw[section][key][0], dict):
             raise ConfigError(f"{var}: {section}.{key} is a table list; set it in the TOML file")
         raw[section][key] = _coerce(f"{section}.{key}", raw[section][key], text)
+        sources[f"{section}.{key}"] = f"env {var}"
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     raw: dict[str, Any]
     data_dir: Path
+    # Where each value that is not the embedded default comes from: "file PATH" or "env GBAGW_...".
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw[name]
@@ -90,6 +96,7 @@ class LoadedConfig:
 
 def load(path: Path | None, data_dir: Path | None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     raw = copy.deepcopy(_defaults())
+    sources: dict[str, str] = {}
     if path is not None:
         try:
             override = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -97,9 +104,53 @@ def load(path: Path | None, data_dir: Path | None, environ: Mapping[str, str] | 
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        _merge(raw, override)
-    _apply_env(raw, os.environ if environ is None else environ)
-    return LoadedConfig(raw, data_dir or Path("var"))
+        _merge(raw, override, f"file {path}", sources)
+    _apply_env(raw, os.environ if environ is None else environ, sources)
+    return LoadedConfig(raw, data_dir or Path("var"), sources)
+
+
+# Credentials that may sit in the configuration: `gbagw config show` prints them as HIDDEN.
+SECRET_KEYS = frozenset({"naf.sbi_token", "mef.enrolees.kpm"})
+HIDDEN = "<hidden>"
+
+
+def effective(cfg: LoadedConfig) -> dict[str, Any]:
+    """The merged configuration as the services read it: ``<data-dir>`` filled in, credentials hidden."""
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, where) for v in value]
+        if where in SECRET_KEYS and value:
+            return HIDDEN
+        if isinstance(value, str):
+            return value.replace("<data-dir>", str(cfg.data_dir))
+        return value
+
+    result: dict[str, Any] = walk(cfg.raw, "")
+    return result
+
+
+def _credential(name: str, value: Any) -> str:
+    if value == HIDDEN:
+        raise ConfigError(f"{name} is {HIDDEN!r}, as `gbagw config show` prints it: put the credential back")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str
+    format: str
+
+
+def log_config(cfg: LoadedConfig) -> LogConfig:
+    s = cfg.section("log")
+    level = str(s["level"]).upper()
+    return LogConfig(
+        level=_choice("log.level", level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+        format=_choice("log.format", s["format"], ("json", "text")),
+    )
 
 
 def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
@@ -135,7 +186,7 @@ def _optional_input(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
     return path
 
 
-def _check_tls(pair: tuple[str, Path | None, str, Path | None], ca: tuple[str, Path | None] = ("", None)) -> None:
+def check_tls(pair: tuple[str, Path | None, str, Path | None], ca: tuple[str, Path | None] = ("", None)) -> None:
     """Load a certificate chain with its key (and a CA file) as the listener will: a bad file is a config error."""
     cert_name, cert, key_name, key = pair
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -268,8 +319,8 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         sbi_oauth_jwks=_optional_input(cfg, "bsf.sbi_oauth_jwks", s["sbi_oauth_jwks"]),
         sbi_oauth_audience=str(s["sbi_oauth_audience"]) or None,
     )
-    _check_tls(("bsf.ub_tls_cert", config.ub_tls_cert, "bsf.ub_tls_key", config.ub_tls_key))
-    _check_tls(
+    check_tls(("bsf.ub_tls_cert", config.ub_tls_cert, "bsf.ub_tls_key", config.ub_tls_key))
+    check_tls(
         ("bsf.zn_tls_cert", config.zn_tls_cert, "bsf.zn_tls_key", config.zn_tls_key),
         ("bsf.zn_tls_ca", config.zn_tls_ca),
     )
@@ -298,13 +349,13 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         zn_via=_choice("naf.zn_via", s["zn_via"], ("diameter", "sbi", "soap")),
         sbi_url=str(s["sbi_url"]),
         soap_url=str(s["soap_url"]),
-        sbi_token=str(s["sbi_token"]) or None,
+        sbi_token=_credential("naf.sbi_token", s["sbi_token"]) or None,
         tls_cert=_optional_input(cfg, "naf.tls_cert", s["tls_cert"]),
         tls_key=_optional_input(cfg, "naf.tls_key", s["tls_key"]),
         tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
         tls_server_name=str(s["tls_server_name"]) or None,
     )
-    _check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
+    check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
     return config
 
 
@@ -323,8 +374,9 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
             raise ConfigError(f"{where}.targets must be a list of MAF FQDNs")
         kpm = None
         if "kpm" in e:
+            text = _credential(f"{where}.kpm", e["kpm"])
             try:
-                kpm = bytes.fromhex(str(e["kpm"]))
+                kpm = bytes.fromhex(text)
             except ValueError:
                 raise ConfigError(f"{where}.kpm must be hex") from None
             if not 16 <= len(kpm) <= 64 or "kpm_id" not in e:
@@ -352,3 +404,13 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
         ca_file=_path(cfg, "mef.ca_file", s["ca_file"]),
         enrolees=tuple(enrolees),
     )
+
+
+def check_mef_files(mef: MefConfig) -> None:
+    """The MEF's certificate, key and trust anchors, loaded as its TLS listeners will load them.
+
+    Not part of :func:`mef_config`: ``gbagw up`` creates a lab PKI when they are all missing."""
+    for name, f in (("mef.cert_file", mef.cert_file), ("mef.key_file", mef.key_file), ("mef.ca_file", mef.ca_file)):
+        if not f.exists():
+            raise ConfigError(f"{name}: {f} is missing; create a lab PKI with: gbagw mef gen-test-pki --out {f.parent}")
+    check_tls(("mef.cert_file", mef.cert_file, "mef.key_file", mef.key_file), ("mef.ca_file", mef.ca_file))

@@ -12,6 +12,11 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bsf.config import BsfConfig
+from bsf.mef.config import MefConfig
+from hss_stub.config import HssConfig
+from naf.config import NafConfig
+
 _IN_USE = "address already in use (another gbagw, or another service, holds it)"
 _PRIVILEGED = "permission denied (ports below 1024 need privileges)"
 
@@ -26,6 +31,35 @@ class Listener:
     host_key: str  # the config key of the address, e.g. "bsf.ub_host"
     host: str
     port: int  # 0: the system picks a free port, nothing to check
+
+
+def on(host_key: str, host: str, **ports: int) -> list[Listener]:
+    """Listeners on one configured address: ``on("bsf.ub_host", ..., ub_port=8080)`` names bsf.ub_port."""
+    section = host_key.split(".")[0]
+    return [Listener(f"{section}.{key}", host_key, host, port) for key, port in ports.items()]
+
+
+# What each service listens on. ``admin=False``: under `gbagw up`, one admin listener (bsf.admin_port)
+# serves every service, so hss.admin_port and naf.admin_port stay unused.
+
+
+def hss_listeners(hss: HssConfig, *, admin: bool = True) -> list[Listener]:
+    return on("hss.zh_host", hss.zh_host, zh_port=hss.zh_port, **({"admin_port": hss.admin_port} if admin else {}))
+
+
+def bsf_listeners(bsf: BsfConfig) -> list[Listener]:
+    return [
+        *on("bsf.ub_host", bsf.ub_host, ub_port=bsf.ub_port, admin_port=bsf.admin_port),
+        *on("bsf.zn_host", bsf.zn_host, zn_port=bsf.zn_port, sbi_port=bsf.sbi_port, soap_port=bsf.soap_port),
+    ]
+
+
+def naf_listeners(naf: NafConfig, *, admin: bool = True) -> list[Listener]:
+    return on("naf.host", naf.host, port=naf.port, **({"admin_port": naf.admin_port} if admin else {}))
+
+
+def mef_listeners(mef: MefConfig) -> list[Listener]:
+    return on("mef.host", mef.host, psk_port=mef.psk_port, cert_port=mef.cert_port, maf_port=mef.maf_port)
 
 
 def env_name(key: str) -> str:

@@ -10,11 +10,29 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 log = logging.getLogger("gbagw.admin")
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]  # None when ready, else the reason
+
+
+def process_registry(version: str) -> CollectorRegistry:
+    """What every exporter shows once per process: the build, the Python, and the process's CPU, memory,
+    file descriptors and start time (``process_*``, read from /proc; how many bootstraps a core or a
+    GiB serves is read off these beside the service counters)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Info("gbagw_build", "gbagw version of this process", registry=registry).info({"version": version})
+    return registry
 
 
 class AdminServer:

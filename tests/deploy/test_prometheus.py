@@ -57,7 +57,7 @@ def test_rules_and_dashboard_name_metrics_the_gateway_exports(tmp_path: Path) ->
         for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.M)
         for suffix in _SUFFIXES.get(kind, ("",))
     }
-    named = {n for expr in _exprs() + _dashboard_exprs() for n in re.findall(r"\bgbagw_\w+", expr)}
+    named = {n for expr in _exprs() + _dashboard_exprs() for n in re.findall(r"\b(?:gbagw|process)_\w+", expr)}
     assert named and named <= exported, sorted(named - exported)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.procs import ZERO_PORTS, run_cli, start_gbagw
 
@@ -60,6 +62,13 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
         assert _metric(metrics, "gbagw_naf_ua_responses_total", 'status="200"') >= 1
         assert _metric(metrics, "gbagw_bsf_zh_request_seconds_count", "") >= 1
         assert _metric(metrics, "gbagw_bsf_store_seconds_count", 'op="put_context"') >= 1
+        # Once per process, whatever it hosts: the build, and what sizing reads beside the counters.
+        assert _metric(metrics, "gbagw_build_info", f'version="{version("gbagw")}"') == 1
+        assert _metric(metrics, "process_resident_memory_bytes", "") > 10e6
+        assert _metric(metrics, "process_cpu_seconds_total", "") > 0
+        assert _metric(metrics, "python_info", 'implementation="CPython"') == 1
+        names = [family.name for family in text_string_to_metric_families(metrics)]
+        assert len(names) == len(set(names))  # every family once, though four services share the listener
     finally:
         assert proc.stop() == 0  # SIGTERM: clean shutdown
 

@@ -1,0 +1,124 @@
+"""``gbagw config show`` and ``gbagw config check``: what a deployment will run with, before it runs.
+
+``show`` prints the merged configuration (embedded defaults < ``--config`` file < ``GBAGW_*``
+environment) as TOML or JSON, names where every non-default value comes from, and hides credentials.
+``check`` builds each service's configuration exactly as its serve command does (TLS files loaded,
+KEK files opened, optionally every listening port bound) and reports every service's verdict at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from gbagw import config as cfgmod
+from gbagw.listeners import (
+    Listener,
+    ListenerError,
+    bsf_listeners,
+    check_listeners,
+    hss_listeners,
+    mef_listeners,
+    naf_listeners,
+)
+from gbaio.kek import KekFileError, load_or_create_kek
+
+SERVICES = ("hss", "bsf", "naf", "mef")
+
+
+def show_toml(cfg: cfgmod.LoadedConfig) -> str:
+    head = [
+        "# gbagw effective configuration: embedded defaults < --config file < GBAGW_* environment",
+        f"# data dir: {cfg.data_dir}",
+        f"# credentials ({', '.join(sorted(cfgmod.SECRET_KEYS))}) show as {cfgmod.HIDDEN!r} when set",
+    ]
+    if cfg.sources:
+        head.append("# not at their default:")
+        head += [f"#   {key:<28} from {origin}" for key, origin in sorted(cfg.sources.items())]
+    else:
+        head.append("# every value is the embedded default")
+    return "\n".join(head) + "\n\n" + tomli_w.dumps(cfgmod.effective(cfg))
+
+
+def show_json(cfg: cfgmod.LoadedConfig) -> str:
+    return json.dumps(
+        {"data_dir": str(cfg.data_dir), "config": cfgmod.effective(cfg), "sources": dict(sorted(cfg.sources.items()))},
+        indent=2,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    service: str
+    problem: str | None  # None: the service would start with this configuration
+    notes: tuple[str, ...] = ()
+
+
+def _kek(key: str, path: Path, created_at_start: str = "") -> list[str]:
+    """Notes on a KEK file; raises :class:`KekFileError` when the service would refuse it.
+
+    ``created_at_start``: why a missing file matters, when the service creates it at start."""
+    if not path.exists() and created_at_start:
+        return [f"{key}: {path} does not exist yet; the first start creates a new KEK there ({created_at_start})"]
+    load_or_create_kek(path, create=False)
+    return []
+
+
+def _hss(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+    hss = cfgmod.hss_config(cfg)
+    return hss_listeners(hss), _kek("hss.kek_file", hss.kek_file, "it seals K and OPc in hss.db: keep the two together")
+
+
+def _bsf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+    bsf = cfgmod.bsf_config(cfg)
+    notes = _kek("bsf.kek_file", bsf.kek_file, "BSF instances that share a Redis store need the same KEK file")
+    for i, path in enumerate(bsf.kek_previous_files):
+        notes += _kek(f"bsf.kek_previous_files[{i}]", path)
+    return bsf_listeners(bsf), notes
+
+
+def _naf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+    return naf_listeners(cfgmod.naf_config(cfg)), []
+
+
+def _mef(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+    mef = cfgmod.mef_config(cfg)
+    cfgmod.check_mef_files(mef)
+    return mef_listeners(mef), []
+
+
+_CHECKS: dict[str, Callable[[cfgmod.LoadedConfig], tuple[list[Listener], list[str]]]] = {
+    "hss": _hss,
+    "bsf": _bsf,
+    "naf": _naf,
+    "mef": _mef,
+}
+
+
+def check(cfg: cfgmod.LoadedConfig, services: Sequence[str], *, ports: bool) -> list[Verdict]:
+    """One verdict per service, as ``gbagw <service> serve`` would find it before starting.
+
+    With ``ports``, every listening address is also bound and released: per service, then all
+    together, which finds two services of one host asking for the same port."""
+    verdicts: list[Verdict] = []
+    every: list[Listener] = []
+    for name in services:
+        try:
+            listeners, notes = _CHECKS[name](cfg)
+            if ports:
+                check_listeners(listeners)
+        except (cfgmod.ConfigError, KekFileError, ListenerError) as exc:
+            verdicts.append(Verdict(name, str(exc)))
+            continue
+        every += listeners
+        verdicts.append(Verdict(name, None, tuple(notes)))
+    if ports and len(services) > 1 and all(v.problem is None for v in verdicts):
+        try:
+            check_listeners(every)
+        except ListenerError as exc:
+            verdicts.append(Verdict("+".join(services), str(exc)))
+    return verdicts
