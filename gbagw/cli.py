@@ -45,6 +45,7 @@ from gbagw.listeners import (
 from gbagw.ue_client import UaRefused, UbRefused, bootstrap, ua_get
 from gbaio import logs
 from gbaio.admin import AdminServer, process_registry
+from gbaio.errors import os_reason
 from gbaio.kek import KekFileError, load_or_create_kek
 from gbaio.sqlite import DatabaseOpenError
 from hss_stub.app import create_hss
@@ -520,9 +521,10 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     k = _hex("--k", args.k, 16)
     opc = milenage.compute_opc(k, _hex("--op", args.op, 16)) if args.op else _hex("--opc", args.opc, 16)
     usim = ue.Usim(k, opc)
-    if args.state is not None and args.state.exists():
-        saved = json.loads(args.state.read_text())
-        usim.seq_ms = [int(x) for x in saved.get("seq_ms", usim.seq_ms)]
+    if args.state is not None:
+        # Checked before the bootstrap: a state that cannot be saved would lose the USIM's SQN and Ks.
+        usim.seq_ms = _saved_seq_ms(args.state, usim.seq_ms)
+        _check_writable(args.state)
     realm = args.realm or urlsplit(args.bsf).hostname or ""
     client = ue.UeClient(usim, args.impi, realm, mode=ue.UeMode.GBA_U if args.gba_u else ue.UeMode.GBA_ME)
     try:
@@ -534,9 +536,7 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     except (OSError, TimeoutError) as exc:
         raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
     if args.state is not None:
-        fd = os.open(args.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(ue.state_to_dict(usim, boot), f)
+        _save_state(args.state, ue.state_to_dict(usim, boot), boot.btid)
     out: dict[str, Any] = {"btid": boot.btid, "lifetime": boot.lifetime.isoformat(), "gba_type": boot.mode.value}
     if args.show_keys:
         out["ks"] = boot.ks.hex()
@@ -545,13 +545,60 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _saved_bootstrap(state: Path) -> ue.Bootstrap:
+def _read_state(state: Path) -> dict[str, Any]:
     try:
-        boot = ue.bootstrap_from_dict(json.loads(state.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CliError(f"cannot read UE state {state}: {exc}") from None
+        saved = json.loads(state.read_text())
+    except OSError as exc:
+        raise CliError(f"cannot read UE state {state}: {os_reason(exc, state)}") from None
+    except ValueError as exc:
+        raise CliError(f"cannot read UE state {state}: not JSON ({exc})") from None
+    if not isinstance(saved, dict):
+        raise CliError(f"cannot read UE state {state}: not a JSON object")
+    return saved
+
+
+def _saved_seq_ms(state: Path, fresh: list[int]) -> list[int]:
+    """The USIM's SEQ_MS array from a state file (a fresh USIM's when the file does not exist yet)."""
+    if not state.exists():
+        return fresh
+    seq_ms = _read_state(state).get("seq_ms", fresh)
+    if not (
+        isinstance(seq_ms, list)
+        and len(seq_ms) == len(fresh)
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seq_ms)
+    ):
+        raise CliError(f"UE state {state}: seq_ms must be a list of {len(fresh)} non-negative integers")
+    return seq_ms
+
+
+def _check_writable(state: Path) -> None:
+    folder = state.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or state.is_dir():
+        raise CliError(f"cannot write UE state {state}: {folder} is not a writable directory")
+
+
+def _save_state(state: Path, data: dict[str, Any], btid: str) -> None:
+    """Write-then-rename, mode 0600 (it holds Ks): a crash leaves the earlier state, never half of one."""
+    tmp = state.with_name(state.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, state)
+    except OSError as exc:
+        raise CliError(f"bootstrapped as {btid}, but cannot write UE state {state}: {os_reason(exc)}") from None
+
+
+def _saved_bootstrap(state: Path) -> ue.Bootstrap:
+    saved = _read_state(state)
+    try:
+        boot = ue.bootstrap_from_dict(saved)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"cannot read UE state {state}: {type(exc).__name__}: {exc}") from None
     if boot is None:
         raise CliError(f"{state} holds no bootstrap; run gbagw ue bootstrap --state first")
+    if boot.lifetime.tzinfo is None:
+        raise CliError(f"cannot read UE state {state}: the lifetime has no UTC offset")
     if boot.lifetime < dt.datetime.now(dt.UTC):
         raise CliError("the bootstrap in the state file has expired; bootstrap again")
     return boot
@@ -612,7 +659,10 @@ def write_test_pki(out: Path, mef_fqdn: str, enrolees: Sequence[str], mafs: Sequ
 
 
 def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
-    paths = write_test_pki(args.out, args.mef_fqdn, args.enrolee, args.maf)
+    try:
+        paths = write_test_pki(args.out, args.mef_fqdn, args.enrolee, args.maf)
+    except OSError as exc:
+        raise CliError(f"cannot write the test PKI to {args.out}: {os_reason(exc)}") from None
     for p in paths:
         print(p)
     return EXIT_OK
@@ -732,7 +782,7 @@ def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
     try:
         key = asyncio.run(fetch())
     except ZnRefused as exc:
-        raise CliError(f"BSF refused: code {exc.code}", EXIT_REFUSED) from None
+        raise CliError(str(exc), EXIT_REFUSED) from None
     except ZnUnavailable as exc:
         raise CliError(f"BSF unavailable: {exc}", EXIT_UNREACHABLE) from None
     out: dict[str, Any] = {

@@ -59,6 +59,8 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request it sends at INFO; the Zn clients log their own decision for each one.
+    logging.getLogger("httpx").setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
     # Neither format shows the caller, thread or process, so the records need not collect them: the
     # Logging HOWTO's "Optimization" settings. The caller lookup alone walks the stack on every event.
     logging._srcfile = None

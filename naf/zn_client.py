@@ -28,11 +28,24 @@ class ZnUnavailable(Exception):
 TRANSIENT_RESULT_CODES = frozenset({d.ResultCode.UNABLE_TO_DELIVER, d.ResultCode.TOO_BUSY})
 
 
+# What each refusal means to whoever runs the NAF (TS 29.109 6.2, TS 33.220 4.5.4).
+REFUSAL_MEANINGS: dict[int, str] = {
+    d.ExperimentalResult.ERROR_IDENTITY_UNKNOWN: "DIAMETER_ERROR_IDENTITY_UNKNOWN: the subscriber is unknown",
+    d.ExperimentalResult.ERROR_NOT_AUTHORIZED: (
+        "DIAMETER_ERROR_NOT_AUTHORIZED: this NAF may not have this key (the BSF's NAF list, NAF group or USS policy)"
+    ),
+    d.ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID: (
+        "DIAMETER_ERROR_TRANSACTION_IDENTIFIER_INVALID: unknown, expired or revoked B-TID; the UE must bootstrap again"
+    ),
+}
+
+
 class ZnRefused(Exception):
     """The BSF refused: ``code`` is the (Experimental-)Result-Code, e.g. 5402 or 5403."""
 
     def __init__(self, code: int | None) -> None:
-        super().__init__(f"BSF refused the key request with code {code}")
+        meaning = REFUSAL_MEANINGS.get(code) if code is not None else None
+        super().__init__(f"BSF refused the key request with code {code}" + (f" ({meaning})" if meaning else ""))
         self.code = code
 
 

@@ -8,7 +8,7 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-from tests.procs import run_cli
+from tests.procs import ZERO_PORTS, run_cli
 
 TOKEN = "sbi-bearer-7f3a9c"
 KPM = "00112233445566778899aabbccddeeff"
@@ -109,7 +109,8 @@ def test_check_opens_the_kek_files_and_the_mef_pki(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "bsf: error: KEK file" in r.stdout and "chmod 600" in r.stdout
     assert "mef: error: mef.cert_file / mef.key_file: not a PEM certificate chain" in r.stdout
-    served = run_cli(["mef", "serve", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_KEK_FILE": str(tmp_path / "k2")})
+    serve_env = {**ZERO_PORTS, "GBAGW_BSF_KEK_FILE": str(tmp_path / "k2")}
+    served = run_cli(["mef", "serve", "--data-dir", str(tmp_path)], env=serve_env)
     assert served.returncode == 2 and "mef.cert_file / mef.key_file: not a PEM" in served.stderr
     assert "Traceback" not in served.stderr  # mef serve runs the same check before it listens
     kek.chmod(0o600)
@@ -122,16 +123,14 @@ def test_check_ports_finds_a_taken_port_and_two_services_on_one_port(tmp_path: P
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        r = run_cli(
-            ["config", "check", "--ports", "bsf", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_ZN_PORT": str(port)}
-        )
+        env = {**ZERO_PORTS, "GBAGW_BSF_ZN_PORT": str(port)}  # the others ephemeral: only this one is taken
+        r = run_cli(["config", "check", "--ports", "bsf", "--data-dir", str(tmp_path)], env=env)
         assert r.returncode == 2 and "bsf: error: bsf.zn_port: cannot listen on" in r.stdout
         assert "GBAGW_BSF_ZN_PORT" in r.stdout
         # Without --ports nothing is bound: the configuration itself is fine.
-        r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_ZN_PORT": str(port)})
+        r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env=env)
         assert r.returncode == 0, r.stdout
-    env = {"GBAGW_BSF_ADMIN_PORT": "0", "GBAGW_HSS_ADMIN_PORT": "0", "GBAGW_BSF_UB_PORT": "0"}
-    env |= {"GBAGW_HSS_ZH_PORT": str(port), "GBAGW_BSF_ZN_PORT": str(port)}
+    env = {**ZERO_PORTS, "GBAGW_HSS_ZH_PORT": str(port), "GBAGW_BSF_ZN_PORT": str(port)}
     r = run_cli(["config", "check", "--ports", "hss", "bsf", "--data-dir", str(tmp_path)], env=env)
     assert r.returncode == 2
     assert f"hss+bsf: error: hss.zh_port and bsf.zn_port both ask for 127.0.0.1:{port}" in r.stdout
@@ -154,3 +153,9 @@ def test_log_level_and_format_are_validated(tmp_path: Path) -> None:
     ):
         r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)], env=env)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gen_test_pki_into_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    r = run_cli(["mef", "gen-test-pki", "--out", str(tmp_path / "afile" / "pki")])
+    assert r.returncode == 2 and "cannot write the test PKI to" in r.stderr and "Traceback" not in r.stderr

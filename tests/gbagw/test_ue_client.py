@@ -117,3 +117,46 @@ async def test_a_naf_whose_rspauth_does_not_verify(tmp_path: Path, serve: Callab
     code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(naf))
     assert code == 3, err
     assert "Traceback" not in err and "rspauth from the NAF does not verify" in err
+
+
+async def test_a_state_file_that_cannot_be_read_or_saved_stops_before_the_bootstrap(
+    tmp_path: Path, serve: Callable[[Handler], Awaitable[str]]
+) -> None:
+    asked: list[str] = []
+
+    async def bsf(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(status=500)
+
+    url = await serve(bsf)
+    (tmp_path / "bad.json").write_text("{bad")
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "short.json").write_text('{"seq_ms": [1, 2]}')
+    for state, message in (
+        (tmp_path / "missing" / "ue.json", "is not a writable directory"),
+        (tmp_path / "bad.json", "not JSON"),
+        (tmp_path / "list.json", "not a JSON object"),
+        (tmp_path / "short.json", "seq_ms must be a list of 32 non-negative integers"),
+    ):
+        code, err = await _cli("ue", "bootstrap", "--bsf", url, *UE_ARGS, "--state", str(state))
+        assert code == 2 and message in err and "Traceback" not in err, (state, err)
+    assert asked == []  # checked before the USIM spends a vector: nothing reached the BSF
+
+
+async def test_a_damaged_saved_bootstrap_is_named(tmp_path: Path) -> None:
+    saved = json.loads(_state(tmp_path).read_text())
+    for field, value, message in (
+        ("lifetime", "2030-01-01T00:00:00", "the lifetime has no UTC offset"),
+        ("ks", "zz", "ValueError: non-hexadecimal"),
+        ("mode", "GBA_X", "ValueError: 'GBA_X' is not a valid UeMode"),
+        ("rand", None, "KeyError: 'rand'"),
+    ):
+        bad = json.loads(json.dumps(saved))
+        if value is None:
+            del bad["bootstrap"][field]
+        else:
+            bad["bootstrap"][field] = value
+        path = tmp_path / f"bad-{field}.json"
+        path.write_text(json.dumps(bad))
+        code, err = await _cli("ue", "naf-key", "--state", str(path), "--naf-fqdn", "naf.test")
+        assert code == 2 and f"cannot read UE state {path}: {message}" in err and "Traceback" not in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -296,7 +297,8 @@ def test_fetch_key_cli(lab: Lab) -> None:
     r = run_cli(
         ["naf", "fetch-key", "--btid", "AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", "--naf-fqdn", "naf.gba.test"], env=env
     )
-    assert r.returncode == 3 and "5403" in r.stderr
+    assert r.returncode == 3 and "5403 (DIAMETER_ERROR_TRANSACTION_IDENTIFIER_INVALID" in r.stderr
+    assert "the UE must bootstrap again" in r.stderr
     r = run_cli(
         ["naf", "fetch-key", "--btid", boot.btid, "--naf-fqdn", "naf.gba.test"],
         env={"GBAGW_NAF_BSF_PORT": str(_free_port())},
@@ -325,6 +327,13 @@ def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
     assert r.returncode == 0, r.stderr
     assert IMPI in r.stdout
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # the state file holds Ks
+    # A second bootstrap replaces the state whole (write, then rename): the USIM's SQN moved on.
+    first = json.loads(state.read_text())
+    r = run_cli(["ue", "bootstrap", "--bsf", lab.ub, *creds, "--state", str(state)])
+    assert r.returncode == 0, r.stderr
+    second = json.loads(state.read_text())
+    assert second["bootstrap"]["btid"] != first["bootstrap"]["btid"] and max(second["seq_ms"]) > max(first["seq_ms"])
+    assert [p.name for p in lab.tmp.glob("ue-cli.json*")] == ["ue-cli.json"]
 
 
 VIAS = ("diameter", "sbi", "soap")
@@ -410,3 +419,4 @@ def test_fetch_key_cli_via_each_flavour(lab: Lab) -> None:
         )
         assert r.returncode == 0, (via, r.stderr)
         assert boot.naf_keys(DIGEST_NAF)[0].hex() in r.stdout
+        assert '"logger": "httpx"' not in r.stderr  # one line per request at INFO: not at the default level
