@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bsf.config import BsfConfig, NafEntry
 from bsf.mef.config import EnroleeEntry, MefConfig
@@ -106,12 +107,26 @@ def load(path: Path | None, data_dir: Path | None, environ: Mapping[str, str] | 
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         _merge(raw, override, f"file {path}", sources)
     _apply_env(raw, os.environ if environ is None else environ, sources)
+    _refuse_hidden(raw, "")
     return LoadedConfig(raw, data_dir or Path("var"), sources)
 
 
-# Credentials that may sit in the configuration: `gbagw config show` prints them as HIDDEN.
+# Credentials that may sit in the configuration: `gbagw config show` prints them, and the password of
+# any URL (a Redis store's, say), as HIDDEN.
 SECRET_KEYS = frozenset({"naf.sbi_token", "mef.enrolees.kpm"})
 HIDDEN = "<hidden>"
+
+
+def _hide_url_password(value: str) -> str:
+    """``redis://user:secret@host/0`` -> ``redis://user:<hidden>@host/0`` (bsf.store, naf.sbi_url, ...)."""
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
 
 
 def effective(cfg: LoadedConfig) -> dict[str, Any]:
@@ -125,17 +140,11 @@ def effective(cfg: LoadedConfig) -> dict[str, Any]:
         if where in SECRET_KEYS and value:
             return HIDDEN
         if isinstance(value, str):
-            return value.replace("<data-dir>", str(cfg.data_dir))
+            return _hide_url_password(value.replace("<data-dir>", str(cfg.data_dir)))
         return value
 
     result: dict[str, Any] = walk(cfg.raw, "")
     return result
-
-
-def _credential(name: str, value: Any) -> str:
-    if value == HIDDEN:
-        raise ConfigError(f"{name} is {HIDDEN!r}, as `gbagw config show` prints it: put the credential back")
-    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,18 @@ def log_config(cfg: LoadedConfig) -> LogConfig:
         level=_choice("log.level", level, ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
         format=_choice("log.format", s["format"], ("json", "text")),
     )
+
+
+def _refuse_hidden(value: Any, where: str) -> None:
+    """A credential as `gbagw config show` prints it must not load as if it were the credential."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_hidden(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_hidden(item, f"{where}[{i}]")
+    elif isinstance(value, str) and (value == HIDDEN or f":{HIDDEN}@" in value):
+        raise ConfigError(f"{where} holds {HIDDEN!r}, as `gbagw config show` prints it: put the credential back")
 
 
 def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
@@ -260,7 +281,9 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     s = cfg.section("bsf")
     store = str(s["store"]).replace("<data-dir>", str(cfg.data_dir))
     if not store.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
-        raise ConfigError(f"bsf.store must be sqlite:///PATH or redis://HOST:PORT/DB, got {store!r}")
+        raise ConfigError(
+            f"bsf.store must be sqlite:///PATH or redis://HOST:PORT/DB, got {_hide_url_password(store)!r}"
+        )
     lifetime = s["key_lifetime"]
     if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
         raise ConfigError(f"bsf.key_lifetime must be a positive number of seconds, got {lifetime!r}")
@@ -349,7 +372,7 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         zn_via=_choice("naf.zn_via", s["zn_via"], ("diameter", "sbi", "soap")),
         sbi_url=str(s["sbi_url"]),
         soap_url=str(s["soap_url"]),
-        sbi_token=_credential("naf.sbi_token", s["sbi_token"]) or None,
+        sbi_token=str(s["sbi_token"]) or None,
         tls_cert=_optional_input(cfg, "naf.tls_cert", s["tls_cert"]),
         tls_key=_optional_input(cfg, "naf.tls_key", s["tls_key"]),
         tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
@@ -374,9 +397,8 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
             raise ConfigError(f"{where}.targets must be a list of MAF FQDNs")
         kpm = None
         if "kpm" in e:
-            text = _credential(f"{where}.kpm", e["kpm"])
             try:
-                kpm = bytes.fromhex(text)
+                kpm = bytes.fromhex(str(e["kpm"]))
             except ValueError:
                 raise ConfigError(f"{where}.kpm must be hex") from None
             if not 16 <= len(kpm) <= 64 or "kpm_id" not in e:

@@ -45,10 +45,15 @@ def test_show_names_each_source_fills_the_data_dir_and_hides_credentials(tmp_pat
     assert not any("bsf.zn_port" in line for line in lines if line.startswith("#"))
 
 
-def test_show_json_and_an_unset_credential(tmp_path: Path) -> None:
-    r = run_cli(["config", "show", "--json", "--data-dir", str(tmp_path)], env={"GBAGW_LOG_LEVEL": "warning"})
+def test_show_json_an_unset_credential_and_a_url_password(tmp_path: Path) -> None:
+    env = {"GBAGW_LOG_LEVEL": "warning", "GBAGW_BSF_STORE": "redis://gbagw:r3dis-pw@redis.lab:6380/2"}
+    r = run_cli(["config", "show", "--json", "--data-dir", str(tmp_path)], env=env)
     assert r.returncode == 0, r.stderr
+    assert "r3dis-pw" not in r.stdout
     out = json.loads(r.stdout)
+    assert out["config"]["bsf"]["store"] == "redis://gbagw:<hidden>@redis.lab:6380/2"
+    r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_STORE": "mysql://u:my-pw@h/x"})
+    assert r.returncode == 2 and "got 'mysql://u:<hidden>@h/x'" in r.stdout and "my-pw" not in r.stdout
     assert out["sources"]["log.level"] == "env GBAGW_LOG_LEVEL" and out["data_dir"] == str(tmp_path)
     assert "naf.sbi_token" not in out["sources"] and "bsf.fqdn" not in out["sources"]
     assert out["config"]["log"]["level"] == "warning" and out["config"]["naf"]["sbi_token"] == ""
@@ -69,9 +74,14 @@ def test_what_show_prints_loads_back_to_the_same_configuration(tmp_path: Path) -
     # A hidden credential does not load as if it were one: the file says which to put back.
     shown = run_cli(["config", "show", "--config", str(_config_file(tmp_path)), "--data-dir", str(tmp_path)]).stdout
     saved.write_text(shown)
-    for service, key in (("naf", "naf.sbi_token"), ("mef", "mef.enrolees[0].kpm")):
-        r = run_cli(["config", "check", service, "--config", str(saved), "--data-dir", str(tmp_path)])
-        assert r.returncode == 2 and f"{key} is '<hidden>'" in r.stdout and "put the credential back" in r.stdout
+    r = run_cli(["config", "check", "--config", str(saved), "--data-dir", str(tmp_path)])
+    assert r.returncode == 2 and "gbagw: error: naf.sbi_token holds '<hidden>'" in r.stderr
+    assert "put the credential back" in r.stderr
+    saved.write_text(shown.replace('sbi_token = "<hidden>"', 'sbi_token = ""'))
+    r = run_cli(["config", "check", "--config", str(saved), "--data-dir", str(tmp_path)])
+    assert r.returncode == 2 and "mef.enrolees[0].kpm holds '<hidden>'" in r.stderr
+    r = run_cli(["config", "show"], env={"GBAGW_BSF_STORE": "redis://:<hidden>@redis.lab/0"})
+    assert r.returncode == 2 and "bsf.store holds '<hidden>'" in r.stderr
 
 
 def test_check_reports_every_service_at_once(tmp_path: Path) -> None:
