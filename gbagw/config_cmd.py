@@ -34,7 +34,7 @@ def show_toml(cfg: cfgmod.LoadedConfig) -> str:
     head = [
         "# gbagw effective configuration: embedded defaults < --config file < GBAGW_* environment",
         f"# data dir: {cfg.data_dir}",
-        f"# credentials ({', '.join(sorted(cfgmod.SECRET_KEYS))}) show as {cfgmod.HIDDEN!r} when set",
+        f"# credentials ({', '.join(sorted(cfgmod.SECRET_KEYS))}, passwords in URLs) show as {cfgmod.HIDDEN!r}",
     ]
     if cfg.sources:
         head.append("# not at their default:")
