@@ -24,6 +24,15 @@ class BsfMetrics:
             ["via", "result"],
             registry=r,
         )
+        # The UE's view: a first request waits for one Zh MAR/MAA, an answer for two store operations; both
+        # also for the event loop, so a saturated BSF shows here before Zh or the store does.
+        self.ub_latency = Histogram(
+            "gbagw_bsf_ub_request_seconds",
+            "Ub request handling by step: challenge (first request) or answer (digest response)",
+            ["step"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.zh_latency = Histogram(
             "gbagw_bsf_zh_request_seconds", "Zh MAR/MAA round trip", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -44,7 +53,7 @@ class BsfMetrics:
             self.kek.labels(kek_id, "opens").set(1)
 
 
-class _Timed:
+class Timed:
     """Observes the time spent in a ``with`` block (a plain class: an asynccontextmanager cost ~5 µs
     per store operation on the Ub hot path)."""
 
@@ -73,8 +82,8 @@ class TimedStore:
         self.inner = inner
         self._op = {op: metrics.store_latency.labels(op) for op in _STORE_OPS}
 
-    def _timed(self, op: str) -> _Timed:
-        return _Timed(self._op[op])
+    def _timed(self, op: str) -> Timed:
+        return Timed(self._op[op])
 
     async def put_challenge(self, challenge: PendingChallenge) -> None:
         with self._timed("put_challenge"):

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bsf.config import BsfConfig
 from bsf.limits import PendingCap, TokenBuckets
-from bsf.metrics import BsfMetrics
+from bsf.metrics import BsfMetrics, Timed
 from bsf.store import BootstrapContext, ContextStore, PendingChallenge, StoreUnavailable
 from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
 from gba import digest, milenage
@@ -59,6 +59,7 @@ class UbHandler:
         self.store = store
         self.zh = zh
         self._outcomes = metrics.ub
+        self._latency = {step: metrics.ub_latency.labels(step) for step in ("challenge", "answer")}
         self._per_impi = TokenBuckets(config.rate_per_impi, config.rate_burst_impi)
         self._per_source = TokenBuckets(config.rate_per_source, config.rate_burst_source)
         self._pending = PendingCap(config.max_pending_challenges, config.challenge_lifetime)
@@ -140,7 +141,8 @@ class UbHandler:
         if not cred.username:
             return self._plain(400, "username (IMPI) is empty", "bad_request")
         try:
-            return await self._dispatch(cred, request)
+            with Timed(self._latency["challenge" if cred.is_initial else "answer"]):
+                return await self._dispatch(cred, request)
         except StoreUnavailable as exc:
             # Nothing was decided: the UE retries, here or at another BSF instance on the same store.
             log.warning("ub: context store unavailable, 503 to %s: %s", cred.username, exc)

@@ -61,6 +61,8 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
         assert _metric(metrics, "gbagw_bsf_zn_answers_total", 'result="2001"') >= 1
         assert _metric(metrics, "gbagw_naf_ua_responses_total", 'status="200"') >= 1
         assert _metric(metrics, "gbagw_bsf_zh_request_seconds_count", "") >= 1
+        assert _metric(metrics, "gbagw_bsf_ub_request_seconds_count", 'step="challenge"') >= 1
+        assert _metric(metrics, "gbagw_bsf_ub_request_seconds_count", 'step="answer"') >= 1
         assert _metric(metrics, "gbagw_bsf_store_seconds_count", 'op="put_context"') >= 1
         # Once per process, whatever it hosts: the build, and what sizing reads beside the counters.
         assert _metric(metrics, "gbagw_build_info", f'version="{version("gbagw")}"') == 1
