@@ -4,7 +4,8 @@ Every figure stands beside its baseline measured in the same run: Ub bootstraps 
 two-request loop, Zn against the bare python-diameter echo. Then the stores: SQLite vs Redis, and one vs
 two BSF processes on Redis (each bootstrap's two requests go to different processes). Bootstrap rows
 also give the CPU time per bootstrap of the servers (BSF + HSS [+ redis-server]) and of the load
-generator, beside the same figures for the bare loop: all of them share this machine's cores.
+generator, beside the same figures for the bare loop: all of them share this machine's cores. The last
+lines turn those into bootstraps per server core against the bare server's request pairs per core.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     s = args.seconds
     rows: list[tuple[str, ...]] = []
+    per_core: list[str] = []
 
     def row(what: str, rate: float, lat: str, base_name: str, base: float, cpu: str = "") -> None:
         rows.append((what, f"{rate:,.0f}/s", lat, cpu, f"{base_name} {base:,.0f}/s", f"{rate / base:.2f}"))
@@ -45,6 +47,15 @@ def main() -> None:
         )
         latency = f"p50 {cell.p50_ms:.1f} / p99 {cell.p99_ms:.1f} ms"
         row(what, cell.rate, latency, "bare aiohttp", ceiling.rate, cpu)
+        # What one core running the server(s) serves, whatever the load generator costs: BSF alone, and
+        # BSF + HSS stub (+ redis-server), against the bare server's request pairs per core.
+        bsf_core, all_core, bare_core = (
+            1e6 / us for us in (cell.bsf_cpu_us, cell.server_cpu_us, ceiling.server_cpu_us)
+        )
+        per_core.append(
+            f"  {what}: BSF {bsf_core:,.0f}/s, all servers {all_core:,.0f}/s; bare server {bare_core:,.0f} pairs/s: "
+            f"{bsf_core / bare_core:.2f} / {all_core / bare_core:.2f}"
+        )
 
     with bare_server() as bare_srv:
         with gbagw_lab() as lab:
@@ -67,6 +78,8 @@ def main() -> None:
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print("Per server core (sizing, and the bound when the load generator has cores of its own):")
+    print("\n".join(per_core))
 
 
 if __name__ == "__main__":
