@@ -22,16 +22,22 @@ import yaml
 from gba.keywrap import Keyring
 from gbagw import config as gbagw_config
 from gbaio.kek import load_or_create_kek
-from tests.deploy.tools import run_tool
+from tests.deploy.tools import find_tool, run_tool
 from tests.procs import gbagw_process, run_cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "gbagw"
 
 
+LAB_KEK = base64.b64encode(bytes(range(32))).decode()
+
+
 def _values_file(overrides: dict[str, Any], tmp_path: Path) -> str:
-    """A values file setting each dotted path in ``overrides`` (helm merges it over values.yaml)."""
+    """A values file setting each dotted path in ``overrides`` (helm merges it over values.yaml), with
+    a lab KEK unless ``overrides`` says otherwise: the chart renders nothing without one."""
     values: dict[str, Any] = {}
+    if not any(path.startswith("kek.") for path in overrides):
+        overrides = {"kek.value": LAB_KEK, **overrides}
     for path, value in overrides.items():
         node = values
         *parents, leaf = path.split(".")
@@ -69,7 +75,7 @@ def test_helm_chart_lints_and_renders_valid_kubernetes(overrides: dict[str, Any]
     for d in docs:
         kubernetes_validate.validate(d, "1.30.0", strict=True)
     if overrides:
-        assert kinds == ["ConfigMap", "Deployment", "Service"]
+        assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
         config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
         assert 'hss_host = "hss.operator"' in config and "redis.example.internal" in config
     else:
@@ -121,10 +127,56 @@ def test_helm_monitoring_scrapes_admin_ports_and_carries_the_rules(tmp_path: Pat
 
 
 def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
-    config = next(d for d in _manifests({}, tmp_path) if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
-    (tmp_path / "g.toml").write_text(config.replace("/etc/gbagw/kek/kek", str(tmp_path / "kek")))
-    r = run_cli(["hss", "list-subscribers", "--config", str(tmp_path / "g.toml"), "--data-dir", str(tmp_path)])
-    assert r.returncode == 0, r.stderr  # the configuration loads and validates
+    docs = _manifests({}, tmp_path)
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
+    kek = tmp_path / "kek"  # what Kubernetes mounts from the chart's Secret
+    kek.write_bytes(base64.b64decode(next(d for d in docs if d["kind"] == "Secret")["data"]["kek"]))
+    kek.chmod(0o400)
+    (tmp_path / "g.toml").write_text(config.replace("/etc/gbagw/kek/kek", str(kek)))
+    r = run_cli(["config", "check", "bsf", "hss", "--config", str(tmp_path / "g.toml"), "--data-dir", str(tmp_path)])
+    assert r.returncode == 0 and "bsf: ok" in r.stdout, r.stdout + r.stderr  # as `bsf serve` in the pod finds it
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kek.value": ""}, "kek.value is required unless kek.existingSecret is set"),
+        ({"kek.value": base64.b64encode(bytes(16)).decode()}, "kek.value must be 32 random octets in base64"),
+        ({"kek.value": "not base64!"}, "kek.value must be 32 random octets in base64"),
+        ({"kek.value": LAB_KEK, "kek.previous": ["AAAA"]}, r"kek.previous\[0\] must be 32 random octets"),
+    ],
+)
+def test_helm_refuses_a_missing_or_malformed_kek(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
+    """Without this, every BSF pod would crash-loop on a KEK it cannot use."""
+    values = _values_file(overrides, tmp_path)
+    r = subprocess.run([find_tool("helm"), "template", "lab", str(CHART), "-f", values], capture_output=True, text=True)
+    assert r.returncode != 0 and re.search(message, r.stderr), r.stderr
+    assert overrides["kek.value"] not in r.stderr or not overrides["kek.value"]  # never echoes the key
+
+
+def test_helm_bsf_rollouts_and_drains_keep_bsfs_serving(tmp_path: Path) -> None:
+    """maxUnavailable 0 rollouts, a PodDisruptionBudget, replicas spread over nodes, a preStop pause
+    inside the grace period, and no replicas field for helm upgrades to reset under the HPA."""
+    docs = _manifests({}, tmp_path)
+    bsf = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
+    labels = bsf["spec"]["template"]["metadata"]["labels"]
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == bsf["spec"]["selector"]
+    assert bsf["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert bsf["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert "replicas" not in bsf["spec"]
+    pod = bsf["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert (
+        spread["topologyKey"] == "kubernetes.io/hostname"
+        and spread["labelSelector"]["matchLabels"].items() <= labels.items()
+    )
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and 0 < int(pause[1]) < pod["terminationGracePeriodSeconds"]
+    fixed = _manifests({"autoscaling.enabled": False, "bsf.podDisruptionBudget.enabled": False}, tmp_path)
+    bsf = next(d for d in fixed if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
+    assert bsf["spec"]["replicas"] == 2 and not [d for d in fixed if d["kind"] == "PodDisruptionBudget"]
 
 
 def test_helm_previous_keks_reach_the_bsf_keyring(tmp_path: Path) -> None:

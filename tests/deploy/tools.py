@@ -16,11 +16,15 @@ _SOURCE = {
 }
 
 
-def run_tool(name: str, *args: str, cwd: Path | None = None) -> str:
-    """``name``'s stdout; found beside the venv's python (pip console scripts, helm) or on PATH. Fails the
-    test with the tool's output unless it exits 0."""
+def find_tool(name: str) -> str:
+    """``name`` beside the venv's python (pip console scripts, helm) or on PATH; fails the test without it."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     assert found, f"{name} is required ({_SOURCE[name]})"
-    r = subprocess.run([found, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return found
+
+
+def run_tool(name: str, *args: str, cwd: Path | None = None) -> str:
+    """``name``'s stdout. Fails the test with the tool's output unless it exits 0."""
+    r = subprocess.run([find_tool(name), *args], capture_output=True, text=True, timeout=60, cwd=cwd)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
