@@ -212,6 +212,16 @@ def test_compose_file() -> None:
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
+def test_the_compose_kek_stays_out_of_git_and_of_the_image_build() -> None:
+    root = DEPLOY.parent
+    r = subprocess.run(["git", "check-ignore", "-q", "deploy/kek"], cwd=root)
+    assert r.returncode == 0, "deploy/kek must be git-ignored"
+    ignored = (root / ".dockerignore").read_text().split()
+    assert {"deploy/kek", "var/", "**/*.kek"} <= set(ignored)
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert copied and all(not src.startswith(".") and "kek" not in src for line in copied for src in line.split())
+
+
 def test_compose_monitoring_is_wired() -> None:
     """Prometheus scrapes each gbagw service on its admin port; Grafana finds Prometheus and the dashboard."""
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
