@@ -131,6 +131,7 @@ async def _serve_until_signal(
         if isinstance(exc, OSError):
             raise CliError(f"could not start: {exc}") from None
         raise
+    log.info("gbagw %s serving (pid %d, Python %s)", __version__, os.getpid(), platform.python_version())
     try:
         await stop_event.wait()
     finally:

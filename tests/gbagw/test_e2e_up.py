@@ -78,6 +78,7 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
     lines = proc.logs.splitlines()
     events = [json.loads(line) for line in lines]  # every line is one JSON event
     assert any(e.get("rid") for e in events if e["msg"].startswith("ub: bootstrapped"))
+    assert any(e["msg"].startswith(f"gbagw {version('gbagw')} serving (pid ") for e in events)
     assert events[-1]["msg"] == "stopped"  # after the SIGTERM event and everything the shutdown logged
     assert any(e["msg"].startswith("SIGTERM: stopping") for e in events)
     assert ks not in proc.logs.lower() and K not in proc.logs.lower()
