@@ -79,3 +79,14 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     ]
     (tmp_path / "queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     assert f"SUCCESS: {len(rules)} rules found" in _promtool("check", "rules", "queries.yaml", cwd=tmp_path)
+
+
+def test_every_alert_has_its_runbook_section() -> None:
+    """Each alert's runbook annotation is a section of docs/runbook.md, and each section is an alert."""
+    doc = yaml.safe_load((PROM / "gbagw-rules.yaml").read_text())
+    alerts = {rule["alert"]: rule["annotations"]["runbook"] for group in doc["groups"] for rule in group["rules"]}
+    sections = re.findall(r"^## (\S+)$", (ROOT / "docs" / "runbook.md").read_text(), re.M)
+    assert sorted(sections) == sorted(alerts)
+    for alert, runbook in alerts.items():
+        path, _, anchor = runbook.partition("#")
+        assert path == "docs/runbook.md" and anchor == alert.lower(), (alert, runbook)  # GitHub's heading anchor
