@@ -256,14 +256,16 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CliError(f"{args.file}: {exc}") from None
     entries = doc.get("subscriber", [])
-    if not isinstance(entries, list):
-        raise CliError(f"{args.file}: expected [[subscriber]] tables")
+    if not isinstance(entries, list) or set(doc) - {"subscriber"}:
+        raise CliError(f"{args.file}: expected [[subscriber]] tables only")
     # Every entry is checked before any is stored, and they are stored in one transaction: a bad
     # entry, or one already provisioned, leaves the store as it was (fix the file, import again).
     new: list[NewSubscriber] = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             raise CliError(f"{args.file}: subscriber #{i + 1} is not a table")
+        if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
+            raise CliError(f"{args.file}: subscriber #{i + 1}: {problem}; nothing imported")
         try:
             guss_path = e.get("guss")
             guss = _read_guss(args.file.parent / str(guss_path)) if guss_path else None

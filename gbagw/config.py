@@ -174,6 +174,14 @@ def _refuse_hidden(value: Any, where: str) -> None:
         raise ConfigError(f"{where} holds {HIDDEN!r}, as `gbagw config show` prints it: put the credential back")
 
 
+def unknown_keys(table: Mapping[str, Any], known: tuple[str, ...]) -> str | None:
+    """A problem line for keys of a table-list entry that nothing reads (a typo would pass silently)."""
+    extra = sorted(set(table) - set(known))
+    if not extra:
+        return None
+    return f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} (known: {', '.join(known)})"
+
+
 def _path(cfg: LoadedConfig, name: str, value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name} must be a path")
@@ -291,6 +299,8 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     for i, n in enumerate(s["nafs"]):
         if not isinstance(n, dict) or "fqdn" not in n:
             raise ConfigError(f"bsf.nafs[{i}] needs at least fqdn")
+        if problem := unknown_keys(n, ("fqdn", "diameter_host", "group", "required_gsids", "send_impi")):
+            raise ConfigError(f"bsf.nafs[{i}]: {problem}")
         nafs.append(
             NafEntry(
                 fqdn=_fqdn(f"bsf.nafs[{i}].fqdn", n["fqdn"]),
@@ -392,6 +402,8 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
         where = f"mef.enrolees[{i}]"
         if not isinstance(e, dict) or not isinstance(e.get("enrolee_id"), str):
             raise ConfigError(f"{where} needs enrolee_id")
+        if problem := unknown_keys(e, ("enrolee_id", "targets", "kpm_id", "kpm", "cert_name")):
+            raise ConfigError(f"{where}: {problem}")
         targets = e.get("targets", [])
         if not isinstance(targets, list):
             raise ConfigError(f"{where}.targets must be a list of MAF FQDNs")

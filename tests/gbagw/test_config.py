@@ -116,3 +116,28 @@ def test_tls_files_are_loaded_at_configuration_time(tmp_path: Path) -> None:
         config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_TLS_CERT": str(cert)}))
     with pytest.raises(config.ConfigError, match=r"naf\.tls_ca: not a PEM CA"):
         config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_TLS_CA": str(tmp_path / "junk.pem")}))
+
+
+def test_a_typo_in_a_table_list_entry_is_named(tmp_path: Path) -> None:
+    """[[bsf.nafs]] and [[mef.enrolees]] keys are read with defaults: a misspelt one would pass silently."""
+    f = tmp_path / "g.toml"
+    f.write_text('[[bsf.nafs]]\nfqdn = "naf.lab.example"\ndiameter_hots = "x.lab.example"\n')
+    with pytest.raises(
+        config.ConfigError, match=r"bsf\.nafs\[0\]: unknown key 'diameter_hots' \(known: fqdn, diameter_host"
+    ):
+        config.bsf_config(config.load(f, tmp_path, {}))
+    f.write_text('[[mef.enrolees]]\nenrolee_id = "CAE-x"\ncert_name = "CAE-x"\ntarget = []\nkpmid = "k"\n')
+    with pytest.raises(config.ConfigError, match=r"mef\.enrolees\[0\]: unknown keys 'kpmid', 'target'"):
+        config.mef_config(config.load(f, tmp_path, {}))
+
+
+def test_import_refuses_unknown_keys_and_tables(tmp_path: Path) -> None:
+    f = tmp_path / "subs.toml"
+    zeros = "0" * 32
+    f.write_text(f'[[subscriber]]\nimpi = "a@ims.test"\nk = "{zeros}"\nopc = "{zeros}"\nafm = "8000"\n')
+    r = run_cli(["hss", "import", str(f), "--data-dir", str(tmp_path)])
+    assert r.returncode == 2 and "subscriber #1: unknown key 'afm'" in r.stderr and "nothing imported" in r.stderr
+    f.write_text('[[subscribers]]\nimpi = "a@ims.test"\n')
+    r = run_cli(["hss", "import", str(f), "--data-dir", str(tmp_path)])
+    assert r.returncode == 2 and "expected [[subscriber]] tables only" in r.stderr
+    assert run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)]).stdout == ""
