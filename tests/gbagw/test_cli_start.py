@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gbagw.cli import CliError, _serve_until_signal
+from gbagw.cli_common import CliError, serve_until_signal
 from gbaio.admin import AdminServer
 from tests.procs import ZERO_PORTS, run_cli
 
@@ -75,7 +75,7 @@ async def test_a_failed_start_stops_what_had_started(held_port: int) -> None:
         await second.cleanup()
 
     with pytest.raises(CliError, match=rf"could not start: .*127.0.0.1', {held_port}\): address already in use"):
-        await _serve_until_signal(start, stop)
+        await serve_until_signal(start, stop)
     assert stopped == ["stop"]
     assert _bindable(port)
 
@@ -90,7 +90,7 @@ async def test_a_failed_admin_listener_stops_the_service(held_port: int) -> None
         await _start_site(service, port)
 
     with pytest.raises(CliError, match="could not start"):
-        await _serve_until_signal(start, service.cleanup, (AdminServer([], []), "127.0.0.1", held_port))
+        await serve_until_signal(start, service.cleanup, (AdminServer([], []), "127.0.0.1", held_port))
     assert _bindable(port)
 
 

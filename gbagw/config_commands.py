@@ -8,6 +8,7 @@ KEK files opened, optionally every listening port bound) and reports every servi
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,15 @@ from pathlib import Path
 import tomli_w
 
 from gbagw import config as cfgmod
+from gbagw.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Subcommands,
+    command_group,
+    load_config,
+    subcommand,
+)
 from gbagw.listeners import (
     Listener,
     ListenerError,
@@ -122,3 +132,47 @@ def check(cfg: cfgmod.LoadedConfig, services: Sequence[str], *, ports: bool) -> 
         except ListenerError as exc:
             verdicts.append(Verdict("+".join(services), str(exc)))
     return verdicts
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    print(show_json(cfg) if args.json else show_toml(cfg), end="" if not args.json else "\n")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    unknown = [s for s in args.services if s not in SERVICES]
+    if unknown:
+        raise CliError(f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}")
+    cfg = load_config(args)
+    verdicts = check(cfg, args.services or SERVICES, ports=args.ports)
+    for v in verdicts:
+        print(f"{v.service}: error: {v.problem}" if v.problem else f"{v.service}: ok")
+        for note in v.notes:
+            print(f"  note: {note}")
+    return EXIT_USAGE if any(v.problem for v in verdicts) else EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    cmds = command_group(sub, "config", "show or check the configuration the services would run with")
+    p = subcommand(
+        cmds, "show", "the merged configuration (defaults < file < GBAGW_*), credentials hidden", cmd_config_show
+    )
+    p.add_argument("--json", action="store_true", help="JSON with the source of each non-default value")
+    p = subcommand(
+        cmds,
+        "check",
+        "validate each service's configuration as its serve command would; exit 2 if any fails",
+        cmd_config_check,
+    )
+    p.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help="hss, bsf, naf, mef (default: all)",
+    )
+    p.add_argument(
+        "--ports",
+        action="store_true",
+        help="also bind and release every listening port (run where the services will run, before they start)",
+    )

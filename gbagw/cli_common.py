@@ -1,0 +1,145 @@
+"""What every ``gbagw`` command shares: exit codes, errors, config loading, argument parsing helpers,
+and running a service until SIGINT/SIGTERM.
+
+Exit codes: 0 success, 2 usage or configuration error, 3 refused by the peer, 4 peer unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+from gba import kdf
+from gbagw import __version__
+from gbagw import config as cfgmod
+from gbaio import logs
+from gbaio.admin import AdminServer
+
+log = logging.getLogger("gbagw")
+
+# What each commands module adds its command group to (argparse has no public name for the type).
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 4
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def hex_arg(name: str, value: object, length: int) -> bytes:
+    """``name`` as the user wrote it: ``--k`` on the command line, ``k`` in an import file."""
+    try:
+        raw = bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        raw = None
+    if raw is None:
+        raise CliError(f"{name} is missing" if value is None else f"{name} must be hex")
+    if len(raw) != length:
+        raise CliError(f"{name} must be {length} octets ({2 * length} hex digits)")
+    return raw
+
+
+def command_group(sub: Subcommands, name: str, help_text: str) -> Subcommands:
+    """``gbagw NAME ...``: a group whose subcommands the caller adds with :func:`subcommand`."""
+    group = sub.add_parser(name, help=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True)
+
+
+def subcommand(
+    cmds: Subcommands, name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, config: bool = True
+) -> argparse.ArgumentParser:
+    """One subcommand running ``func``; ``config``: it takes --config and --data-dir."""
+    p = cmds.add_parser(name, help=help_text)
+    if config:
+        common_args(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML file (default: embedded defaults, see config/gbagw.toml)")
+    p.add_argument("--data-dir", type=Path, default=None, help="data directory (default ./var)")
+
+
+def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
+    cfg = cfgmod.load(args.config, args.data_dir)
+    log = cfgmod.log_config(cfg)
+    logs.setup(log.level, log.format)
+    return cfg
+
+
+async def serve_until_signal(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    admin: tuple[AdminServer, str, int] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, with the service's admin listener (metrics, health) alongside."""
+    stop_event = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop_event.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await start()
+        if admin is not None:
+            server, host, port = admin
+            bound = await server.start(host, port)
+            print(f"admin: http://{host}:{bound}/metrics /healthz /readyz", flush=True)
+    except Exception as exc:
+        # A port taken since the listener check, a store that does not open, ...: stop what did start
+        # (its listeners, Diameter peers, store) first; an OSError is then one line, not a traceback.
+        if admin is not None:
+            await admin[0].stop()
+        await stop()
+        if isinstance(exc, OSError):
+            raise CliError(f"could not start: {exc}") from None
+        raise
+    log.info("gbagw %s serving (pid %d, Python %s)", __version__, os.getpid(), platform.python_version())
+    try:
+        await stop_event.wait()
+    finally:
+        cause = received[0].name if received else "cancelled"
+        log.info("%s: stopping; in-flight requests finish, Diameter peers get a DPR, stores close", cause)
+        if admin is not None:
+            await admin[0].stop()
+        await stop()
+        log.info("stopped")
+
+
+def emit(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key}: {value}")
+
+
+def ua_id(value: str | None) -> bytes:
+    return hex_arg("--ua-id", value, 5) if value is not None else kdf.UaProtocol.HTTP_DIGEST.value
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url if "//" in url else "//" + url)
+    if not parts.hostname or not parts.port:
+        raise CliError(f"--mef must name a host and port, e.g. tls://127.0.0.1:8443 (got {url!r})")
+    return parts.hostname, parts.port

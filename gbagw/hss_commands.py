@@ -1,0 +1,196 @@
+"""``gbagw hss ...``: the HSS stub's Zh server and its subscriber database (add, list, remove, GUSS, import)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gba import milenage
+from gba.nai import impi_problem
+from gba.safexml import XmlError
+from gba.uss import parse_guss
+from gbagw import __version__
+from gbagw import config as cfgmod
+from gbagw.cli_common import (
+    EXIT_OK,
+    CliError,
+    Subcommands,
+    command_group,
+    hex_arg,
+    load_config,
+    serve_until_signal,
+    subcommand,
+)
+from gbagw.listeners import check_listeners, hss_listeners
+from gbaio.admin import AdminServer, process_registry
+from gbaio.kek import load_or_create_kek
+from hss_stub.app import create_hss
+from hss_stub.config import HssConfig
+from hss_stub.store import NewSubscriber, StoreError, SubscriberStore
+
+
+def open_hss_store(hss: HssConfig) -> SubscriberStore:
+    return SubscriberStore(hss.db, load_or_create_kek(hss.kek_file))
+
+
+@contextmanager
+def _subscribers(hss: HssConfig) -> Iterator[SubscriberStore]:
+    """The subscriber database for one provisioning command (safe while `hss serve` runs)."""
+    store = open_hss_store(hss)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def cmd_hss_serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    hss = cfgmod.hss_config(cfg)
+    check_listeners(hss_listeners(hss))
+    store = open_hss_store(hss)
+    service = create_hss(hss, store)
+
+    async def start() -> None:
+        port = await service.start()
+        print(f"hss: Zh Diameter on {hss.zh_host}:{port} (Origin-Host {hss.fqdn})", flush=True)
+
+    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
+    try:
+        asyncio.run(serve_until_signal(start, service.stop, (admin, hss.zh_host, hss.admin_port)))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _read_guss(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read GUSS file {path}: {exc.strerror}") from None
+    try:
+        parse_guss(data)
+    except XmlError as exc:
+        raise CliError(f"{path}: invalid GUSS: {exc}") from None
+    return data
+
+
+def _new_subscriber(hss: HssConfig, fields: dict[str, Any], guss: bytes | None, flag: str = "--") -> NewSubscriber:
+    """A subscriber from command-line options (``flag`` "--") or an import table (``flag`` "")."""
+    impi = fields.get("impi")
+    if not isinstance(impi, str) or (problem := impi_problem(impi)) is not None:
+        raise CliError(f"{flag}impi {impi!r}: {problem or 'must be a string'}")
+    k = hex_arg(f"{flag}k", fields.get("k"), 16)
+    op, opc = fields.get("op"), fields.get("opc")
+    if (op is None) == (opc is None):
+        raise CliError(f"give exactly one of {flag}op and {flag}opc")
+    opc_b = milenage.compute_opc(k, hex_arg(f"{flag}op", op, 16)) if op is not None else hex_arg(f"{flag}opc", opc, 16)
+    amf = fields.get("amf")
+    amf_b = hex_arg(f"{flag}amf", amf, 2) if amf is not None else hss.default_amf
+    sqn = fields.get("sqn")
+    sqn_v = int.from_bytes(hex_arg(f"{flag}sqn", sqn, 6), "big") if sqn is not None else 0
+    return NewSubscriber(impi, k, opc_b, amf_b, sqn_v, guss)
+
+
+def cmd_hss_add(args: argparse.Namespace) -> int:
+    hss = cfgmod.hss_config(load_config(args))
+    fields = {"impi": args.impi, "k": args.k, "op": args.op, "opc": args.opc, "amf": args.amf, "sqn": args.sqn}
+    new = _new_subscriber(hss, fields, _read_guss(args.guss))
+    with _subscribers(hss) as store:
+        store.add_all([new])
+    print(f"added {args.impi}")
+    return EXIT_OK
+
+
+def cmd_hss_list(args: argparse.Namespace) -> int:
+    hss = cfgmod.hss_config(load_config(args))
+    with _subscribers(hss) as store:
+        subs = store.list()
+    if args.json:
+        print(
+            json.dumps([{"impi": s.impi, "amf": s.amf.hex(), "sqn": f"{s.sqn:012x}", "guss": s.has_guss} for s in subs])
+        )
+    else:
+        for s in subs:
+            print(f"{s.impi}\tamf={s.amf.hex()}\tsqn={s.sqn:012x}\tguss={'yes' if s.has_guss else 'no'}")
+    return EXIT_OK
+
+
+def cmd_hss_remove(args: argparse.Namespace) -> int:
+    hss = cfgmod.hss_config(load_config(args))
+    with _subscribers(hss) as store:
+        store.remove(args.impi)
+    print(f"removed {args.impi}")
+    return EXIT_OK
+
+
+def cmd_hss_set_guss(args: argparse.Namespace) -> int:
+    hss = cfgmod.hss_config(load_config(args))
+    with _subscribers(hss) as store:
+        store.set_guss(args.impi, None if args.clear else _read_guss(args.guss))
+    print(f"GUSS of {args.impi} {'cleared' if args.clear else 'set'}")
+    return EXIT_OK
+
+
+def cmd_hss_import(args: argparse.Namespace) -> int:
+    """Provision subscribers from a TOML file of ``[[subscriber]]`` tables (config/subscribers.example.toml)."""
+    hss = cfgmod.hss_config(load_config(args))
+    try:
+        doc = tomllib.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    entries = doc.get("subscriber", [])
+    if not isinstance(entries, list) or set(doc) - {"subscriber"}:
+        raise CliError(f"{args.file}: expected [[subscriber]] tables only")
+    # Every entry is checked before any is stored, and they are stored in one transaction: a bad
+    # entry, or one already provisioned, leaves the store as it was (fix the file, import again).
+    new: list[NewSubscriber] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise CliError(f"{args.file}: subscriber #{i + 1} is not a table")
+        if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
+            raise CliError(f"{args.file}: subscriber #{i + 1}: {problem}; nothing imported")
+        try:
+            guss_path = e.get("guss")
+            guss = _read_guss(args.file.parent / str(guss_path)) if guss_path else None
+            new.append(_new_subscriber(hss, e, guss, flag=""))
+        except CliError as exc:
+            raise CliError(f"{args.file}: subscriber #{i + 1}: {exc}; nothing imported") from None
+    with _subscribers(hss) as store:
+        try:
+            store.add_all(new)
+        except StoreError as exc:
+            raise CliError(f"{args.file}: {exc}; nothing imported") from None
+    print(f"imported {len(new)} subscriber(s)")
+    return EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    cmds = command_group(sub, "hss", "HSS stub (Zh Diameter server) and its subscriber database")
+    subcommand(cmds, "serve", "run the Zh Diameter server", cmd_hss_serve)
+    p = subcommand(cmds, "add-subscriber", "provision a subscriber (works while the HSS runs)", cmd_hss_add)
+    p.add_argument("--impi", required=True)
+    p.add_argument("--k", required=True, help="subscriber key K, 32 hex digits")
+    p.add_argument("--op", help="operator variant OP, 32 hex digits")
+    p.add_argument("--opc", help="OPc, 32 hex digits")
+    p.add_argument("--amf", help="AMF, 4 hex digits (default 8000)")
+    p.add_argument("--sqn", help="last used SQN, 12 hex digits (default 000000000000)")
+    p.add_argument("--guss", type=Path, help="GUSS XML file (TS 29.109 Annex A)")
+    p = subcommand(cmds, "list-subscribers", "list subscribers (never prints K or OPc)", cmd_hss_list)
+    p.add_argument("--json", action="store_true")
+    p = subcommand(cmds, "remove-subscriber", "delete a subscriber", cmd_hss_remove)
+    p.add_argument("--impi", required=True)
+    p = subcommand(cmds, "set-guss", "set or clear a subscriber's GUSS", cmd_hss_set_guss)
+    p.add_argument("--impi", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--guss", type=Path)
+    g.add_argument("--clear", action="store_true")
+    p = subcommand(cmds, "import", "provision subscribers from a TOML file", cmd_hss_import)
+    p.add_argument("file", type=Path)

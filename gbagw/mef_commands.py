@@ -1,0 +1,151 @@
+"""``gbagw mef ...`` and ``gbagw enrolee enrol``: the oneM2M MEF direct frameworks and their lab PKI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bsf.app import open_store
+from bsf.mef.server import MefService, create_mef
+from bsf.store import ContextStore
+from gba import onem2m, pki
+from gbagw import config as cfgmod
+from gbagw.bsf_commands import serving_keyring
+from gbagw.cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    CliError,
+    Subcommands,
+    command_group,
+    emit,
+    host_port,
+    load_config,
+    serve_until_signal,
+    subcommand,
+)
+from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
+from gbagw.listeners import check_listeners, mef_listeners
+from gbaio.errors import os_reason
+
+
+def write_test_pki(out: Path, mef_fqdn: str, enrolees: Sequence[str], mafs: Sequence[str]) -> list[Path]:
+    """CA + MEF + Enrolee + MAF certificates for labs; private keys 0600."""
+    out.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca()
+    written = []
+
+    def write(name: str, data: bytes, secret: bool) -> None:
+        path = out / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        written.append(path)
+
+    write("ca.pem", ca.cert_pem, False)
+    write("ca.key", ca.key_pem, True)
+    for name in (mef_fqdn, *enrolees, *mafs):
+        leaf = pki.issue(ca, name)
+        stem = "mef" if name == mef_fqdn else name
+        write(f"{stem}.pem", leaf.cert_pem, False)
+        write(f"{stem}.key", leaf.key_pem, True)
+    return written
+
+
+def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
+    try:
+        paths = write_test_pki(args.out, args.mef_fqdn, args.enrolee, args.maf)
+    except OSError as exc:
+        raise CliError(f"cannot write the test PKI to {args.out}: {os_reason(exc)}") from None
+    for p in paths:
+        print(p)
+    return EXIT_OK
+
+
+def make_mef(cfg: cfgmod.LoadedConfig, store: ContextStore) -> MefService:
+    mef = cfgmod.mef_config(cfg)
+    cfgmod.check_mef_files(mef)
+    return create_mef(mef, store)
+
+
+def cmd_mef_serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    bsf = cfgmod.bsf_config(cfg)
+    check_listeners(mef_listeners(cfgmod.mef_config(cfg)))
+    service = make_mef(cfg, open_store(bsf.store, serving_keyring(bsf)))
+
+    async def start() -> None:
+        ports = await service.start()
+        print(
+            f"mef: Enrolee TLS-PSK on {service.config.host}:{ports['psk']}, certificate on :{ports['cert']}, "
+            f"MAF retrieval on :{ports['maf']} (MEF {service.config.fqdn})",
+            flush=True,
+        )
+
+    async def stop() -> None:
+        await service.stop()
+        await service.store.close()
+
+    asyncio.run(serve_until_signal(start, stop))
+    return EXIT_OK
+
+
+def cmd_enrolee_enrol(args: argparse.Namespace) -> int:
+    host, port = host_port(args.mef)
+    try:
+        if args.psk_id is not None:
+            if args.psk is None:
+                raise CliError("--psk-id needs --psk HEX")
+            try:
+                kpm = bytes.fromhex(args.psk)
+            except ValueError:
+                raise CliError("--psk must be hex") from None
+            result = enrol_psk(host, port, args.mef_fqdn, args.psk_id, kpm)
+        else:
+            if not (args.cert and args.key and args.ca):
+                raise CliError("give --psk-id/--psk, or --cert, --key and --ca")
+            result = enrol_cert(host, port, args.mef_fqdn, args.cert, args.key, args.ca)
+    except EnrolmentError as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except ConnectionError as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    out: dict[str, Any] = {"keid": result.keid, "enrolee_id": result.enrolee_id, "expires": result.expires}
+    if args.maf:
+        out["km"] = onem2m.km(result.ke, args.maf).hex() if args.show_keys else f"(derived for {args.maf})"
+    if args.show_keys:
+        out["ke"] = result.ke.hex()
+    emit(out, args.json)
+    return EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    cmds = command_group(sub, "mef", "oneM2M MEF direct frameworks (TLS-PSK / certificates, Km for MAFs)")
+    subcommand(cmds, "serve", "run the Enrolee and MAF TLS listeners", cmd_mef_serve)
+    p = subcommand(
+        cmds,
+        "gen-test-pki",
+        "write a lab CA with MEF, Enrolee and MAF certificates",
+        cmd_mef_gen_test_pki,
+        config=False,
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--mef-fqdn", default="mef.gba.test")
+    p.add_argument("--enrolee", action="append", default=[], help="Enrolee certificate name (repeatable)")
+    p.add_argument("--maf", action="append", default=[], help="MAF FQDN (repeatable)")
+
+    cmds = command_group(sub, "enrolee", "oneM2M Enrolee: enrol with a MEF")
+    p = subcommand(cmds, "enrol", "run the MEF handshake and derive Ke/KeID", cmd_enrolee_enrol, config=False)
+    p.add_argument("--mef", required=True, help="MEF listener, e.g. tls://127.0.0.1:8443")
+    p.add_argument("--mef-fqdn", default="mef.gba.test", help="MEF FQDN (SNI, KeID domain, certificate name)")
+    p.add_argument("--psk-id", help="KpmID (pre-provisioned symmetric key framework)")
+    p.add_argument("--psk", help="Kpm, hex")
+    p.add_argument("--cert", type=Path, help="Enrolee certificate (certificate-based framework)")
+    p.add_argument("--key", type=Path)
+    p.add_argument("--ca", type=Path, help="trust anchors for the MEF certificate")
+    p.add_argument("--maf", help="also derive Km for this MAF-ID")
+    p.add_argument("--show-keys", action="store_true", help="print Ke / Km (lab use)")
+    p.add_argument("--json", action="store_true")

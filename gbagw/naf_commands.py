@@ -1,0 +1,122 @@
+"""``gbagw naf ...``: the demo NAF, a NAF key over Zn, and a MAF's Km from the MEF."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from gba import kdf, onem2m
+from gbagw import __version__
+from gbagw import config as cfgmod
+from gbagw.cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    CliError,
+    Subcommands,
+    command_group,
+    emit,
+    host_port,
+    load_config,
+    serve_until_signal,
+    subcommand,
+    ua_id,
+)
+from gbagw.listeners import check_listeners, naf_listeners
+from gbaio.admin import AdminServer, process_registry
+from naf.app import create_naf
+from naf.mef_client import KmRefused, MefClient
+from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
+from naf.zn_http_clients import create_zn_client
+
+
+def cmd_naf_fetch_km(args: argparse.Namespace) -> int:
+    host, port = host_port(args.mef)
+    client = MefClient(host, port, args.mef_fqdn, args.cert, args.key, args.ca)
+    try:
+        cred = client.fetch_km(args.keid)
+    except KmRefused as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE if exc.status == 0 else EXIT_REFUSED) from None
+    except ConnectionError as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    except onem2m.OneM2MError as exc:
+        raise CliError(str(exc)) from None
+    emit({"kmid": cred.kmid, "enrolee_id": cred.enrolee_id, "lifetime": cred.lifetime, "km": cred.km.hex()}, args.json)
+    return EXIT_OK
+
+
+def cmd_naf_serve(args: argparse.Namespace) -> int:
+    naf = cfgmod.naf_config(load_config(args))
+    check_listeners(naf_listeners(naf))
+    service = create_naf(naf)
+
+    async def start() -> None:
+        port = await service.start()
+        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
+
+    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
+    asyncio.run(serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
+    return EXIT_OK
+
+
+def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
+    naf = cfgmod.naf_config(load_config(args))
+    try:
+        naf_id = kdf.NafId(args.naf_fqdn, ua_id(args.ua_id))
+    except kdf.KdfError as exc:
+        raise CliError(str(exc)) from None
+    if args.via:
+        naf = dataclasses.replace(naf, zn_via=args.via)
+    client = create_zn_client(naf)
+
+    async def fetch() -> NafKey:
+        try:
+            return await client.fetch_key(args.btid, naf_id, args.gsid or None)
+        finally:
+            await client.close()
+
+    try:
+        key = asyncio.run(fetch())
+    except ZnRefused as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except ZnUnavailable as exc:
+        raise CliError(f"BSF unavailable: {exc}", EXIT_UNREACHABLE) from None
+    out: dict[str, Any] = {
+        "btid": key.btid,
+        "impi": key.impi,
+        "gba_type": "GBA_U" if key.uicc_key is not None else "GBA_ME",
+        "expires": key.expires.isoformat(),
+        "created": key.created.isoformat() if key.created else None,
+        "uss": [u.gsid for u in key.uss],
+    }
+    # NAF key material is what this lab command is for; it goes to stdout only, never to logs.
+    out["ks_naf" if key.uicc_key is None else "ks_ext_naf"] = key.me_key.hex()
+    if key.uicc_key is not None:
+        out["ks_int_naf"] = key.uicc_key.hex()
+    emit(out, args.json)
+    return EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    cmds = command_group(sub, "naf", "NAF kit: demo NAF and Zn client")
+    subcommand(cmds, "serve", "run the demo NAF behind Ua HTTP digest", cmd_naf_serve)
+    p = subcommand(cmds, "fetch-key", "ask the BSF over Zn for a NAF key", cmd_naf_fetch_key)
+    p.add_argument("--btid", required=True)
+    p.add_argument("--naf-fqdn", required=True)
+    p.add_argument("--ua-id", help="Ua security protocol id, 10 hex digits (default 0100000002)")
+    p.add_argument("--gsid", action="append", default=[])
+    p.add_argument("--via", choices=("diameter", "sbi", "soap"), help="Zn flavour (default: naf.zn_via)")
+    p.add_argument("--json", action="store_true")
+    p = subcommand(
+        cmds, "fetch-km", "as a MAF, fetch Km by KeID from the MEF (mutual TLS)", cmd_naf_fetch_km, config=False
+    )
+    p.add_argument("--mef", required=True, help="MEF MAF listener, e.g. tls://127.0.0.1:8445")
+    p.add_argument("--mef-fqdn", default="mef.gba.test")
+    p.add_argument("--keid", required=True)
+    p.add_argument("--cert", type=Path, required=True, help="the MAF's FQDN certificate")
+    p.add_argument("--key", type=Path, required=True)
+    p.add_argument("--ca", type=Path, required=True)
+    p.add_argument("--json", action="store_true")

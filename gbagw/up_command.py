@@ -1,0 +1,100 @@
+"""``gbagw up``: HSS stub + BSF + demo NAF + MEF in one process on loopback (DESIGN.md CLI contract)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+
+from bsf.app import BsfService
+from bsf.mef.server import MefService
+from gbagw import __version__
+from gbagw import config as cfgmod
+from gbagw.bsf_commands import make_bsf
+from gbagw.cli_common import EXIT_OK, Subcommands, common_args, load_config, serve_until_signal
+from gbagw.hss_commands import open_hss_store
+from gbagw.listeners import bsf_listeners, check_listeners, hss_listeners, mef_listeners, naf_listeners
+from gbagw.mef_commands import make_mef, write_test_pki
+from gbaio.admin import AdminServer, process_registry
+from hss_stub.app import create_hss
+from naf.app import NafService, create_naf
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """HSS stub + BSF + demo NAF + MEF in one process on loopback, SQLite under --data-dir."""
+    cfg = load_config(args)
+    hss = cfgmod.hss_config(cfg)
+    mef = cfgmod.mef_config(cfg)
+    # One process, one admin listener (bsf.admin_port); hss.admin_port and naf.admin_port stay unused.
+    check_listeners(
+        [
+            *hss_listeners(hss, admin=False),
+            *bsf_listeners(cfgmod.bsf_config(cfg)),
+            *naf_listeners(cfgmod.naf_config(cfg), admin=False),
+            *mef_listeners(mef),
+        ]
+    )
+    hss_store = open_hss_store(hss)
+    hss_service = create_hss(hss, hss_store)
+    bsf_service: BsfService | None = None
+    naf_service: NafService | None = None
+    mef_service: MefService | None = None
+    admin = AdminServer([process_registry(__version__)], [])
+    pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
+    if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
+        # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
+        write_test_pki(mef.cert_file.parent, mef.fqdn, ["CAE-example"], ["maf.gba.test"])
+        print(f"mef: created a lab test PKI in {mef.cert_file.parent} (CA, mef, CAE-example, maf.gba.test)")
+
+    async def start() -> None:
+        nonlocal bsf_service, naf_service, mef_service
+        hss_port = await hss_service.start()
+        # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF (DESIGN.md).
+        bsf = dataclasses.replace(cfgmod.bsf_config(cfg), hss_host=hss.zh_host, hss_port=hss_port)
+        bsf_service = make_bsf(bsf)
+        ub_port = await bsf_service.start()
+        naf = dataclasses.replace(cfgmod.naf_config(cfg), bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
+        naf_service = create_naf(naf)
+        naf_port = await naf_service.start()
+        mef_service = make_mef(cfg, bsf_service.store)  # one store for Ub, Zn and the MEF
+        mef_ports = await mef_service.start()
+        print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
+        print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
+        print(f"bsf: Zn Diameter on {bsf.zn_host}:{bsf_service.zn_port}")
+        print(
+            f"bsf: Zn Nbsp_GBA on {bsf.zn_host}:{bsf_service.sbi_port}, Zn SOAP on {bsf.zn_host}:"
+            f"{bsf_service.soap_port}"
+        )
+        print(f"naf: demo NAF on http://{naf.host}:{naf_port}/ (Ua digest realm 3GPP-bootstrapping@{naf.fqdn})")
+        print(
+            f"mef: Enrolee TLS-PSK on {mef.host}:{mef_ports['psk']}, certificate on :{mef_ports['cert']}, "
+            f"MAF retrieval on :{mef_ports['maf']} (MEF {mef.fqdn})"
+        )
+        # One admin listener for the whole process: every service's registry and readiness check.
+        admin.registries += [hss_service.metrics.registry, bsf_service.metrics.registry, naf_service.metrics.registry]
+        admin.checks += [hss_service.readiness, bsf_service.readiness, naf_service.readiness]
+        admin_port = await admin.start(bsf.ub_host, bsf.admin_port)
+        print(f"admin: http://{bsf.ub_host}:{admin_port}/metrics /healthz /readyz")
+        print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)
+
+    async def stop() -> None:
+        await admin.stop()
+        if mef_service is not None:
+            await mef_service.stop()
+        if naf_service is not None:
+            await naf_service.stop()
+        if bsf_service is not None:
+            await bsf_service.stop()
+        await hss_service.stop()
+
+    try:
+        asyncio.run(serve_until_signal(start, stop))
+    finally:
+        hss_store.close()
+    return EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    group = sub.add_parser("up", help="run HSS stub + BSF + demo NAF + MEF on loopback")
+    common_args(group)
+    group.set_defaults(func=cmd_up)
