@@ -78,8 +78,8 @@ def common_args(p: argparse.ArgumentParser) -> None:
 
 def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     cfg = cfgmod.load(args.config, args.data_dir)
-    log = cfgmod.log_config(cfg)
-    logs.setup(log.level, log.format)
+    log_cfg = cfgmod.log_config(cfg)
+    logs.setup(log_cfg.level, log_cfg.format)
     return cfg
 
 
