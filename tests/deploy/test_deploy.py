@@ -154,6 +154,23 @@ def test_helm_refuses_a_missing_or_malformed_kek(overrides: dict[str, Any], mess
     assert overrides["kek.value"] not in r.stderr or not overrides["kek.value"]  # never echoes the key
 
 
+def test_helm_external_redis_password_comes_from_a_secret(tmp_path: Path) -> None:
+    """A Redis URL with a password never lands in the ConfigMap: the BSF gets it from the operator's Secret."""
+    docs = _manifests({"redis.enabled": False, "redis.externalUrlSecret.name": "redis-url"}, tmp_path)
+    for d in docs:
+        kubernetes_validate.validate(d, "1.30.0", strict=True)
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
+    assert "store =" not in config  # GBAGW_BSF_STORE (the Secret's URL) is the store
+    bsf = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
+    env = {e["name"]: e for e in bsf["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GBAGW_BSF_STORE"]["valueFrom"] == {"secretKeyRef": {"name": "redis-url", "key": "url"}}
+    values = _values_file(
+        {"redis.enabled": False, "redis.externalUrl": "rediss://gbagw:s3cret-pw@redis:6380/0"}, tmp_path
+    )
+    r = subprocess.run([find_tool("helm"), "template", "lab", str(CHART), "-f", values], capture_output=True, text=True)
+    assert r.returncode != 0 and "redis.externalUrl holds a password" in r.stderr and "s3cret-pw" not in r.stderr
+
+
 def test_helm_bsf_rollouts_and_drains_keep_bsfs_serving(tmp_path: Path) -> None:
     """maxUnavailable 0 rollouts, a PodDisruptionBudget, replicas spread over nodes, a preStop pause
     inside the grace period, and no replicas field for helm upgrades to reset under the HPA."""
