@@ -25,6 +25,7 @@ from gbagw.cli_common import EXIT_OK, EXIT_USAGE, CliError
 from gbagw.listeners import ListenerError
 from gbaio.kek import KekFileError
 from gbaio.sqlite import DatabaseOpenError
+from gbaio.tls import TlsError
 from hss_stub.store import StoreError
 
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CliError, cfgmod.ConfigError, KekFileError, StoreError, ListenerError, DatabaseOpenError) as exc:
+    except (CliError, cfgmod.ConfigError, KekFileError, StoreError, ListenerError, DatabaseOpenError, TlsError) as exc:
         print(f"gbagw: error: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else EXIT_USAGE
     except KeyboardInterrupt:

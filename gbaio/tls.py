@@ -22,6 +22,8 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
 
+from gbaio.errors import os_reason
+
 MAX_HTTP_BYTES = 16 * 1024
 ServerPskCallback = Callable[[Any, bytes, Any, int], int]
 ClientPskCallback = Callable[[Any, bytes | None, Any, int, Any, int], int]
@@ -103,13 +105,22 @@ def cert_context(
 ) -> SSL.Context:
     """Mutual-TLS context: our certificate, trust anchors, and (server side) a mandatory client certificate."""
     ctx = tls12_context(cipher_list)
-    try:
-        ctx.use_certificate_chain_file(str(cert_file))
-        ctx.use_privatekey_file(str(key_file))
-        ctx.check_privatekey()
-        ctx.load_verify_locations(str(ca_file))
-    except (SSL.Error, OSError) as exc:
-        raise TlsError(f"cannot load TLS material ({cert_file}, {key_file}, {ca_file}): {exc}") from None
+    loads: tuple[tuple[str, Path, Callable[[str], object]], ...] = (
+        ("certificate chain", cert_file, ctx.use_certificate_chain_file),
+        ("private key", key_file, ctx.use_privatekey_file),
+        ("CA file", ca_file, ctx.load_verify_locations),
+    )
+    for what, path, load in loads:
+        try:
+            with path.open("rb"):  # OpenSSL reports a missing file as a "system lib" error; say which
+                pass
+            load(str(path))
+        except OSError as exc:
+            raise TlsError(f"cannot read the {what} {path}: {os_reason(exc, path)}") from None
+        except SSL.Error:
+            # OpenSSL checks the key against the certificate as it loads it.
+            of = f" matching {cert_file}, unencrypted" if path == key_file else ""
+            raise TlsError(f"{path} is not a PEM {what}{of}") from None
     mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if require_peer else 0)
     ctx.set_verify(mode, lambda _conn, _cert, _errno, _depth, ok: bool(ok))
     return ctx
