@@ -6,6 +6,7 @@ import pytest
 
 from gba import pki
 from gbagw import config
+from tests.pki_files import write_pair
 from tests.procs import run_cli
 
 
@@ -82,18 +83,10 @@ def test_kek_file_of_wrong_size_and_missing_kek_for_rotation(tmp_path: Path) -> 
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
-def _write_pair(tmp_path: Path, name: str, ca: pki.Issued) -> tuple[Path, Path]:
-    leaf = pki.issue(ca, name)
-    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    cert.write_bytes(leaf.cert_pem)
-    key.write_bytes(leaf.key_pem)
-    return cert, key
-
-
 def test_tls_files_are_loaded_at_configuration_time(tmp_path: Path) -> None:
     ca = pki.make_ca()
-    cert, key = _write_pair(tmp_path, "bsf.gba.test", ca)
-    _, other_key = _write_pair(tmp_path, "other.gba.test", ca)
+    cert, key = write_pair(tmp_path, "bsf.gba.test", ca)
+    _, other_key = write_pair(tmp_path, "other.gba.test", ca)
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     (tmp_path / "junk.pem").write_text("not PEM\n")
     good = {"GBAGW_BSF_ZN_TLS_CERT": str(cert), "GBAGW_BSF_ZN_TLS_KEY": str(key)}

@@ -8,24 +8,17 @@ import pytest
 
 from gba import pki
 from gbaio.tls import TlsError, cert_context
+from tests.pki_files import write_pair
 from tests.procs import run_cli
 
 SUITES = "ECDHE-ECDSA-AES128-GCM-SHA256"
 
 
-def _pair(tmp_path: Path, name: str, ca: pki.Issued) -> tuple[Path, Path]:
-    leaf = pki.issue(ca, name)
-    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    cert.write_bytes(leaf.cert_pem)
-    key.write_bytes(leaf.key_pem)
-    return cert, key
-
-
 @pytest.fixture
 def material(tmp_path: Path) -> dict[str, Path]:
     ca = pki.make_ca()
-    cert, key = _pair(tmp_path, "CAE-a", ca)
-    _, other_key = _pair(tmp_path, "CAE-b", ca)
+    cert, key = write_pair(tmp_path, "CAE-a", ca)
+    _, other_key = write_pair(tmp_path, "CAE-b", ca)
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     (tmp_path / "junk.pem").write_text("not PEM\n")
     return {"cert": cert, "key": key, "other_key": other_key, "ca": tmp_path / "ca.pem", "junk": tmp_path / "junk.pem"}
