@@ -446,5 +446,8 @@ def check_mef_files(mef: MefConfig) -> None:
     Not part of :func:`mef_config`: ``gbagw up`` creates a lab PKI when they are all missing."""
     for name, f in (("mef.cert_file", mef.cert_file), ("mef.key_file", mef.key_file), ("mef.ca_file", mef.ca_file)):
         if not f.exists():
-            raise ConfigError(f"{name}: {f} is missing; create a lab PKI with: gbagw mef gen-test-pki --out {f.parent}")
+            raise ConfigError(
+                f"{name}: {f} is missing; create a lab PKI with: gbagw mef gen-test-pki --out {f.parent} "
+                "(gbagw up makes one itself)"
+            )
     check_tls(("mef.cert_file", mef.cert_file, "mef.key_file", mef.key_file), ("mef.ca_file", mef.ca_file))
