@@ -113,8 +113,7 @@ def gbagw_lab(store: str | None = None, bsfs: int = 1) -> Iterator[Lab]:
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for i in range(N_UES):
-                provision(GBAGW, tmp, f"ue{i}@ims.bench", K, OPC, env)
+            provision(GBAGW, tmp, [f"ue{i}@ims.bench" for i in range(N_UES)], K, OPC, env)
             hss, _ = spawn([*GBAGW, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env)
             procs.append(hss)
             urls, zn_ports = [], []

@@ -48,7 +48,7 @@ def main() -> None:
         env["GBAGW_HSS_ZH_PORT"] = "0"
         env["GBAGW_LOG_LEVEL"] = "WARNING"
         gbagw = [sys.executable, "-m", "gbagw.cli"]
-        provision(gbagw, tmp, IMPI, os.urandom(16), os.urandom(16), env)
+        provision(gbagw, tmp, [IMPI], os.urandom(16), os.urandom(16), env)
         hss, m = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"on [\d.]+:(\d+)", env)
         hss_port = m.group(1)
         echo_port = 39000 + os.getpid() % 1000

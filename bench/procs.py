@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +58,13 @@ def spawn(
     return p, wait_line(p, pattern)
 
 
-def provision(gbagw: list[str], data_dir: str, impi: str, k: bytes, opc: bytes, env: dict[str, str]) -> None:
-    """Add one subscriber to the HSS stub's database through the CLI."""
+def provision(gbagw: list[str], data_dir: str, impis: Sequence[str], k: bytes, opc: bytes, env: dict[str, str]) -> None:
+    """Add subscribers to the HSS stub's database through the CLI: one `hss import`, not one process each."""
+    table = "".join(f'[[subscriber]]\nimpi = "{impi}"\nk = "{k.hex()}"\nopc = "{opc.hex()}"\n\n' for impi in impis)
+    subscribers = Path(data_dir) / "subscribers.toml"
+    subscribers.write_text(table)
     subprocess.run(
-        [*gbagw, "hss", "add-subscriber", "--data-dir", data_dir, "--impi", impi, "--k", k.hex(), "--opc", opc.hex()],
+        [*gbagw, "hss", "import", str(subscribers), "--data-dir", data_dir],
         check=True,
         env=env,
         capture_output=True,
