@@ -15,7 +15,6 @@ from bsf.app import BsfService, create_bsf, open_store
 from bsf.config import BsfConfig
 from bsf.store import BootstrapContext, ContextStore, StoreUnavailable
 from gba.keywrap import Keyring, KeyWrapError
-from gbagw import __version__
 from gbagw import config as cfgmod
 from gbagw.cli_common import (
     EXIT_OK,
@@ -23,6 +22,7 @@ from gbagw.cli_common import (
     EXIT_UNREACHABLE,
     CliError,
     Subcommands,
+    admin_server,
     command_group,
     emit,
     load_config,
@@ -30,7 +30,6 @@ from gbagw.cli_common import (
     subcommand,
 )
 from gbagw.listeners import bsf_listeners, check_listeners
-from gbaio.admin import AdminServer, process_registry
 from gbaio.kek import load_or_create_kek
 
 log = logging.getLogger("gbagw")
@@ -80,7 +79,7 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
+    admin = admin_server(service.metrics.registry, readiness=[service.readiness])
     asyncio.run(serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
     return EXIT_OK
 

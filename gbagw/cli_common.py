@@ -13,16 +13,18 @@ import logging
 import os
 import platform
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
 
 from gba import kdf
 from gbagw import __version__
 from gbagw import config as cfgmod
 from gbaio import logs
-from gbaio.admin import AdminServer
+from gbaio.admin import AdminServer, ReadinessCheck, process_registry
 
 log = logging.getLogger("gbagw")
 
@@ -81,6 +83,12 @@ def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     log_cfg = cfgmod.log_config(cfg)
     logs.setup(log_cfg.level, log_cfg.format)
     return cfg
+
+
+def admin_server(*registries: CollectorRegistry, readiness: Sequence[ReadinessCheck] = ()) -> AdminServer:
+    """A serving process's admin listener: the process's own metrics (build, CPU, memory) once, then
+    those of the services it hosts, and their readiness checks."""
+    return AdminServer([process_registry(__version__), *registries], readiness)
 
 
 async def serve_until_signal(

@@ -15,12 +15,12 @@ from gba import milenage
 from gba.nai import impi_problem
 from gba.safexml import XmlError
 from gba.uss import parse_guss
-from gbagw import __version__
 from gbagw import config as cfgmod
 from gbagw.cli_common import (
     EXIT_OK,
     CliError,
     Subcommands,
+    admin_server,
     command_group,
     hex_arg,
     load_config,
@@ -28,7 +28,6 @@ from gbagw.cli_common import (
     subcommand,
 )
 from gbagw.listeners import check_listeners, hss_listeners
-from gbaio.admin import AdminServer, process_registry
 from gbaio.kek import load_or_create_kek
 from hss_stub.app import create_hss
 from hss_stub.config import HssConfig
@@ -60,7 +59,7 @@ def cmd_hss_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{port} (Origin-Host {hss.fqdn})", flush=True)
 
-    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
+    admin = admin_server(service.metrics.registry, readiness=[service.readiness])
     try:
         asyncio.run(serve_until_signal(start, service.stop, (admin, hss.zh_host, hss.admin_port)))
     finally:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from gba import kdf, onem2m
-from gbagw import __version__
 from gbagw import config as cfgmod
 from gbagw.cli_common import (
     EXIT_OK,
@@ -17,6 +16,7 @@ from gbagw.cli_common import (
     EXIT_UNREACHABLE,
     CliError,
     Subcommands,
+    admin_server,
     command_group,
     emit,
     host_port,
@@ -26,7 +26,6 @@ from gbagw.cli_common import (
     ua_id,
 )
 from gbagw.listeners import check_listeners, naf_listeners
-from gbaio.admin import AdminServer, process_registry
 from naf.app import create_naf
 from naf.mef_client import KmRefused, MefClient
 from naf.zn_client import NafKey, ZnRefused, ZnUnavailable
@@ -57,7 +56,7 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
-    admin = AdminServer([process_registry(__version__), service.metrics.registry], [service.readiness])
+    admin = admin_server(service.metrics.registry, readiness=[service.readiness])
     asyncio.run(serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
     return EXIT_OK
 

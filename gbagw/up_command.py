@@ -8,14 +8,12 @@ import dataclasses
 
 from bsf.app import BsfService
 from bsf.mef.server import MefService
-from gbagw import __version__
 from gbagw import config as cfgmod
 from gbagw.bsf_commands import make_bsf
-from gbagw.cli_common import EXIT_OK, Subcommands, common_args, load_config, serve_until_signal
+from gbagw.cli_common import EXIT_OK, Subcommands, admin_server, common_args, load_config, serve_until_signal
 from gbagw.hss_commands import open_hss_store
 from gbagw.listeners import bsf_listeners, check_listeners, hss_listeners, mef_listeners, naf_listeners
 from gbagw.mef_commands import make_mef, write_test_pki
-from gbaio.admin import AdminServer, process_registry
 from hss_stub.app import create_hss
 from naf.app import NafService, create_naf
 
@@ -39,7 +37,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
-    admin = AdminServer([process_registry(__version__)], [])
+    admin = admin_server()
     pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
     if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
         # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
