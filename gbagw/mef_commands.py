@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bsf.app import open_store
-from bsf.mef.server import MefService, create_mef
-from bsf.store import ContextStore
+from bsf.mef.server import create_mef
 from gba import onem2m, pki
 from gbagw import config as cfgmod
 from gbagw.bsf_commands import serving_keyring
@@ -66,17 +65,13 @@ def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def make_mef(cfg: cfgmod.LoadedConfig, store: ContextStore) -> MefService:
-    mef = cfgmod.mef_config(cfg)
-    cfgmod.check_mef_files(mef)
-    return create_mef(mef, store)
-
-
 def cmd_mef_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    bsf = cfgmod.bsf_config(cfg)
-    check_listeners(mef_listeners(cfgmod.mef_config(cfg)))
-    service = make_mef(cfg, open_store(bsf.store, serving_keyring(bsf)))
+    bsf, mef = cfgmod.bsf_config(cfg), cfgmod.mef_config(cfg)
+    check_listeners(mef_listeners(mef))
+    # The PKI first: a bad file is reported before the KEK and the store are opened.
+    cfgmod.check_mef_files(mef)
+    service = create_mef(mef, open_store(bsf.store, serving_keyring(bsf)))
 
     async def start() -> None:
         ports = await service.start()

@@ -7,13 +7,13 @@ import asyncio
 import dataclasses
 
 from bsf.app import BsfService
-from bsf.mef.server import MefService
+from bsf.mef.server import MefService, create_mef
 from gbagw import config as cfgmod
 from gbagw.bsf_commands import make_bsf
 from gbagw.cli_common import EXIT_OK, Subcommands, admin_server, common_args, load_config, serve_until_signal
 from gbagw.hss_commands import open_hss_store
 from gbagw.listeners import bsf_listeners, check_listeners, hss_listeners, mef_listeners, naf_listeners
-from gbagw.mef_commands import make_mef, write_test_pki
+from gbagw.mef_commands import write_test_pki
 from hss_stub.app import create_hss
 from naf.app import NafService, create_naf
 
@@ -32,17 +32,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             *mef_listeners(mef),
         ]
     )
+    pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
+    if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
+        # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
+        write_test_pki(mef.cert_file.parent, mef.fqdn, ["CAE-example"], ["maf.gba.test"])
+        print(f"mef: created a lab test PKI in {mef.cert_file.parent} (CA, mef, CAE-example, maf.gba.test)")
+    cfgmod.check_mef_files(mef)  # before anything starts
     hss_store = open_hss_store(hss)
     hss_service = create_hss(hss, hss_store)
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
     admin = admin_server()
-    pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
-    if not any(f.exists() for f in pki_files) and len({f.parent for f in pki_files}) == 1:
-        # A lab convenience: gbagw up makes its own test PKI so the MEF certificate listeners can start.
-        write_test_pki(mef.cert_file.parent, mef.fqdn, ["CAE-example"], ["maf.gba.test"])
-        print(f"mef: created a lab test PKI in {mef.cert_file.parent} (CA, mef, CAE-example, maf.gba.test)")
 
     async def start() -> None:
         nonlocal bsf_service, naf_service, mef_service
@@ -54,7 +55,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         naf = dataclasses.replace(cfgmod.naf_config(cfg), bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
         naf_service = create_naf(naf)
         naf_port = await naf_service.start()
-        mef_service = make_mef(cfg, bsf_service.store)  # one store for Ub, Zn and the MEF
+        mef_service = create_mef(mef, bsf_service.store)  # one store for Ub, Zn and the MEF
         mef_ports = await mef_service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")

@@ -123,6 +123,7 @@ def test_check_opens_the_kek_files_and_the_mef_pki(tmp_path: Path) -> None:
     served = run_cli(["mef", "serve", "--data-dir", str(tmp_path)], env=serve_env)
     assert served.returncode == 2 and "mef.cert_file / mef.key_file: not a PEM" in served.stderr
     assert "Traceback" not in served.stderr  # mef serve runs the same check before it listens
+    assert not (tmp_path / "k2").exists()  # ... and before it opens (or creates) the KEK and the store
     kek.chmod(0o600)
     r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env=env)
     assert r.returncode == 2 and f"bsf: error: KEK file {tmp_path / 'old.kek'} does not exist" in r.stdout
