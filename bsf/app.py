@@ -20,7 +20,7 @@ from bsf.sbi_auth import BearerAuth
 from bsf.store import ContextStore, StoreUnavailable
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
-from bsf.ub import create_ub_app
+from bsf.ub import create_ub_server
 from bsf.zh_client import ZhClient
 from bsf.zn import ZnService
 from bsf.zn_diameter import ZnHandler
@@ -49,7 +49,7 @@ class BsfService:
         self.store: ContextStore = TimedStore(store, metrics)
         self.zh = zh
         self.zn_service = ZnService(self.store, NafPolicy(config.nafs))
-        self._runner = web.AppRunner(create_ub_app(config, self.store, zh, metrics), access_log=None)
+        self._ub = create_ub_server(config, self.store, zh, metrics)
         self.zn = DiameterServer(
             NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,), host_ip=config.zn_host),
             ZnHandler(config, self.zn_service, metrics),
@@ -72,15 +72,12 @@ class BsfService:
         )
 
     async def start(self) -> int:
-        await self._runner.setup()
         ub_tls = None
         if self.config.ub_tls_cert is not None and self.config.ub_tls_key is not None:
             ub_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ub_tls.minimum_version = ssl.TLSVersion.TLSv1_2
             ub_tls.load_cert_chain(str(self.config.ub_tls_cert), str(self.config.ub_tls_key))
-        site = web.TCPSite(self._runner, self.config.ub_host, self.config.ub_port, ssl_context=ub_tls)
-        await site.start()
-        self.ub_port = int(self._runner.addresses[0][1])
+        self.ub_port = await self._ub.start(self.config.ub_host, self.config.ub_port, ub_tls)
         self.zn_port = await self.zn.start(self.config.zn_host, self.config.zn_port)
         await self._start_sbi()
         await self._soap_runner.setup()
@@ -153,7 +150,7 @@ class BsfService:
             self._gauges.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gauges
-        await self._runner.cleanup()
+        await self._ub.close()
         await self._soap_runner.cleanup()
         self._sbi_stop.set()
         if self._sbi_task is not None:

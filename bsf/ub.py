@@ -17,8 +17,6 @@ import logging
 import math
 import os
 
-from aiohttp import web
-
 from bsf.config import BsfConfig
 from bsf.limits import PendingCap, TokenBuckets
 from bsf.metrics import BsfMetrics, Timed
@@ -30,11 +28,14 @@ from gba.btid import Btid
 from gba.safexml import XmlError
 from gba.uss import Guss, UiccType, parse_guss
 from gbaio import logs
+from gbaio.http_server import HttpRequest, HttpResponse, HttpServer
 
 log = logging.getLogger("gbagw.bsf.ub")
 
 MAX_AUTHORIZATION_LEN = 4096
+MAX_BODY = 64 * 1024  # Ub bodies are empty in practice; auth-int digests whatever is sent, up to this
 SERVER_PRODUCT = "gbagw-bsf/0.1"
+TEXT = "text/plain; charset=utf-8"
 UICC_PRODUCT = "3gpp-gba-uicc"  # TS 24.109 clause 4.2 product token of a GBA_U-capable UE
 
 
@@ -48,8 +49,8 @@ def _guss(raw: bytes | None, impi: str) -> Guss | None:
         return None
 
 
-def _ua_tokens(request: web.Request) -> set[str]:
-    ua = request.headers.get("User-Agent", "")
+def _ua_tokens(request: HttpRequest) -> set[str]:
+    ua = request.header("user-agent") or ""
     return {t.split("/")[0].strip().lower() for t in ua.replace(";", " ").split()}
 
 
@@ -64,12 +65,12 @@ class UbHandler:
         self._per_source = TokenBuckets(config.rate_per_source, config.rate_burst_source)
         self._pending = PendingCap(config.max_pending_challenges, config.challenge_lifetime)
 
-    def _plain(self, status: int, text: str, outcome: str, headers: dict[str, str] | None = None) -> web.Response:
+    def _plain(self, status: int, text: str, outcome: str, headers: dict[str, str] | None = None) -> HttpResponse:
         self._outcomes.labels(outcome).inc()
-        h = {"Server": SERVER_PRODUCT, **(headers or {})}
-        return web.Response(status=status, text=text + "\n", headers=h)
+        h = [("Server", SERVER_PRODUCT), *(headers or {}).items()]
+        return HttpResponse(status, h, (text + "\n").encode(), TEXT)
 
-    def _ration(self, impi: str, source: str) -> web.Response | None:
+    def _ration(self, impi: str, source: str) -> HttpResponse | None:
         """A 429 or 503 when this vector request exceeds the abuse limits (bsf.limits), else None."""
         wait = max(self._per_source.take(source), self._per_impi.take(impi))
         if wait > 0:
@@ -89,7 +90,7 @@ class UbHandler:
 
     async def _challenge(
         self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False, source: str = ""
-    ) -> web.Response:
+    ) -> HttpResponse:
         if resync_info is None and (refused := self._ration(impi, source)) is not None:
             return refused
         try:
@@ -125,11 +126,11 @@ class UbHandler:
         ).to_header()
         log.info("ub: challenge for %s (gba_u=%s resync=%s)", impi, gba_u, resync_info is not None)
         self._outcomes.labels("resync_challenge" if resync_info else "stale_challenge" if stale else "challenge").inc()
-        return web.Response(status=401, headers={"WWW-Authenticate": header, "Server": SERVER_PRODUCT})
+        return HttpResponse(401, [("WWW-Authenticate", header), ("Server", SERVER_PRODUCT)])
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        logs.request_id.set(request.headers.get("X-Request-Id", "")[:64] or os.urandom(6).hex())
-        values = request.headers.getall("Authorization", [])
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        logs.request_id.set((request.header("x-request-id") or "")[:64] or os.urandom(6).hex())
+        values = request.header_values("authorization")
         if len(values) != 1:
             return self._plain(400, "exactly one Authorization: Digest header with the IMPI is required", "bad_request")
         if len(values[0]) > MAX_AUTHORIZATION_LEN:
@@ -153,12 +154,12 @@ class UbHandler:
                 {"Retry-After": str(self.config.retry_after)},
             )
 
-    async def _dispatch(self, cred: digest.Credentials, request: web.Request) -> web.Response:
+    async def _dispatch(self, cred: digest.Credentials, request: HttpRequest) -> HttpResponse:
         ua_uicc = UICC_PRODUCT in _ua_tokens(request)
-        source = request.remote or ""
+        source = request.remote
         if cred.is_initial:
             return await self._challenge(cred.username, ua_uicc, source=source)
-        body = await request.read()
+        body = request.body
         pending = await self.store.take_challenge(cred.nonce)
         self._pending.release(cred.nonce)
         if pending is None or pending.impi != cred.username:
@@ -178,12 +179,13 @@ class UbHandler:
             return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts)
         return await self._success(cred, pending)
 
-    def _check_fields(self, cred: digest.Credentials, p: PendingChallenge, request: web.Request) -> str | None:
+    def _check_fields(self, cred: digest.Credentials, p: PendingChallenge, request: HttpRequest) -> str | None:
         if cred.realm != self.config.http_realm:
             return "realm mismatch"
         if cred.opaque != p.opaque:
             return "opaque mismatch"
-        if cred.uri != request.path_qs and cred.uri != str(request.url):
+        # RFC 2617 3.2.2.5: digest-uri is the Request-URI, in origin form or absolute.
+        if cred.uri != request.target and cred.uri != request.url:
             return "uri does not match the request"
         if cred.qop is None:
             return "qop missing"
@@ -193,7 +195,7 @@ class UbHandler:
             return "algorithm mismatch"
         return None
 
-    async def _success(self, cred: digest.Credentials, p: PendingChallenge) -> web.Response:
+    async def _success(self, cred: digest.Credentials, p: PendingChallenge) -> HttpResponse:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         lifetime = self.config.key_lifetime
         guss = _guss(p.guss, p.impi)
@@ -209,20 +211,18 @@ class UbHandler:
         info = digest.AuthenticationInfo(rspauth=rspauth, qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce)
         log.info("ub: bootstrapped %s btid=%s gba_u=%s lifetime=%ds", p.impi, btid, p.gba_u, lifetime)
         self._outcomes.labels("bootstrapped").inc()
-        return web.Response(
-            status=200,
-            body=body,
-            content_type=CONTENT_TYPE,
-            headers={
-                "Authentication-Info": info.to_header(),
-                "Server": SERVER_PRODUCT,
-                "Expires": ctx.expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            },
+        return HttpResponse(
+            200,
+            [
+                ("Authentication-Info", info.to_header()),
+                ("Server", SERVER_PRODUCT),
+                ("Expires", ctx.expires.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+            ],
+            body,
+            CONTENT_TYPE,
         )
 
 
-def create_ub_app(config: BsfConfig, store: ContextStore, zh: ZhClient, metrics: BsfMetrics) -> web.Application:
-    handler = UbHandler(config, store, zh, metrics)
-    app = web.Application(client_max_size=64 * 1024)
-    app.router.add_route("*", "/{tail:.*}", handler.handle)
-    return app
+def create_ub_server(config: BsfConfig, store: ContextStore, zh: ZhClient, metrics: BsfMetrics) -> HttpServer:
+    """Ub on every path and method (TS 24.109 4.3 leaves the request-URI to the UE)."""
+    return HttpServer(UbHandler(config, store, zh, metrics).handle, max_body=MAX_BODY)

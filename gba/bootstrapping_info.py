@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-from lxml import etree
+from xml.sax.saxutils import escape
 
 from gba.safexml import XmlError, child_text, local_name, parse
 
@@ -20,10 +19,13 @@ class BootstrappingInfo:
     lifetime: dt.datetime  # absolute expiry instant, UTC (TS 24.109 C.2: xs:dateTime)
 
     def to_xml(self) -> bytes:
-        root = etree.Element(f"{{{NAMESPACE}}}BootstrappingInfo", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
-        etree.SubElement(root, f"{{{NAMESPACE}}}btid").text = self.btid
-        etree.SubElement(root, f"{{{NAMESPACE}}}lifetime").text = format_time(self.lifetime)
-        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+        # Written as text, the content escaped: building an lxml tree for two elements was a tenth of
+        # the BSF's work on a bootstrap's second request. The UE checks these exact octets (rspauth).
+        return (
+            f"<?xml version='1.0' encoding='UTF-8'?>\n<BootstrappingInfo xmlns=\"{NAMESPACE}\">"
+            f"<btid>{escape(self.btid)}</btid><lifetime>{format_time(self.lifetime)}</lifetime>"
+            "</BootstrappingInfo>"
+        ).encode()
 
     @classmethod
     def parse(cls, data: bytes) -> BootstrappingInfo:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -250,6 +251,13 @@ def message_length(header: bytes) -> int:
     return length
 
 
+@functools.lru_cache(maxsize=1024)  # bounded: the codes come from the wire, unknown ones included
+def _decoded_spec(code: int, vendor: int) -> tuple[type[Avp], str]:
+    """(class, name) for a received AVP: the dictionary's, or a plain Avp for an unknown one."""
+    info = get_avp_dictionary_entry(code, vendor)
+    return (info["type"], info["name"]) if info is not None else (Avp, "Unknown")
+
+
 def _walk_avps(data: bytes, start: int, end: int, depth: int) -> list[Avp]:
     """Validate the AVP framing of data[start:end] and build the AVPs in the same pass (grouped AVPs
     recursively, their members cached on the group so the library does not decode them again)."""
@@ -269,13 +277,12 @@ def _walk_avps(data: bytes, start: int, end: int, depth: int) -> list[Avp]:
             hdr = 12
         if length < hdr or i + length > end:
             raise DiameterDecodeError(f"AVP {code} has an invalid length {length}", ResultCode.INVALID_AVP_LENGTH)
-        info = get_avp_dictionary_entry(code, vendor)
-        avp_type: type[Avp] = info["type"] if info is not None else Avp
+        avp_type, name = _decoded_spec(code, vendor)
         # The fields Avp.__init__ would set, without its flag-rewriting vendor setter (the V flag is
         # already consistent with ``vendor`` here): __init__ was ~20 % of a MAA decode.
         avp = object.__new__(avp_type)
         avp.code, avp.flags, avp.payload, avp._vendor_id = code, flags, data[i + hdr : i + length], vendor
-        avp.name = info["name"] if info is not None else "Unknown"
+        avp.name = name
         if (code, vendor) in _GROUPED:
             if depth >= MAX_AVP_DEPTH:
                 raise DiameterDecodeError("AVPs nested too deeply", ResultCode.INVALID_AVP_VALUE)
@@ -353,18 +360,26 @@ def _payload(cls: type[Avp], value: object) -> bytes | None:
     return None
 
 
-def new_avp(code: int, value: object, vendor: int = 0) -> Avp:
-    """An AVP with the dictionary's type and flags; Time values take an aware datetime."""
+@functools.cache
+def _avp_spec(code: int, vendor: int) -> tuple[type[Avp], int, str]:
+    """(class, flags, name) of a dictionary AVP. The dictionary is fixed once register_dictionary has
+    run at import, so the lookup is memoised: two lookups per AVP were a fifth of building a MAA."""
     entry = get_avp_dictionary_entry(code, vendor)
     if entry is None:
         raise ValueError(f"AVP code {code} with vendor {vendor} is unknown")
-    cls: type[Avp] = entry["type"]
+    flags = (AVP_FLAG_VENDOR if vendor else 0) | (AVP_FLAG_MANDATORY if entry.get("mandatory") else 0)
+    return entry["type"], flags, entry["name"]
+
+
+def new_avp(code: int, value: object, vendor: int = 0) -> Avp:
+    """An AVP with the dictionary's type and flags; Time values take an aware datetime."""
+    cls, flags, name = _avp_spec(code, vendor)
     payload = struct.pack("!I", to_ntp(value)) if isinstance(value, dt.datetime) else _payload(cls, value)
     if payload is None:
         return Avp.new(code, vendor, value=value)
-    flags = (AVP_FLAG_VENDOR if vendor else 0) | (AVP_FLAG_MANDATORY if entry.get("mandatory") else 0)
-    avp = cls(code, vendor, payload, flags)
-    avp.name = entry["name"]
+    # The fields Avp.__init__ sets, without its flag-rewriting vendor setter (as in _walk_avps).
+    avp = object.__new__(cls)
+    avp.code, avp.flags, avp.payload, avp._vendor_id, avp.name = code, flags, payload, vendor, name
     if isinstance(value, list):
         avp._avps = value  # the members, so reading .value does not decode the payload again
     return avp

@@ -37,37 +37,43 @@ class DigestError(ValueError):
 _TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # One auth-param and its list separator (RFC 7235 2.1, RFC 7230 3.2.6 and 7): empty list elements are
 # tolerated; a quoted-string allows quoted-pairs but no control characters other than HTAB.
-_PARAM_RE = re.compile(
-    rf"""[ \t]*(?:,[ \t]*)*({_TCHAR}+)[ \t]*=[ \t]*"""
-    rf"""(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"|({_TCHAR}+))"""
-    rf"""[ \t]*(?:,|$)"""
-)
-_TRAILER_RE = re.compile(r"[ \t,]*")
+_LEAD = r"[ \t]*(?:,[ \t]*)*"
+_QUOTED = r"""(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"""
+_PARAM_RE = re.compile(rf"""{_LEAD}({_TCHAR}+)[ \t]*=[ \t]*(?:"({_QUOTED})"|({_TCHAR}+))[ \t]*(?:,|$)""")
+# The whole list at once, the same params without groups: one pass in the regex engine validates it
+# and findall then yields the params (a match per param from Python cost more than the digest check).
+_LIST_RE = re.compile(rf"""(?:{_LEAD}{_TCHAR}+[ \t]*=[ \t]*(?:"{_QUOTED}"|{_TCHAR}+)[ \t]*(?:,|$))*[ \t,]*""")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+
+
+def _malformed_offset(text: str) -> int:
+    """Where a list that does not parse stops parsing (for the error message)."""
+    end = 0
+    while (m := _PARAM_RE.match(text, end)) is not None:
+        end = m.end()
+    return end
 
 
 def parse_auth_params(text: str) -> dict[str, str]:
     """Parse ``name=value, name="quoted"`` lists. Names are case-insensitive; duplicates are errors."""
     if len(text) > MAX_HEADER_LEN:
         raise DigestError("header too long")
+    # The params must be contiguous: the list as a whole must match, not just some params in it.
+    if not _LIST_RE.fullmatch(text):
+        raise DigestError(f"malformed auth-param at offset {_malformed_offset(text)}")
+    found = _PARAM_RE.findall(text)
+    if len(found) > MAX_PARAMS:
+        raise DigestError("too many parameters")
     params: dict[str, str] = {}
-    end = 0
-    # Each match starts exactly where the previous one ended: the params must be contiguous.
-    while (m := _PARAM_RE.match(text, end)) is not None:
-        name, quoted, token = m.groups()
+    for name, quoted, token in found:
         name = name.lower()
         # Only quoted-pairs need the substitution; most quoted values have no backslash.
-        value = token if quoted is None else _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        value = token or (_QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted)
         if len(value) > MAX_VALUE_LEN:
             raise DigestError(f"parameter {name!r} is too long")
         if name in params:
             raise DigestError(f"duplicate parameter {name!r}")
         params[name] = value
-        if len(params) > MAX_PARAMS:
-            raise DigestError("too many parameters")
-        end = m.end()
-    if not _TRAILER_RE.fullmatch(text, end):
-        raise DigestError(f"malformed auth-param at offset {end}")
     return params
 
 
@@ -87,7 +93,9 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 def quote(value: str) -> str:
     if _CONTROL_RE.search(value):
         raise DigestError("control character in a header value")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if '"' in value or "\\" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + value + '"'
 
 
 def _join(params: list[tuple[str, str, bool]]) -> str:

@@ -62,8 +62,9 @@ class Usim:
     @property
     def sqn_ms(self) -> int:
         """The highest accepted SQN (C.3.4: what AUTS reports)."""
-        best = max(range(IND_SIZE), key=lambda i: (self.seq_ms[i], i))
-        return (self.seq_ms[best] << IND_BITS) | best
+        # The highest SEQ, and the highest IND among equal ones.
+        seq, ind = max(zip(self.seq_ms, range(IND_SIZE), strict=True))
+        return (seq << IND_BITS) | ind
 
     def set_sqn_ms(self, sqn: int) -> None:
         """Pretend the USIM has already accepted ``sqn`` (used to exercise resynchronisation)."""

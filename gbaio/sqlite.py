@@ -53,20 +53,23 @@ class GroupCommit:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._batch: asyncio.Future[None] | None = None
+        # The writers of the open batch, one future each: a writer cancelled while it waits cancels
+        # only its own future (a shared future would need asyncio.shield, two more callbacks a write).
+        self._batch: list[asyncio.Future[None]] | None = None
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Run one write statement in the current batch; its rows once the batch is committed."""
+        loop = asyncio.get_running_loop()
         if self._batch is None:
             # IMMEDIATE takes the write lock now, so a batch never fails to upgrade from a stale
             # read snapshot when another process writes the same file (SQLITE_BUSY_SNAPSHOT).
             self._db.execute("BEGIN IMMEDIATE")
-            loop = asyncio.get_running_loop()
-            self._batch = loop.create_future()
+            self._batch = []
             loop.call_soon(self.commit)
-        batch = self._batch
         rows = self._db.execute(sql, params).fetchall()
-        await asyncio.shield(batch)
+        done = loop.create_future()
+        self._batch.append(done)
+        await done
         return rows
 
     def commit(self) -> None:
@@ -74,10 +77,16 @@ class GroupCommit:
         batch, self._batch = self._batch, None
         if batch is None:
             return
+        error: sqlite3.Error | None = None
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.rollback()
-            batch.set_exception(exc)
-            return
-        batch.set_result(None)
+            error = exc
+        for done in batch:
+            if done.done():
+                continue  # its writer was cancelled
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)

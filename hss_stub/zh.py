@@ -70,7 +70,7 @@ class ZhHandler:
             log.info("zh: MAR from %s for unknown IMPI (5001)", peer.origin_host)
             return self._answer(req, mar, result_code=None, experimental_result=d.ExperimentalResult.ERROR_USER_UNKNOWN)
         rand = os.urandom(16)
-        av = milenage.generate_vector(milenage.Milenage(sub.k, sub.opc), rand, sub.sqn, sub.amf)
+        av = milenage.generate_vector(sub.milenage, rand, sub.sqn, sub.amf)
         log.info(
             "zh: vector for %s sqn=%#x resync=%s peer=%s",
             sub.impi,
@@ -99,7 +99,7 @@ class ZhHandler:
         if current is None:
             return None
         rand, auts = info[:16], info[16:]
-        sqn_ms = milenage.recover_sqn_ms(milenage.Milenage(current.k, current.opc), rand, auts)
+        sqn_ms = milenage.recover_sqn_ms(current.milenage, rand, auts)
         if sqn_ms is None:
             # TS 33.102 6.3.5: MAC-S failed, no new vector. TS 29.229 names no code; 4001 says it best.
             log.info("zh: resync for %s: MAC-S does not verify (4001)", mar.user_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -98,17 +99,78 @@ class EnrolmentRecord:
     expires: dt.datetime
 
 
-def _enc(v: object) -> object:
-    if isinstance(v, bytes):
-        return {"h": v.hex()}
-    if isinstance(v, dt.datetime):
-        return {"t": v.timestamp()}
-    if isinstance(v, tuple):
-        return {"l": list(v)}
-    return v
+# Record plaintext, before sealing. Written: ``00`` then each field in slot order as a tagged value:
+# ``n`` None, ``T``/``F`` a bool, ``b``/``s`` + u32 length + octets (bytes, UTF-8 str), ``d`` + a big-endian
+# double (a datetime's POSIX time, read back in UTC), ``l`` + u32 count + that many ``s`` values (a
+# tuple of str). Read: that, or the JSON object of earlier releases (it starts with ``{``), so records
+# written before an upgrade still open.
+_BINARY = 0
+_U32 = struct.Struct("!I")
+_DOUBLE = struct.Struct("!d")
 
 
-def _dec(v: Any) -> Any:
+def _pack_value(v: object, out: list[bytes]) -> None:
+    if v is None:
+        out.append(b"n")
+    elif v is True:
+        out.append(b"T")
+    elif v is False:
+        out.append(b"F")
+    elif isinstance(v, bytes):
+        out += (b"b", _U32.pack(len(v)), v)
+    elif isinstance(v, str):
+        e = v.encode()
+        out += (b"s", _U32.pack(len(e)), e)
+    elif isinstance(v, dt.datetime):
+        out += (b"d", _DOUBLE.pack(v.timestamp()))
+    elif isinstance(v, tuple):
+        out += (b"l", _U32.pack(len(v)))
+        for item in v:
+            _pack_value(str(item), out)
+    else:
+        raise TypeError(f"cannot store a {type(v).__name__}")
+
+
+def _read_value(data: bytes, i: int) -> tuple[Any, int]:
+    """The tagged value at ``data[i]`` and the offset after it (the record is authenticated: it is
+    one that we wrote)."""
+    tag = data[i]
+    i += 1
+    if tag == 0x6E:  # n
+        return None, i
+    if tag == 0x54:  # T
+        return True, i
+    if tag == 0x46:  # F
+        return False, i
+    if tag in (0x62, 0x73):  # b, s
+        (n,) = _U32.unpack_from(data, i)
+        raw = data[i + 4 : i + 4 + n]
+        return (raw if tag == 0x62 else raw.decode()), i + 4 + n
+    if tag == 0x64:  # d
+        return dt.datetime.fromtimestamp(_DOUBLE.unpack_from(data, i)[0], dt.UTC), i + 8
+    if tag == 0x6C:  # l
+        (n,) = _U32.unpack_from(data, i)
+        i += 4
+        items = []
+        for _ in range(n):
+            item, i = _read_value(data, i)
+            items.append(item)
+        return tuple(items), i
+    raise ValueError(f"unknown field tag {tag:#x} in a stored record")
+
+
+def _unpack_values(data: bytes) -> list[Any]:
+    """The field values of a binary record (its first octet already checked)."""
+    values = []
+    i = 1
+    while i < len(data):
+        value, i = _read_value(data, i)
+        values.append(value)
+    return values
+
+
+def _json_value(v: Any) -> Any:
+    """A field of a record in the JSON format of earlier releases."""
     if isinstance(v, dict) and "h" in v:
         return bytes.fromhex(str(v["h"]))
     if isinstance(v, dict) and "t" in v:
@@ -118,24 +180,34 @@ def _dec(v: Any) -> Any:
     return v
 
 
+_Record = TypeVar("_Record", PendingChallenge, BootstrapContext, EnrolmentRecord)
+
+
+def _open_record(cls: type[_Record], plain: bytes) -> _Record:
+    if plain[:1] == b"{":
+        return cls(**{k: _json_value(v) for k, v in json.loads(plain).items()})
+    if plain[:1] != bytes([_BINARY]):
+        raise ValueError("stored record has an unknown format")
+    return cls(*_unpack_values(plain))
+
+
 def seal_record(keys: Keyring, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
-    data = {name: _enc(getattr(record, name)) for name in record.__slots__}
-    return keys.seal(json.dumps(data).encode(), key.encode())
+    out = [bytes([_BINARY])]
+    for name in record.__slots__:
+        _pack_value(getattr(record, name), out)
+    return keys.seal(b"".join(out), key.encode())
 
 
 def unseal_challenge(keys: Keyring, blob: bytes, key: str) -> PendingChallenge:
-    data = json.loads(keys.unseal(blob, key.encode()))
-    return PendingChallenge(**{k: _dec(v) for k, v in data.items()})
+    return _open_record(PendingChallenge, keys.unseal(blob, key.encode()))
 
 
 def unseal_context(keys: Keyring, blob: bytes, key: str) -> BootstrapContext:
-    data = json.loads(keys.unseal(blob, key.encode()))
-    return BootstrapContext(**{k: _dec(v) for k, v in data.items()})
+    return _open_record(BootstrapContext, keys.unseal(blob, key.encode()))
 
 
 def unseal_enrolment(keys: Keyring, blob: bytes, key: str) -> EnrolmentRecord:
-    data = json.loads(keys.unseal(blob, key.encode()))
-    return EnrolmentRecord(**{k: _dec(v) for k, v in data.items()})
+    return _open_record(EnrolmentRecord, keys.unseal(blob, key.encode()))
 
 
 def reseal(old: Keyring, new: Keyring, blob: bytes, key: str) -> bytes:

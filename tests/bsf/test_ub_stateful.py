@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics
 from bsf.store.sqlite import SqliteStore
-from bsf.ub import create_ub_app
+from bsf.ub import create_ub_server
 from bsf.zh_client import UnknownSubscriber, Vector
 from gba import digest, milenage, ue
 from gba.keywrap import Keyring
@@ -54,18 +54,23 @@ class UbMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.store = SqliteStore(Path(self.tmp.name) / "bsf.sqlite", Keyring(os.urandom(32)))
         config = BsfConfig(rate_per_impi=0, rate_per_source=0)
-        app = create_ub_app(config, self.store, StubZh(), BsfMetrics())  # type: ignore[arg-type]
-        self.client = TestClient(TestServer(app), loop=self.loop)
-        self.loop.run_until_complete(self.client.start_server())
+        self.server = create_ub_server(config, self.store, StubZh(), BsfMetrics())  # type: ignore[arg-type]
+        port = self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{port}/"
+        self.session = self.loop.run_until_complete(self._session())
         self.ues = {impi: ue.UeClient(ue.Usim(K, OPC), impi, "bsf.gba.test") for impi in IMPIS}
         self.challenges: dict[str, str] = {}  # IMPI -> last WWW-Authenticate not yet answered
         self.answers: list[str] = []  # every Authorization answer sent, for replays
         self.issued: set[str] = set()
         self.statuses: list[int] = []
 
+    @staticmethod
+    async def _session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
     def _get(self, authorization: str) -> tuple[int, str, bytes, str | None]:
         async def go() -> tuple[int, str, bytes, str | None]:
-            async with self.client.get("/", headers={"Authorization": authorization}) as r:
+            async with self.session.get(self.url, headers={"Authorization": authorization}) as r:
                 return (
                     r.status,
                     r.headers.get("WWW-Authenticate", ""),
@@ -141,7 +146,8 @@ class UbMachine(RuleBasedStateMachine):
                 assert base64.b64encode(ctx.rand).decode() == btid.split("@")[0]
 
     def teardown(self) -> None:
-        self.loop.run_until_complete(self.client.close())
+        self.loop.run_until_complete(self.session.close())
+        self.loop.run_until_complete(self.server.close())
         self.loop.run_until_complete(self.store.close())
         self.loop.close()
         self.tmp.cleanup()

@@ -131,3 +131,28 @@ def test_add_all_stores_every_subscriber_or_none(tmp_path: Path) -> None:
     assert [sub.impi for sub in s.list()] == ["a@ims", "b@ims"]
     assert "465b" not in repr(batch[0])  # K and OPc stay out of reprs
     s.close()
+
+
+def test_cached_keys_stay_bound_to_their_row_and_follow_reprovisioning(tmp_path: Path) -> None:
+    """The unsealed-key cache: sealed values copied whole to another row still do not open there, and a
+    subscriber provisioned again with another K is served with the new one."""
+    s = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    s.add("a@ims", K, OPC, b"\x80\x00", 0)
+    s.add("b@ims", bytes(16), bytes(16), b"\x80\x00", 0)
+    a = s.get("a@ims")
+    assert a is not None and a.k == K  # now cached
+    db = sqlite3.connect(tmp_path / "h.sqlite")
+    db.execute(
+        "UPDATE subscribers SET (k_sealed, opc_sealed) = "
+        "(SELECT k_sealed, opc_sealed FROM subscribers WHERE impi='a@ims') WHERE impi='b@ims'"
+    )
+    db.commit()
+    db.close()
+    with pytest.raises(KeyWrapError):
+        s.get("b@ims")
+    s.remove("a@ims")
+    s.add("a@ims", bytes(range(16)), OPC, b"\x80\x00", 0)
+    again = s.get("a@ims")
+    assert again is not None and again.k == bytes(range(16))
+    assert again.milenage.f2345(bytes(16)) != a.milenage.f2345(bytes(16))
+    s.close()
