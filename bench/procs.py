@@ -52,13 +52,16 @@ def wait_line(p: subprocess.Popen[str], pattern: str, timeout: float = 30) -> re
 
 
 def spawn(
-    args: list[str], pattern: str, env: dict[str, str] | None = None
+    args: list[str], pattern: str, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    """Start ``args`` in ``cwd`` (a source tree: ``python -m gbagw.cli`` runs that tree's code)."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
     return p, wait_line(p, pattern)
 
 
-def provision(gbagw: list[str], data_dir: str, impis: Sequence[str], k: bytes, opc: bytes, env: dict[str, str]) -> None:
+def provision(
+    gbagw: list[str], data_dir: str, impis: Sequence[str], k: bytes, opc: bytes, env: dict[str, str], cwd: Path = ROOT
+) -> None:
     """Add subscribers to the HSS stub's database through the CLI: one `hss import`, not one process each."""
     table = "".join(f'[[subscriber]]\nimpi = "{impi}"\nk = "{k.hex()}"\nopc = "{opc.hex()}"\n\n' for impi in impis)
     subscribers = Path(data_dir) / "subscribers.toml"
@@ -68,7 +71,7 @@ def provision(gbagw: list[str], data_dir: str, impis: Sequence[str], k: bytes, o
         check=True,
         env=env,
         capture_output=True,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
