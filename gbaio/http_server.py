@@ -138,7 +138,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance check).
+        # Any stream transport: those of other event loops (uvloop) need not subclass asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._remote = str(peer[0]) if peer else ""
