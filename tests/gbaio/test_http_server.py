@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,6 +20,8 @@ async def _echo(request: HttpRequest) -> HttpResponse:
         await asyncio.sleep(0.3)
     if request.target == "/boom":
         raise RuntimeError("secret detail")
+    if request.target.startswith("/big/"):
+        return HttpResponse(200, (), request.target.encode().ljust(64 * 1024, b"."))
     if request.target == "/split":
         return HttpResponse(200, [("X-Bad", "a\r\nSet-Cookie: x=1")])
     text = f"{request.method} {request.target} {len(request.body)} {request.header('x-n') or ''}"
@@ -67,6 +70,34 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(server: t
     writer.write(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (await _response(reader))[2] == b"GET /again 0 "
     writer.close()
+
+
+async def test_a_client_that_stops_reading_is_answered_in_order_once_it_reads_again(
+    server: tuple[HttpServer, int],
+) -> None:
+    """Flow control both ways: reading pauses while answers queue up, writing waits while the client
+    does not read; nothing is lost or reordered."""
+    srv, port = server
+    n = 300  # answers of 64 KiB: far more than the client's fixed 64 KiB receive buffer holds
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no autotuning: a small window
+    sock.connect(("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    requests = b"".join(b"GET /big/%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(n))
+    sending = asyncio.create_task(_send_all(writer, requests))
+    await asyncio.sleep(0.5)  # nothing read meanwhile: the server's write buffer fills up
+    (conn,) = srv.connections
+    assert conn._write_resumed is not None  # writing paused, waiting for the client
+    for i in range(n):
+        body = (await _response(reader))[2]
+        assert len(body) == 64 * 1024 and body.startswith(f"/big/{i}.".encode())
+    await sending
+    writer.close()
+
+
+async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()
 
 
 async def test_a_slow_answer_does_not_reorder_the_pipeline(server: tuple[HttpServer, int]) -> None:
