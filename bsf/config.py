@@ -35,6 +35,8 @@ class BsfConfig:
     hss_realm: str = "gba.test"
     challenge_lifetime: int = 60  # seconds a 401 nonce stays usable (single use)
     zh_timeout: float = 5.0
+    ub_idle_timeout: float = 75.0  # seconds an idle keep-alive Ub connection stays open
+    ub_request_timeout: float = 30.0  # seconds a Ub request may take to arrive whole (408 past it)
     retry_after: int = 5  # Retry-After on 503 when the HSS is unreachable or busy
     nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
     # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).

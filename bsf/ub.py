@@ -225,4 +225,9 @@ class UbHandler:
 
 def create_ub_server(config: BsfConfig, store: ContextStore, zh: ZhClient, metrics: BsfMetrics) -> HttpServer:
     """Ub on every path and method (TS 24.109 4.3 leaves the request-URI to the UE)."""
-    return HttpServer(UbHandler(config, store, zh, metrics).handle, max_body=MAX_BODY)
+    return HttpServer(
+        UbHandler(config, store, zh, metrics).handle,
+        max_body=MAX_BODY,
+        request_timeout=config.ub_request_timeout,
+        idle_timeout=config.ub_idle_timeout,
+    )

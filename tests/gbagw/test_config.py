@@ -17,6 +17,13 @@ def test_defaults_and_env_override(tmp_path: Path) -> None:
     assert hss.db == tmp_path / "hss.sqlite" and hss.fqdn == "hss.gba.test"
 
 
+def test_ub_http_timeouts_are_configurable_and_checked(tmp_path: Path) -> None:
+    bsf = config.bsf_config(config.load(None, tmp_path, {"GBAGW_BSF_UB_IDLE_TIMEOUT": "620"}))
+    assert (bsf.ub_idle_timeout, bsf.ub_request_timeout) == (620.0, 30.0)
+    with pytest.raises(config.ConfigError, match=r"bsf\.ub_request_timeout"):
+        config.bsf_config(config.load(None, tmp_path, {"GBAGW_BSF_UB_REQUEST_TIMEOUT": "0"}))
+
+
 def test_toml_file_overrides(tmp_path: Path) -> None:
     f = tmp_path / "g.toml"
     f.write_text('[hss]\nfqdn = "hss.lab.example"\nzh_port = 4000\n')
