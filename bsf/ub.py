@@ -28,14 +28,13 @@ from gba.btid import Btid
 from gba.safexml import XmlError
 from gba.uss import Guss, UiccType, parse_guss
 from gbaio import logs
-from gbaio.http_server import HttpRequest, HttpResponse, HttpServer
+from gbaio.http_server import HttpRequest, HttpResponse, HttpServer, text_response
 
 log = logging.getLogger("gbagw.bsf.ub")
 
 MAX_AUTHORIZATION_LEN = 4096
 MAX_BODY = 64 * 1024  # Ub bodies are empty in practice; auth-int digests whatever is sent, up to this
 SERVER_PRODUCT = "gbagw-bsf/0.1"
-TEXT = "text/plain; charset=utf-8"
 UICC_PRODUCT = "3gpp-gba-uicc"  # TS 24.109 clause 4.2 product token of a GBA_U-capable UE
 
 
@@ -67,8 +66,7 @@ class UbHandler:
 
     def _plain(self, status: int, text: str, outcome: str, headers: dict[str, str] | None = None) -> HttpResponse:
         self._outcomes.labels(outcome).inc()
-        h = [("Server", SERVER_PRODUCT), *(headers or {}).items()]
-        return HttpResponse(status, h, (text + "\n").encode(), TEXT)
+        return text_response(status, text, [("Server", SERVER_PRODUCT), *(headers or {}).items()])
 
     def _ration(self, impi: str, source: str) -> HttpResponse | None:
         """A 429 or 503 when this vector request exceeds the abuse limits (bsf.limits), else None."""

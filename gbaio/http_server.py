@@ -269,7 +269,7 @@ class _Connection(asyncio.Protocol):
                     self._transport.resume_reading()
                     self._reading_paused = False
                 if isinstance(item, _Reject):
-                    self._write(_text_response(item.status, item.text), head=False)
+                    self._write(text_response(item.status, item.text), head=False)
                     if item.status != 413:  # an oversized body is still being read and dropped
                         self._close()
                     continue
@@ -293,7 +293,7 @@ class _Connection(asyncio.Protocol):
             data = self._encode(response, head)
         except ValueError as exc:
             log.error("http: refusing to send a malformed response (%s); 500 instead", exc)
-            data = self._encode(_text_response(500, "internal server error"), False)
+            data = self._encode(text_response(500, "internal server error"), False)
         self._transport.write(data)
 
     def _encode(self, response: HttpResponse, head: bool) -> bytes:
@@ -349,8 +349,9 @@ class _Connection(asyncio.Protocol):
             self._close()
 
 
-def _text_response(status: int, text: str) -> HttpResponse:
-    return HttpResponse(status, (), (text + "\n").encode(), "text/plain; charset=utf-8")
+def text_response(status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> HttpResponse:
+    """A plain-text answer: ``text`` and a newline."""
+    return HttpResponse(status, headers, (text + "\n").encode(), "text/plain; charset=utf-8")
 
 
 class HttpServer:
@@ -391,7 +392,7 @@ class HttpServer:
             return await self.handler(request)
         except Exception:
             log.exception("http: handler failed for %s %s", request.method, request.target[:200])
-            return _text_response(500, "internal server error")
+            return text_response(500, "internal server error")
 
     def _sweep(self) -> None:
         now = time.monotonic()

@@ -104,7 +104,7 @@ class EnrolmentRecord:
 # double (a datetime's POSIX time, read back in UTC), ``l`` + u32 count + that many ``s`` values (a
 # tuple of str). Read: that, or the JSON object of earlier releases (it starts with ``{``), so records
 # written before an upgrade still open.
-_BINARY = 0
+_BINARY = b"\x00"
 _U32 = struct.Struct("!I")
 _DOUBLE = struct.Struct("!d")
 
@@ -186,13 +186,13 @@ _Record = TypeVar("_Record", PendingChallenge, BootstrapContext, EnrolmentRecord
 def _open_record(cls: type[_Record], plain: bytes) -> _Record:
     if plain[:1] == b"{":
         return cls(**{k: _json_value(v) for k, v in json.loads(plain).items()})
-    if plain[:1] != bytes([_BINARY]):
+    if plain[:1] != _BINARY:
         raise ValueError("stored record has an unknown format")
     return cls(*_unpack_values(plain))
 
 
 def seal_record(keys: Keyring, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
-    out = [bytes([_BINARY])]
+    out = [_BINARY]
     for name in record.__slots__:
         _pack_value(getattr(record, name), out)
     return keys.seal(b"".join(out), key.encode())
