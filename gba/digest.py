@@ -36,9 +36,13 @@ class DigestError(ValueError):
 
 _TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # One auth-param and its list separator (RFC 7235 2.1, RFC 7230 3.2.6 and 7): empty list elements are
-# tolerated; a quoted-string allows quoted-pairs but no control characters other than HTAB.
+# tolerated; a quoted-string allows quoted-pairs but no control characters other than HTAB. The
+# quoted-string is written as an unrolled loop (a run of plain characters, then quoted-pairs each
+# followed by such a run): every character has one way to match, so the engine runs one class loop
+# instead of an alternation per character (the lexing of a Ub Authorization: 11 -> 4.6 µs).
 _LEAD = r"[ \t]*(?:,[ \t]*)*"
-_QUOTED = r"""(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"""
+_QDTEXT = r"""[^"\\\x00-\x08\x0a-\x1f\x7f]"""
+_QUOTED = rf"""{_QDTEXT}*(?:\\[^\x00-\x08\x0a-\x1f\x7f]{_QDTEXT}*)*"""
 _PARAM_RE = re.compile(rf"""{_LEAD}({_TCHAR}+)[ \t]*=[ \t]*(?:"({_QUOTED})"|({_TCHAR}+))[ \t]*(?:,|$)""")
 # The whole list at once, the same params without groups: one pass in the regex engine validates it
 # and findall then yields the params (a match per param from Python cost more than the digest check).

@@ -44,7 +44,8 @@ def local_name(el: etree._Element) -> str:
     tag = el.tag
     if not isinstance(tag, str):
         return ""
-    return etree.QName(tag).localname
+    # lxml's Clark notation "{uri}local": an NCName holds no "}", so the last one ends the URI.
+    return tag.rpartition("}")[2]
 
 
 def children(el: etree._Element, name: str) -> list[etree._Element]:

@@ -158,6 +158,27 @@ def test_case_insensitive_names_and_scheme() -> None:
     assert c.username == "a" and c.realm == "r"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a="x',  # unterminated
+        'a="x\\"',  # the closing quote is escaped
+        'a="x\\',  # a lone backslash at the end
+        'a="x\\\n"',  # a quoted-pair may not carry a control character
+        'a="x\x01"',
+        'a="x"y',  # text after the closing quote
+    ],
+)
+def test_malformed_quoted_strings_are_refused(text: str) -> None:
+    with pytest.raises(digest.DigestError, match="malformed auth-param"):
+        digest.parse_auth_params(text)
+
+
+def test_quoted_pairs_and_tabs_in_quoted_strings() -> None:
+    many = '\\"' * 1000  # 1000 escaped quotes, 2000 characters
+    assert digest.parse_auth_params(f'a="{many}", b="x\\\\y\tz", c=""') == {"a": '"' * 1000, "b": "x\\y\tz", "c": ""}
+
+
 @given(st.text(max_size=400))
 def test_parsers_never_crash(text: str) -> None:
     for parser in (digest.Credentials.parse, digest.Challenge.parse, digest.AuthenticationInfo.parse):
