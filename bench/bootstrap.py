@@ -37,7 +37,6 @@ from gba import ue  # noqa: E402
 
 K, OPC = os.urandom(16), os.urandom(16)
 N_UES = 50
-GBAGW = [sys.executable, "-m", "gbagw.cli"]
 
 BARE_SERVER = """
 import sys
@@ -96,8 +95,12 @@ def base_env() -> dict[str, str]:
 
 
 @contextmanager
-def gbagw_lab(store: str | None = None, bsfs: int = 1, root: Path = ROOT) -> Iterator[Lab]:
-    """HSS stub + ``bsfs`` BSF processes with N_UES subscribers, running the code of source tree ``root``."""
+def gbagw_lab(
+    store: str | None = None, bsfs: int = 1, root: Path = ROOT, python: str = sys.executable
+) -> Iterator[Lab]:
+    """HSS stub + ``bsfs`` BSF processes with N_UES subscribers, running the code of source tree ``root``
+    under the interpreter ``python``."""
+    gbagw = [python, "-m", "gbagw.cli"]
     env = base_env()
     hss_port = free_port()
     env.update(
@@ -113,12 +116,12 @@ def gbagw_lab(store: str | None = None, bsfs: int = 1, root: Path = ROOT) -> Ite
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            provision(GBAGW, tmp, [f"ue{i}@ims.bench" for i in range(N_UES)], K, OPC, env, root)
-            hss, _ = spawn([*GBAGW, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env, root)
+            provision(gbagw, tmp, [f"ue{i}@ims.bench" for i in range(N_UES)], K, OPC, env, root)
+            hss, _ = spawn([*gbagw, "hss", "serve", "--data-dir", tmp], r"Zh Diameter on", env, root)
             procs.append(hss)
             urls, zn_ports = [], []
             for _ in range(bsfs):
-                bsf, m = spawn([*GBAGW, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env, root)
+                bsf, m = spawn([*gbagw, "bsf", "serve", "--data-dir", tmp], r"Ub on (http://\S+/)", env, root)
                 procs.append(bsf)
                 urls.append(m.group(1))
                 zn_ports.append(int(wait_line(bsf, r"Zn Diameter on [\d.]+:(\d+)").group(1)))

@@ -1,7 +1,11 @@
 """Bootstraps of two source trees side by side: which code is faster, on a machine whose speed drifts.
 
 Run: python bench/compare.py TREE_A TREE_B [--rounds 10] [--seconds 1.5] [--ues 50] [--store URL]
-(e.g. ``git worktree add /tmp/before HEAD~1`` and ``python bench/compare.py /tmp/before .``)
+                              [--python-b PYTHON]
+(e.g. ``git worktree add /tmp/before HEAD~1`` and ``python bench/compare.py /tmp/before .``; or
+``python bench/compare.py . . --python-b /path/to/venv/bin/python`` to compare interpreters: the servers
+of the second lab run under that one, which needs gbagw's dependencies installed; the load generator
+stays in this process)
 
 This VM's speed drifts by up to 2x within minutes, so two bench/run.py runs minutes apart cannot show
 a 10 % change. This starts both trees' labs at once (HSS stub + BSF processes, each running its tree's
@@ -35,10 +39,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--ues", type=int, default=50)
     ap.add_argument("--store", default=None, help="bsf.store URL (default: SQLite)")
+    ap.add_argument("--python-b", default=sys.executable, help="interpreter of the second tree's servers")
     args = ap.parse_args()
     trees = [t.resolve() for t in args.trees]
+    pythons = [sys.executable, args.python_b]
     with contextlib.ExitStack() as stack:
-        labs = [stack.enter_context(gbagw_lab(args.store, root=t)) for t in trees]
+        labs = [
+            stack.enter_context(gbagw_lab(args.store, root=t, python=py)) for t, py in zip(trees, pythons, strict=True)
+        ]
         for lab in labs:
             ours(lab, args.ues, 0.5)  # warm up both before anything is counted
         cells: list[list[Cell]] = [[], []]
@@ -49,13 +57,14 @@ def main() -> None:
         f"Ub bootstraps at {args.ues} UEs, store {args.store or 'SQLite'}, {args.rounds} rounds of "
         f"{args.seconds:g}s cells; medians, and paired ratios to the first tree"
     )
-    for tree, mine in zip(trees, cells, strict=True):
+    for tree, python, mine in zip(trees, pythons, cells, strict=True):
         cpu = statistics.median(_total(c) / _total(ref) for c, ref in zip(mine, cells[0], strict=True))
         rate = statistics.median(c.rate / ref.rate for c, ref in zip(mine, cells[0], strict=True))
         bsf = statistics.median(c.bsf_cpu_us for c in mine)
         others = statistics.median(c.server_cpu_us - c.bsf_cpu_us for c in mine)
+        label = str(tree) if python == sys.executable else f"{tree} ({python})"
         print(
-            f"{tree}: {statistics.median(c.rate for c in mine):,.0f} bootstraps/s, CPU us per bootstrap "
+            f"{label}: {statistics.median(c.rate for c in mine):,.0f} bootstraps/s, CPU us per bootstrap "
             f"{statistics.median(_total(c) for c in mine):.0f} (BSF {bsf:.0f}, HSS+ {others:.0f}, "
             f"UEs {statistics.median(c.client_cpu_us for c in mine):.0f}); CPU x{cpu:.3f}, rate x{rate:.3f}"
         )
