@@ -6,6 +6,7 @@ header, a 200 OK into a bootstrapped state, and derives the NAF keys from that s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -176,24 +177,12 @@ class UeClient:
             password, auts, ck, ik = b"", result.auts, b"", b""  # RFC 3310 3.4: empty password with AUTS
         else:
             password, auts, ck, ik = result.res, None, result.ck, result.ik
-        response = digest.compute_response(
-            password=password,
-            username=self.impi,
-            realm=ch.realm,
-            method=method,
-            uri=self.uri,
-            nonce=ch.nonce,
-            nc=nc,
-            cnonce=cnonce,
-            qop=qop,
-            body=body,
-        )
-        cred = digest.Credentials(
+        unsigned = digest.Credentials(
             username=self.impi,
             realm=ch.realm,
             nonce=ch.nonce,
             uri=self.uri,
-            response=response,
+            response="",
             algorithm=ch.algorithm,
             qop=qop,
             nc=nc,
@@ -201,6 +190,7 @@ class UeClient:
             opaque=ch.opaque,
             auts=auts,
         )
+        cred = dataclasses.replace(unsigned, response=unsigned.expected_response(password, method, body))
         self._pending = _Pending(cred, rand, password, ck, ik)
         self.realm = ch.realm
         return cred.to_header()
