@@ -31,7 +31,6 @@ from gba.keywrap import Keyring
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
 
 log = logging.getLogger("gbagw.bsf")
-GAUGE_INTERVAL = 10.0
 
 
 def open_store(url: str, keys: Keyring) -> ContextStore:
@@ -123,14 +122,11 @@ class BsfService:
 
     async def _update_gauges(self) -> None:
         while True:
-            try:
-                count = await self.store.count_contexts()
-            except StoreUnavailable:
-                count = None  # /readyz and the request paths report the outage; the gauge keeps its value
-            if count is not None:
-                self.metrics.live_contexts.set(count)
+            # On an outage /readyz and the request paths report it; the gauge keeps its value.
+            with contextlib.suppress(StoreUnavailable):
+                self.metrics.live_contexts.set(await self.store.count_contexts())
             self.metrics.hss_peer_up.set(1 if self.zh.client.connected else 0)
-            await asyncio.sleep(GAUGE_INTERVAL)
+            await asyncio.sleep(self.config.gauge_interval)
 
     async def readiness(self) -> str | None:
         """Ready only when the store answers and the HSS peer is (or can be) connected."""

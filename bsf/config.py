@@ -44,6 +44,7 @@ class BsfConfig:
     # Diameter peers that may forward BIRs of other Origin-Hosts (Zn-Proxies); others must be the NAF itself.
     zn_proxies: tuple[str, ...] = ()
     admin_port: int = 9180  # /metrics /healthz /readyz
+    gauge_interval: float = 10.0  # seconds between refreshes of the live-context gauge (a store count)
     sbi_port: int = 29309  # Zn as Nbsp_GBA (TS 29.309), HTTP/2 (h2c or TLS) with HTTP/1.1 fallback
     soap_port: int = 29109  # Zn over SOAP (TS 29.109 Annex D)
     # TLS for the SBI and SOAP listeners; with zn_tls_ca set, NAFs must present a certificate (their identity).

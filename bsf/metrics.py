@@ -39,7 +39,11 @@ class BsfMetrics:
         self.store_latency = Histogram(
             "gbagw_bsf_store_seconds", "Context store operations", ["op"], buckets=_LATENCY_BUCKETS, registry=r
         )
-        self.live_contexts = Gauge("gbagw_bsf_live_contexts", "Unexpired bootstrapping contexts (SQLite)", registry=r)
+        self.live_contexts = Gauge(
+            "gbagw_bsf_live_contexts",
+            "Unexpired bootstrapping contexts in the store (Redis: shared by every instance, to the minute)",
+            registry=r,
+        )
         self.hss_peer_up = Gauge("gbagw_bsf_hss_peer_up", "1 when the Zh connection to the HSS is up", registry=r)
         # KEK ids are hashes, not keys: across instances they show how far an online KEK rotation got.
         self.kek = Gauge(
@@ -115,7 +119,7 @@ class TimedStore:
         with self._timed("get_enrolment"):
             return await self.inner.get_enrolment(keid)
 
-    async def count_contexts(self) -> int | None:
+    async def count_contexts(self) -> int:
         return await self.inner.count_contexts()
 
     async def ping(self) -> bool:

@@ -339,6 +339,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zn_peers=tuple(zn_peers) or None,
         zn_proxies=tuple(str(x) for x in s["zn_proxies"]),
         admin_port=_port("bsf.admin_port", s["admin_port"]),
+        gauge_interval=_positive("bsf.gauge_interval", s["gauge_interval"]),
         sbi_port=_port("bsf.sbi_port", s["sbi_port"]),
         soap_port=_port("bsf.soap_port", s["soap_port"]),
         zn_tls_cert=_optional_input(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),

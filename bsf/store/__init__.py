@@ -242,8 +242,8 @@ class ContextStore(Protocol):
 
     async def get_enrolment(self, keid: str) -> EnrolmentRecord | None: ...
 
-    async def count_contexts(self) -> int | None:
-        """Live contexts, or None where counting would be too costly (Redis)."""
+    async def count_contexts(self) -> int:
+        """Live contexts (Redis: kept as a count by expiry minute, see bsf.store.redis)."""
         ...
 
     async def ping(self) -> bool: ...

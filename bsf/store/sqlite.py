@@ -110,7 +110,7 @@ class SqliteStore:
         return unseal_enrolment(self._keys, bytes(row[0]), AAD_ENROLMENT + keid)
 
     @_OUTAGE
-    async def count_contexts(self) -> int | None:
+    async def count_contexts(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
 
     async def rekey(self, new: Keyring) -> int:

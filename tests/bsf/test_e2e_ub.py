@@ -10,8 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
-from bsf.store.redis import RedisStore
+from bsf.store.redis import LIVE_KEY, RedisStore
 from bsf.store.sqlite import SqliteStore
 from gba import digest, milenage, ue
 from gba.keywrap import Keyring
@@ -190,13 +191,25 @@ async def test_hss_down_gives_503_then_recovers(new_lab: Lab, tmp_path: Path) ->
         assert base64.b64encode(secret).decode() not in logs
 
 
+async def _live_contexts(admin: str) -> float | None:
+    async with aiohttp.ClientSession() as http, http.get(f"{admin}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith("gbagw_bsf_live_contexts "):
+                return float(line.split()[1])
+    return None
+
+
 async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
     lab = new_lab
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
-    redis_env = {"GBAGW_BSF_STORE": "redis://127.0.0.1:6379/14"}
+    redis_url = "redis://127.0.0.1:6379/14"
+    async with aioredis.from_url(redis_url) as r:
+        await r.delete(LIVE_KEY, f"gbagw:{{impi:{IMPI}}}")  # what earlier runs left: their count, their context
     hss = lab.start_hss()
-    a, url_a = lab.start_bsf("bsf-a", redis_env)
-    b, url_b = lab.start_bsf("bsf-b", redis_env)
+    env = {"GBAGW_BSF_STORE": redis_url, "GBAGW_BSF_GAUGE_INTERVAL": "0.5"}
+    a, url_a = lab.start_bsf("bsf-a", env)
+    b, url_b = lab.start_bsf("bsf-b", env)
+    admins = [p.wait_for(r"admin: (http://\S+)/metrics").group(1) for p in (a, b)]
     try:
         for first, second in ((url_a, url_b), (url_b, url_a)):
             client = _ue()
@@ -206,10 +219,16 @@ async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
             status, headers, body = await _get(second, answer)
             assert status == 200, body
             boot = client.on_success(headers.get("Authentication-Info"), body)
-            store = RedisStore("redis://127.0.0.1:6379/14", Keyring(load_or_create_kek(tmp_path / "kek")))
+            store = RedisStore(redis_url, Keyring(load_or_create_kek(tmp_path / "kek")))
             ctx = await store.get_context(boot.btid)
             assert ctx is not None and ctx.ks == boot.ks
             await store.close()
+        # Two bootstraps of one IMPI, the second superseding the first: one live context, and both
+        # instances report the shared count (each sends its changes, then reads the total, every 0.5 s).
+        deadline = asyncio.get_running_loop().time() + 10
+        while [await _live_contexts(admin) for admin in admins] != [1.0, 1.0]:
+            assert asyncio.get_running_loop().time() < deadline, [await _live_contexts(x) for x in admins]
+            await asyncio.sleep(0.2)
     finally:
         a.stop()
         b.stop()

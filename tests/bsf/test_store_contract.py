@@ -11,15 +11,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
+import redis.asyncio as aioredis
 
 from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingChallenge, StoreUnavailable
-from bsf.store.redis import RedisStore
+from bsf.store.redis import LIVE_KEY, LIVE_MINUTE, RedisStore
 from bsf.store.sqlite import SqliteStore
 from gba.keywrap import Keyring
 
 KEK_BYTES = os.urandom(32)
 KEK = Keyring(KEK_BYTES)
 REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _empty_redis_db() -> None:
+    """The suite's own Redis database, emptied once: records of an earlier run sealed under its random
+    KEK would make the rekey test fail for a minute (their TTL)."""
+    with redis.Redis.from_url(REDIS_URL) as r:
+        r.flushdb()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -172,6 +182,7 @@ async def test_an_unreachable_redis_is_store_unavailable() -> None:
         s.get_context(ctx.btid),
         s.put_enrolment(enrolment),
         s.get_enrolment(enrolment.keid),
+        s.count_contexts(),
     ):
         with pytest.raises(StoreUnavailable, match="ConnectionError"):
             await op
@@ -213,3 +224,68 @@ async def test_context_of_an_impi_and_revocation(store: ContextStore) -> None:
     expired = _context(impi, ttl=-1)
     await store.put_context(expired)
     assert await store.context_of(impi) is None and not await store.delete_context(expired.btid)
+
+
+async def test_live_contexts_are_counted_through_supersede_revocation_and_expiry(store: ContextStore) -> None:
+    if isinstance(store, RedisStore):
+        async with aioredis.from_url(REDIS_URL) as r:
+            await r.delete(LIVE_KEY)  # the other tests' contexts are in the shared count
+    assert await store.count_contexts() == 0
+    a, b = f"{uuid.uuid4().hex}@ims", f"{uuid.uuid4().hex}@ims"
+    await store.put_context(_context(a))
+    await store.put_context(_context(b, ttl=3 * LIVE_MINUTE))
+    assert await store.count_contexts() == 2
+    newer = _context(a, ttl=2 * LIVE_MINUTE)  # expires in another minute than the context it supersedes
+    await store.put_context(newer)
+    assert await store.count_contexts() == 2
+    assert await store.delete_context(newer.btid)
+    assert await store.count_contexts() == 1
+    assert not await store.delete_context(newer.btid)  # revoked once, counted off once
+    await store.put_context(_context(f"{uuid.uuid4().hex}@ims", ttl=-2 * LIVE_MINUTE))
+    assert await store.count_contexts() == 1
+
+
+async def test_redis_count_prunes_minutes_that_are_over_and_skips_foreign_fields() -> None:
+    store = RedisStore(REDIS_URL, KEK)
+    now = int(_now().timestamp()) // LIVE_MINUTE
+    async with aioredis.from_url(REDIS_URL) as r:
+        await r.delete(LIVE_KEY)
+        await r.hset(LIVE_KEY, mapping={str(now - 5): 7, "junk": "x", str(now + 10): 2, str(now + 11): -5})
+        assert await store.count_contexts() == 0  # the -5 (a miscount) is not shown as a negative count
+        assert sorted(await r.hkeys(LIVE_KEY)) == sorted([str(now + 10).encode(), str(now + 11).encode()])
+        await r.hset(LIVE_KEY, str(now + 11), 1)
+        assert await store.count_contexts() == 3
+        await r.delete(LIVE_KEY)
+    await store.close()
+
+
+async def test_redis_count_is_shared_by_instances_and_sent_on_close() -> None:
+    a, b = RedisStore(REDIS_URL, KEK), RedisStore(REDIS_URL, KEK)
+    async with aioredis.from_url(REDIS_URL) as r:
+        await r.delete(LIVE_KEY)
+    impi = f"{uuid.uuid4().hex}@ims"
+    await a.put_context(_context(impi))
+    await b.put_context(_context(impi, ttl=2 * LIVE_MINUTE))  # supersedes a's context: b counts it off
+    await b.put_context(_context(f"{uuid.uuid4().hex}@ims"))
+    await a.close()  # a's change goes with it
+    assert await b.count_contexts() == 2
+    assert await b.count_contexts() == 2  # sent once, not again
+    await b.close()
+
+
+async def test_redis_pointers_stay_readable_by_a_release_without_the_count() -> None:
+    """Rolling upgrades: the IMPI's pointer is still the bare B-TID, and a pointer and context written by
+    an earlier release (relative TTL, no count) are superseded as before."""
+    store = RedisStore(REDIS_URL, KEK)
+    impi = f"{uuid.uuid4().hex}@ims"
+    old = _context(impi)
+    async with aioredis.from_url(REDIS_URL) as r:
+        await r.set(f"gbagw:{{ctx:{old.btid}}}", b"sealed by the earlier release", px=60_000)
+        await r.set(f"gbagw:{{impi:{impi}}}", old.btid.encode(), px=60_000)
+        new = _context(impi)
+        await store.put_context(new)
+        assert await r.get(f"gbagw:{{impi:{impi}}}") == new.btid.encode()
+        assert not await r.exists(f"gbagw:{{ctx:{old.btid}}}")
+        assert await r.pexpiretime(f"gbagw:{{ctx:{new.btid}}}") == int(new.expires.timestamp() * 1000)
+    assert await store.context_of(impi) == new
+    await store.close()
