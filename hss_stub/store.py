@@ -162,13 +162,13 @@ class SubscriberStore:
 
     def _open(self, row: tuple[Any, ...]) -> Subscriber:
         impi = str(row[0])
+        aad = impi.encode()
         k_sealed, opc_sealed = bytes(row[1]), bytes(row[2])
         # With the IMPI in the key, sealed values copied to another subscriber's row are still
         # unsealed under that row's IMPI (their AAD), and refused.
-        cache_key = b"%b\0%b%b" % (impi.encode(), k_sealed, opc_sealed)
+        cache_key = b"%b\0%b%b" % (aad, k_sealed, opc_sealed)
         opened = self._opened.get(cache_key)
         if opened is None:
-            aad = impi.encode()
             k = self._keys.unseal(k_sealed, aad + b"|K")
             opc = self._keys.unseal(opc_sealed, aad + b"|OPc")
             opened = self._opened[cache_key] = (k, opc, Milenage(k, opc))
