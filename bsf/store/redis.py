@@ -115,8 +115,8 @@ class RedisStore:
         # TS 33.220 4.5.2: the new context supersedes the IMPI's previous one.
         if isinstance(previous_expiry_ms, int) and previous_expiry_ms > 0:
             self._live[_minute(previous_expiry_ms // 1000)] -= 1
-        if _bytes(previous) != btid:
-            old_key = f"gbagw:{{ctx:{_bytes(previous).decode()}}}"
+        if (old_btid := _bytes(previous)) != btid:
+            old_key = f"gbagw:{{ctx:{old_btid.decode()}}}"
             await self._p.call(lambda p: p.unlink(old_key))
 
     @_OUTAGE
