@@ -43,6 +43,13 @@ MAX_DISCARD = 8 * 1024 * 1024  # octets of an oversized body read and dropped be
 SWEEP_INTERVAL = 1.0  # how often timeouts are checked (seconds)
 
 
+def _first_value(headers: list[tuple[str, str]], name: str) -> str | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
 @dataclass(slots=True)
 class HttpRequest:
     method: str
@@ -54,10 +61,7 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower case), or None."""
-        for n, v in self.headers:
-            if n == name:
-                return v
-        return None
+        return _first_value(self.headers, name)
 
     def header_values(self, name: str) -> list[str]:
         return [v for n, v in self.headers if n == name]
@@ -203,10 +207,8 @@ class _Connection(asyncio.Protocol):
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _wants_continue(self) -> bool:
-        for name, value in self._headers:
-            if name == "expect":
-                return value.lower() == "100-continue" and self._parser.get_http_version() == "1.1"
-        return False
+        expect = _first_value(self._headers, "expect")
+        return expect is not None and expect.lower() == "100-continue" and self._parser.get_http_version() == "1.1"
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
