@@ -110,6 +110,11 @@ class Connection:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def usable(self) -> bool:
+        """Open for new requests: not closed, and no DPR sent or received (RFC 6733 5.4)."""
+        return not self._closed.is_set() and not self._closing
+
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
@@ -120,7 +125,7 @@ class Connection:
 
     async def request(self, env: d.Envelope, timeout: float) -> d.Envelope:
         """Send a request (ids are assigned here) and wait for its answer."""
-        if self.closed or self._closing:
+        if not self.usable:
             raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
         env.hop_by_hop, env.end_to_end = self._ids.next()
         loop = asyncio.get_running_loop()
@@ -190,6 +195,10 @@ class Connection:
             self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
             return
         if env.command_code == d.CMD_DISCONNECT_PEER:
+            # RFC 6733 5.4: the sender of the DPR closes the transport once it has our DPA. What we
+            # have in flight is still answered here; new requests go to a new connection.
+            cause = d.find(env.avps, d.Avps.DISCONNECT_CAUSE)
+            log.info("peer %s sent DPR (Disconnect-Cause %s)", self.peer.origin_host, cause.value if cause else None)
             self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
             self._closing = True
             return
@@ -284,6 +293,10 @@ class Connection:
         with contextlib.suppress(DiameterError):
             await self.request(dpr, timeout=timeout)
         self._closing = True
+        # A request the peer sent before it read our DPR arrives before its DPA: answer it too, or a
+        # NAF's key fetch fails at every rolling restart of the BSFs.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), timeout)
@@ -434,17 +447,24 @@ class DiameterClient:
         self.timeout = timeout
         self._watchdog_interval = watchdog_interval
         self._conn: Connection | None = None
+        # Connections whose peer sent a DPR: their answers in flight still arrive, then the peer closes them.
+        self._draining: set[Connection] = set()
         self._lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._conn.closed
+        return self._conn is not None and self._conn.usable
 
     async def _connection(self) -> Connection:
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and self._conn.usable:
             return self._conn
         async with self._lock:
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or not self._conn.usable:
+                if self._conn is not None and not self._conn.closed:
+                    self._draining.add(self._conn)
+                self._draining = {c for c in self._draining if not c.closed}
+                # After a DPR (a peer restarting), the next request opens a new connection: behind a
+                # load balancer it reaches another instance.
                 self._conn = await connect(
                     self.identity, self.host, self.port, timeout=self.timeout, watchdog_interval=self._watchdog_interval
                 )
@@ -462,6 +482,6 @@ class DiameterClient:
         return await conn.request(env, timeout or self.timeout)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conns = [*self._draining, *([self._conn] if self._conn is not None else [])]
+        self._conn, self._draining = None, set()
+        await asyncio.gather(*(c.close() for c in conns))

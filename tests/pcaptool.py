@@ -81,3 +81,65 @@ def decode_with_tshark(path: Path, port: int = 3868) -> tuple[list[DecodedAvp], 
                 if code is not None and flags is not None:
                     avps.append(DecodedAvp(code, vendor or 0, flags, field.get("showname") or ""))
     return avps, problems
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    """One Diameter message as tshark decoded it, with the TCP stream and port it travelled from."""
+
+    stream: int
+    src_port: int
+    dst_port: int
+    command: int
+    request: bool
+    origin_host: str | None
+    result_code: int | None
+    disconnect_cause: int | None
+
+
+def _show(proto: etree._Element, name: str) -> str | None:
+    for field in proto.iter("field"):
+        if field.get("name") == name:
+            return field.get("show")
+    return None
+
+
+def diameter_messages(path: Path, ports: list[int]) -> tuple[list[DecodedMessage], list[str]]:
+    """Every Diameter message in capture order (several may share a TCP segment), and any
+    expert/malformed marks."""
+    decode_as = [arg for port in ports for arg in ("-d", f"tcp.port=={port},diameter")]
+    xml = subprocess.run(
+        ["tshark", "-r", str(path), *decode_as, "-T", "pdml"], check=True, capture_output=True, timeout=60
+    ).stdout
+    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False))
+    messages: list[DecodedMessage] = []
+    problems: list[str] = []
+    for packet in root.iter("packet"):
+        problems += [f.get("showname") or "malformed" for f in packet.iter("field") if f.get("name") == "_ws.malformed"]
+        tcp = next((p for p in packet.iter("proto") if p.get("name") == "tcp"), None)
+        if tcp is None:
+            continue
+        stream = int(_show(tcp, "tcp.stream") or "-1")
+        sport, dport = int(_show(tcp, "tcp.srcport") or "0"), int(_show(tcp, "tcp.dstport") or "0")
+        for proto in packet.iter("proto"):
+            if proto.get("name") != "diameter":
+                continue
+            problems += [
+                f.get("showname") or f.get("name") or ""
+                for f in proto.iter("field")
+                if (f.get("name") or "").startswith("_ws.expert")
+            ]
+            rc, cause = _show(proto, "diameter.Result-Code"), _show(proto, "diameter.Disconnect-Cause")
+            messages.append(
+                DecodedMessage(
+                    stream,
+                    sport,
+                    dport,
+                    int(_show(proto, "diameter.cmd.code") or "0"),
+                    _show(proto, "diameter.flags.request") in ("1", "True"),
+                    _show(proto, "diameter.Origin-Host"),
+                    int(rc) if rc is not None else None,
+                    int(cause) if cause is not None else None,
+                )
+            )
+    return messages, problems

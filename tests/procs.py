@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,10 +105,11 @@ def gbagw_process(
 
 
 @contextmanager
-def tshark_capture(port: int, pcap: Path) -> Iterator[None]:
-    """Live capture of loopback traffic on ``port`` with tshark (dumpcap)."""
+def tshark_capture(port: int | Sequence[int], pcap: Path) -> Iterator[None]:
+    """Live capture of loopback traffic on ``port`` (or on each of several) with tshark (dumpcap)."""
+    ports = [port] if isinstance(port, int) else list(port)
     p = subprocess.Popen(
-        ["tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap), "-q"],
+        ["tshark", "-i", "lo", "-f", " or ".join(f"tcp port {x}" for x in ports), "-w", str(pcap), "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,232 @@
+"""Graceful shutdown with real processes: SIGTERM lets in-flight Ub and Zn requests finish and sends a
+DPR to every Diameter peer, and a NAF behind a load balancer keeps getting keys through a rolling
+restart of the BSFs (RFC 6733 5.4), checked on the wire with tshark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gba import diameter as d
+from gba import kdf, milenage, ue
+from gbagw.ue_client import bootstrap
+from gbaio.diameter_node import DISCONNECT_REBOOTING, DiameterServer, NodeIdentity, PeerInfo
+from naf.config import NafConfig
+from naf.zn_client import ZnClient, ZnRefused, ZnUnavailable
+from tests.bsf.test_e2e_ub import IMPI, OPC, K, Lab
+from tests.pcaptool import DecodedMessage, diameter_messages
+from tests.procs import Proc, run_cli, tshark_capture
+
+pytestmark = pytest.mark.e2e
+
+NAF_ID = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST.value)
+REDIS = "redis://127.0.0.1:6379/14"
+
+
+async def test_sigterm_lets_in_flight_ub_requests_finish(tmp_path: Path) -> None:
+    """A Ub request waiting on a slow HSS still gets its 401 after SIGTERM."""
+    mil_k, mil_opc = bytes.fromhex(K), bytes.fromhex(OPC)
+
+    async def slow_vector(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+        await asyncio.sleep(1.5)
+        mar = d.MultimediaAuthRequest.from_envelope(req)
+        av = milenage.generate_vector(milenage.Milenage(mil_k, mil_opc), bytes(16), 99, b"\x80\x00")
+        return req.answer(
+            d.MultimediaAuthAnswer(
+                mar.session_id,
+                "hss.gba.test",
+                "gba.test",
+                user_name=mar.user_name,
+                sip_authenticate=av.rand + av.autn,
+                sip_authorization=av.xres,
+                ck=av.ck,
+                ik=av.ik,
+            ).avps()
+        )
+
+    hss = DiameterServer(NodeIdentity("hss.gba.test", "gba.test", (d.APP_ZH,)), slow_vector)
+    port = await hss.start("127.0.0.1", 0)
+    lab = Lab(tmp_path)
+    try:
+        bsf, url = lab.start_bsf("bsf", {"GBAGW_BSF_HSS_PORT": str(port)})
+        client = ue.UeClient(ue.Usim(mil_k, mil_opc), "x@ims.test", "bsf.gba.test")
+
+        async def first_request() -> int:
+            async with aiohttp.ClientSession() as s, s.get(url, headers={"Authorization": client.authorization()}) as r:
+                return r.status
+
+        pending = asyncio.create_task(first_request())
+        await asyncio.sleep(0.5)  # the request is now waiting for the slow HSS
+        bsf.popen.send_signal(signal.SIGTERM)
+        assert await pending == 401
+        assert await asyncio.to_thread(bsf.popen.wait, 15) == 0
+    finally:
+        lab.close()
+        await hss.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+class Balancer:
+    """A TCP load balancer in front of the BSFs' Zn listeners: each new connection goes to the next
+    backend in rotation, as a Kubernetes Service does once a terminating pod has left its endpoints."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.rotation = backends
+        self.routes: list[int] = []  # the backend of each connection, in the order they came
+        self._turn = itertools.count()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        backend = self.rotation[next(self._turn) % len(self.rotation)]
+        self.routes.append(backend)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except OSError:
+            writer.close()
+        finally:
+            self._handlers.discard(task)
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _stream(messages: list[DecodedMessage], stream: int) -> list[DecodedMessage]:
+    return [m for m in messages if m.stream == stream]
+
+
+async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_path: Path) -> None:
+    """Two BSFs on Redis behind a balancer, a NAF fetching keys all along, and each BSF in turn stopped
+    while it carries the NAF's Zn connection, then replaced. No fetch fails: the BSF answers what is in
+    flight, DPRs the NAF, and the NAF sends its next request on a new connection, to the other BSF."""
+    lab = Lab(tmp_path)
+    assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
+    lab.start_hss()
+
+    async def start_bsf(name: str) -> tuple[int, Proc, str]:
+        def start() -> tuple[int, Proc, str]:
+            proc, url = lab.start_bsf(name, {"GBAGW_BSF_STORE": REDIS})
+            return int(proc.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1)), proc, url
+
+        return await asyncio.to_thread(start)  # the balancer and the NAF run on this loop meanwhile
+
+    bsfs: dict[int, Proc] = {}
+    urls = []
+    for name in ("bsf-a", "bsf-b"):
+        port, proc, url = await start_bsf(name)
+        bsfs[port] = proc
+        urls.append(url)
+    usim = ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC))
+    # A bootstrap through each BSF, so that each holds a Zh connection to the HSS when it stops.
+    boots = [await bootstrap(url, ue.UeClient(usim, IMPI, "bsf.gba.test")) for url in urls]
+    btid, expected = boots[-1].btid, boots[-1].naf_keys(NAF_ID)[0]
+    balancer = Balancer(list(bsfs))
+    lb_port = await balancer.start()
+    naf = ZnClient(NafConfig(bsf_port=lb_port))
+    fetched: list[bytes | None] = []
+    failures: list[str] = []
+    done, eager = asyncio.Event(), asyncio.Event()
+
+    async def keep_fetching() -> None:
+        while not done.is_set():
+            try:
+                fetched.append((await naf.fetch_key(btid, NAF_ID)).me_key)
+            except (ZnUnavailable, ZnRefused) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            if not eager.is_set():
+                await asyncio.sleep(0.005)
+            else:
+                await asyncio.sleep(0)
+
+    async def until_fetched(n: int) -> None:
+        target = len(fetched) + n
+        async with asyncio.timeout(20):
+            while len(fetched) < target:
+                await asyncio.sleep(0.02)
+
+    pcap = tmp_path / "rollout.pcap"
+    stopped = []
+    try:
+        with tshark_capture([lb_port, lab.hss_port], pcap):
+            fetcher = asyncio.create_task(keep_fetching())
+            await until_fetched(20)
+            for turn in range(2):
+                victim = balancer.routes[-1]  # the BSF that carries the NAF's connection
+                balancer.rotation.remove(victim)
+                proc = bsfs.pop(victim)
+                # Back to back while the BSF stops: requests cross its DPR, and follow it closely.
+                eager.set()
+                assert await asyncio.to_thread(proc.stop) == 0, proc.logs[-2000:]
+                eager.clear()
+                stopped.append(proc)
+                port, bsfs[port], _ = await start_bsf(f"bsf-new-{turn}")
+                balancer.rotation.append(port)
+                await until_fetched(30)
+            done.set()
+            await fetcher
+            await naf.close()
+    finally:
+        done.set()
+        await naf.close()
+        await balancer.close()
+        lab.close()
+        for proc in bsfs.values():
+            proc.stop()
+    assert failures == []
+    assert len(fetched) >= 80 and set(fetched) == {expected}
+    assert len(set(balancer.routes)) == 3  # the NAF's connections went to three BSFs in turn
+    for proc in stopped:
+        assert "Diameter peers get a DPR" in proc.logs
+
+    messages, problems = diameter_messages(pcap, [lb_port, lab.hss_port])
+    assert problems == []
+    # Zn (the balancer's port is the BSF's side): each stopped BSF sent one DPR, REBOOTING, which the
+    # NAF answered; every BIR on that connection was answered and none came after the DPA.
+    zn_dprs = [m for m in messages if m.command == d.CMD_DISCONNECT_PEER and m.request and m.src_port == lb_port]
+    assert len(zn_dprs) == 2 and len({m.stream for m in zn_dprs}) == 2
+    for dpr in zn_dprs:
+        assert dpr.origin_host == "bsf.gba.test" and dpr.disconnect_cause == DISCONNECT_REBOOTING
+        conn = _stream(messages, dpr.stream)
+        (dpa,) = [m for m in conn if m.command == d.CMD_DISCONNECT_PEER and not m.request]
+        assert dpa.dst_port == lb_port and dpa.result_code == d.ResultCode.SUCCESS
+        birs = [m for m in conn if m.command == d.CMD_BOOTSTRAPPING_INFO and m.request]
+        bias = [m for m in conn if m.command == d.CMD_BOOTSTRAPPING_INFO and not m.request]
+        assert birs and len(birs) == len(bias) and all(m.result_code == d.ResultCode.SUCCESS for m in bias)
+        assert all(conn.index(m) < conn.index(dpa) for m in birs)
+    # Zh: each stopped BSF sent the HSS a DPR, REBOOTING, and the HSS answered it.
+    zh_dprs = [m for m in messages if m.command == d.CMD_DISCONNECT_PEER and m.request and m.dst_port == lab.hss_port]
+    assert len(zh_dprs) == 2 and all(
+        m.origin_host == "bsf.gba.test" and m.disconnect_cause == DISCONNECT_REBOOTING for m in zh_dprs
+    )
+    for dpr in zh_dprs:
+        (dpa,) = [m for m in _stream(messages, dpr.stream) if m.command == d.CMD_DISCONNECT_PEER and not m.request]
+        assert dpa.origin_host == "hss.gba.test" and dpa.result_code == d.ResultCode.SUCCESS

@@ -1,0 +1,123 @@
+"""The Diameter node's disconnect (RFC 6733 5.4) against a peer written with the codec alone, over real
+TCP: the races of a peer restart, made deterministic."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gba import diameter as d
+from gbaio.diameter_node import DISCONNECT_REBOOTING, DiameterClient, DiameterServer, NodeIdentity, PeerInfo
+
+OURS = NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZN,))
+
+
+class RawPeer:
+    """The other end of one connection: it sends exactly what the test says, when it says."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def read(self) -> d.Envelope:
+        head = await self.reader.readexactly(4)
+        return d.Envelope.from_bytes(head + await self.reader.readexactly(d.message_length(head) - 4))
+
+    def send(self, env: d.Envelope) -> None:
+        self.writer.write(env.encode())
+
+    def answer(self, req: d.Envelope, *extra: d.Avp) -> None:
+        avps = [d.new_avp(d.Avps.RESULT_CODE, d.ResultCode.SUCCESS), *extra]
+        self.send(req.answer(avps + d.answer_header_avps(None, None, "naf.gba.test", "gba.test")))
+
+
+def _request(hop_by_hop: int) -> d.Envelope:
+    bir = d.BootstrappingInfoRequest("s;1", "naf.gba.test", "gba.test", "gba.test", "btid@bsf", b"naf\x01\x00\x00\x01")
+    return bir.to_envelope(hop_by_hop, hop_by_hop)
+
+
+def _cer() -> d.Envelope:
+    avps = d.capabilities_avps("naf.gba.test", "gba.test", "127.0.0.1", (d.APP_ZN,), 1)
+    return d.Envelope(d.CMD_CAPABILITIES_EXCHANGE, 0, d.FLAG_REQUEST, 1, 1, avps)
+
+
+async def test_a_request_that_crosses_our_dpr_is_answered_before_we_close() -> None:
+    """The peer sent a request just before it read our DPR, so the request arrives before its DPA:
+    the answer still goes out, then the connection closes."""
+    release = asyncio.Event()
+
+    async def handler(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+        await release.wait()
+        return req.answer([d.new_avp(d.Avps.RESULT_CODE, d.ResultCode.SUCCESS)])
+
+    server = DiameterServer(OURS, handler)
+    port = await server.start("127.0.0.1", 0)
+    peer = RawPeer(*await asyncio.open_connection("127.0.0.1", port))
+    peer.send(_cer())
+    assert (await peer.read()).command_code == d.CMD_CAPABILITIES_EXCHANGE
+    closing = asyncio.create_task(server.close())
+    dpr = await peer.read()
+    assert dpr.command_code == d.CMD_DISCONNECT_PEER and dpr.is_request
+    cause = d.find(dpr.avps, d.Avps.DISCONNECT_CAUSE)
+    assert cause is not None and cause.value == DISCONNECT_REBOOTING
+    peer.send(_request(77))
+    peer.answer(dpr)
+    await asyncio.sleep(0.2)  # the server has the DPA now, and the request's handler is still busy
+    release.set()
+    answer = await asyncio.wait_for(peer.read(), 5)
+    assert answer.hop_by_hop == 77 and not answer.is_request and answer.result() == (d.ResultCode.SUCCESS, None)
+    assert await peer.reader.read() == b""  # then the server closes
+    await closing
+    peer.writer.close()
+
+
+async def test_after_a_dpr_new_requests_go_on_a_new_connection() -> None:
+    """A peer restarting (behind a load balancer: another instance takes over) sends a DPR while a
+    request is in flight: that one is answered on the old connection, the next opens a new one."""
+    connections: list[RawPeer] = []
+    got: asyncio.Queue[tuple[int, d.Envelope]] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = RawPeer(reader, writer)
+        connections.append(peer)
+        n = len(connections)
+        cer = await peer.read()
+        peer.answer(cer, *d.capabilities_avps("bsf.gba.test", "gba.test", "127.0.0.1", (d.APP_ZN,), 1)[2:])
+        while True:
+            try:
+                env = await peer.read()
+            except asyncio.IncompleteReadError:
+                return
+            await got.put((n, env))
+            if env.command_code == d.CMD_DISCONNECT_PEER and env.is_request:
+                peer.answer(env)
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    client = DiameterClient(
+        NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", listener.sockets[0].getsockname()[1]
+    )
+    try:
+        first = asyncio.create_task(client.request(_request(0), timeout=5))
+        n, req = await asyncio.wait_for(got.get(), 5)
+        assert n == 1 and req.command_code == d.CMD_BOOTSTRAPPING_INFO
+        old = connections[0]
+        old.send(d.Envelope(d.CMD_DISCONNECT_PEER, 0, d.FLAG_REQUEST, 9, 9, [d.new_avp(d.Avps.DISCONNECT_CAUSE, 0)]))
+        n, dpa = await asyncio.wait_for(got.get(), 5)
+        assert n == 1 and dpa.command_code == d.CMD_DISCONNECT_PEER and not dpa.is_request
+        assert dpa.result() == (d.ResultCode.SUCCESS, None)
+        assert not client.connected  # a DPR'd connection takes no new request
+
+        second = asyncio.create_task(client.request(_request(0), timeout=5))
+        n, req2 = await asyncio.wait_for(got.get(), 5)
+        assert n == 2 and req2.command_code == d.CMD_BOOTSTRAPPING_INFO
+        connections[1].answer(req2)
+        assert (await second).result() == (d.ResultCode.SUCCESS, None)
+        old.answer(req)  # the answer in flight, on the old connection
+        assert (await first).result() == (d.ResultCode.SUCCESS, None)
+        old.writer.close()  # the peer that sent the DPR closes (RFC 6733 5.4)
+        await asyncio.sleep(0.1)
+        assert client.connected
+    finally:
+        await client.close()
+        listener.close()
+    # Closing the client sent its own DPR on the new connection, and nothing more went on the old one.
+    rest = [got.get_nowait() for _ in range(got.qsize())]
+    assert [(n, env.command_code, env.is_request) for n, env in rest] == [(2, d.CMD_DISCONNECT_PEER, True)]
