@@ -34,6 +34,11 @@ class PeerUnavailable(DiameterError):
     """The peer cannot be reached, closed the connection or refused the capabilities exchange."""
 
 
+class ConnectionLost(PeerUnavailable):
+    """The connection went down under a request that was (or may have been) sent: the peer may have
+    seen it, but its answer will not come on this connection."""
+
+
 class RequestTimeout(DiameterError):
     """No answer within the request timeout."""
 
@@ -112,22 +117,27 @@ class Connection:
 
     @property
     def usable(self) -> bool:
-        """Open for new requests: not closed, and no DPR sent or received (RFC 6733 5.4)."""
-        return not self._closed.is_set() and not self._closing
+        """Open for new requests: not closed or closing, and no DPR sent or received (RFC 6733 5.4)."""
+        return not self._closed.is_set() and not self._closing and not self._writer.is_closing()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
     def _send(self, data: bytes) -> None:
         if self._writer.is_closing():
-            raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
+            raise ConnectionLost(f"connection to {self.peer.origin_host} is closed")
         self._writer.write(data)
 
-    async def request(self, env: d.Envelope, timeout: float) -> d.Envelope:
-        """Send a request (ids are assigned here) and wait for its answer."""
+    async def request(self, env: d.Envelope, timeout: float, *, retransmission: bool = False) -> d.Envelope:
+        """Send a request and wait for its answer. Its ids are assigned here; a retransmission keeps
+        its end-to-end id and carries the T flag (RFC 6733 3 and 5.5.4), so the peer can tell it."""
         if not self.usable:
             raise PeerUnavailable(f"connection to {self.peer.origin_host} is closed")
-        env.hop_by_hop, env.end_to_end = self._ids.next()
+        hop_by_hop, end_to_end = self._ids.next()
+        if retransmission:
+            env.hop_by_hop, env.flags = hop_by_hop, env.flags | d.FLAG_RETRANSMIT
+        else:
+            env.hop_by_hop, env.end_to_end = hop_by_hop, end_to_end
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[d.Envelope] = loop.create_future()
         self._pending[env.hop_by_hop] = fut
@@ -141,7 +151,7 @@ class Connection:
         except TimeoutError:
             raise RequestTimeout(f"no answer from {self.peer.origin_host} within {timeout}s") from None
         except (ConnectionError, OSError) as exc:
-            raise PeerUnavailable(f"send to {self.peer.origin_host} failed: {exc}") from None
+            raise ConnectionLost(f"send to {self.peer.origin_host} failed: {exc}") from None
         finally:
             timer.cancel()
             # Every request leaves the table, answered or not (python-diameter's leak, fixed here).
@@ -269,7 +279,7 @@ class Connection:
         self._watchdog_task.cancel()
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(PeerUnavailable(f"connection to {self.peer.origin_host} closed"))
+                fut.set_exception(ConnectionLost(f"connection to {self.peer.origin_host} closed"))
         self._writer.close()
 
     async def close(self, timeout: float = 2.0) -> None:
@@ -478,8 +488,20 @@ class DiameterClient:
         return self._conn.peer if self._conn is not None else None
 
     async def request(self, env: d.Envelope, timeout: float | None = None) -> d.Envelope:
-        conn = await self._connection()
-        return await conn.request(env, timeout or self.timeout)
+        """Send ``env`` and wait for its answer. If the connection goes down under it (a peer crashed
+        or was killed), it goes once more on a new connection, as a retransmission (RFC 6733 5.5.4):
+        behind a load balancer, to another instance. Zh and Zn requests are safe to repeat."""
+        timeout = timeout or self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            return await (await self._connection()).request(env, timeout)
+        except ConnectionLost as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise
+            log.info("%s; sending command %d again on a new connection", exc, env.command_code)
+        return await (await self._connection()).request(env, left, retransmission=True)
 
     async def close(self) -> None:
         conns = [*self._draining, *([self._conn] if self._conn is not None else [])]

@@ -92,6 +92,8 @@ class DecodedMessage:
     dst_port: int
     command: int
     request: bool
+    retransmit: bool  # the T flag (RFC 6733 3)
+    end_to_end: int
     origin_host: str | None
     result_code: int | None
     disconnect_cause: int | None
@@ -137,6 +139,8 @@ def diameter_messages(path: Path, ports: list[int]) -> tuple[list[DecodedMessage
                     dport,
                     int(_show(proto, "diameter.cmd.code") or "0"),
                     _show(proto, "diameter.flags.request") in ("1", "True"),
+                    _show(proto, "diameter.flags.T") in ("1", "True"),
+                    int(_show(proto, "diameter.endtoendid") or "0", 0),
                     _show(proto, "diameter.Origin-Host"),
                     int(rc) if rc is not None else None,
                     int(cause) if cause is not None else None,

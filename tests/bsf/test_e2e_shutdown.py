@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from gba import diameter as d
 from gba import kdf, milenage, ue
@@ -126,8 +127,9 @@ def _stream(messages: list[DecodedMessage], stream: int) -> list[DecodedMessage]
 
 async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_path: Path) -> None:
     """Two BSFs on Redis behind a balancer, a NAF fetching keys all along, and each BSF in turn stopped
-    while it carries the NAF's Zn connection, then replaced. No fetch fails: the BSF answers what is in
-    flight, DPRs the NAF, and the NAF sends its next request on a new connection, to the other BSF."""
+    while it carries the NAF's Zn connection, then replaced; then one killed. No fetch fails: a
+    stopping BSF answers what is in flight and DPRs the NAF, which sends its next request on a new
+    connection, to another BSF; after the kill, the request in flight goes again on a new connection."""
     lab = Lab(tmp_path)
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     lab.start_hss()
@@ -179,15 +181,23 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
         with tshark_capture([lb_port, lab.hss_port], pcap):
             fetcher = asyncio.create_task(keep_fetching())
             await until_fetched(20)
-            for turn in range(2):
+            for turn, graceful in enumerate((True, True, False)):
                 victim = balancer.routes[-1]  # the BSF that carries the NAF's connection
                 balancer.rotation.remove(victim)
                 proc = bsfs.pop(victim)
                 # Back to back while the BSF stops: requests cross its DPR, and follow it closely.
                 eager.set()
-                assert await asyncio.to_thread(proc.stop) == 0, proc.logs[-2000:]
+                if graceful:
+                    assert await asyncio.to_thread(proc.stop) == 0, proc.logs[-2000:]
+                    stopped.append(proc)
+                else:  # a crash: what was in flight goes again on a new connection (RFC 6733 5.5.4)
+                    # Redis holds its answers for a moment, so that a BIR surely waits in the victim.
+                    async with aioredis.from_url(REDIS) as r:
+                        await r.execute_command("CLIENT", "PAUSE", 500, "ALL")
+                    await asyncio.sleep(0.1)
+                    proc.popen.kill()
+                    await asyncio.to_thread(proc.popen.wait)
                 eager.clear()
-                stopped.append(proc)
                 port, bsfs[port], _ = await start_bsf(f"bsf-new-{turn}")
                 balancer.rotation.append(port)
                 await until_fetched(30)
@@ -203,7 +213,7 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
             proc.stop()
     assert failures == []
     assert len(fetched) >= 80 and set(fetched) == {expected}
-    assert len(set(balancer.routes)) == 3  # the NAF's connections went to three BSFs in turn
+    assert len(set(balancer.routes)) == 4  # the NAF's connections went to four BSFs in turn
     for proc in stopped:
         assert "Diameter peers get a DPR" in proc.logs
 
@@ -222,6 +232,14 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
         bias = [m for m in conn if m.command == d.CMD_BOOTSTRAPPING_INFO and not m.request]
         assert birs and len(birs) == len(bias) and all(m.result_code == d.ResultCode.SUCCESS for m in bias)
         assert all(conn.index(m) < conn.index(dpa) for m in birs)
+    # The kill: the BIR in flight went again on the NAF's next connection, with the T flag and its
+    # end-to-end id, and it alone (RFC 6733 5.5.4).
+    zn_birs = [m for m in messages if m.command == d.CMD_BOOTSTRAPPING_INFO and m.request]
+    (again,) = [m for m in zn_birs if m.retransmit]
+    (lost,) = [m for m in zn_birs if m.end_to_end == again.end_to_end and m is not again]
+    assert lost.stream != again.stream and not lost.retransmit
+    answered = {m.end_to_end for m in messages if m.command == d.CMD_BOOTSTRAPPING_INFO and not m.request}
+    assert again.end_to_end in answered
     # Zh: each stopped BSF sent the HSS a DPR, REBOOTING, and the HSS answered it.
     zh_dprs = [m for m in messages if m.command == d.CMD_DISCONNECT_PEER and m.request and m.dst_port == lab.hss_port]
     assert len(zh_dprs) == 2 and all(

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gba import diameter as d
-from gbaio.diameter_node import DISCONNECT_REBOOTING, DiameterClient, DiameterServer, NodeIdentity, PeerInfo
+from gbaio.diameter_node import (
+    DISCONNECT_REBOOTING,
+    ConnectionLost,
+    DiameterClient,
+    DiameterServer,
+    NodeIdentity,
+    PeerInfo,
+)
 
 OURS = NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZN,))
 
@@ -69,44 +78,68 @@ async def test_a_request_that_crosses_our_dpr_is_answered_before_we_close() -> N
     peer.writer.close()
 
 
-async def test_after_a_dpr_new_requests_go_on_a_new_connection() -> None:
-    """A peer restarting (behind a load balancer: another instance takes over) sends a DPR while a
-    request is in flight: that one is answered on the old connection, the next opens a new one."""
-    connections: list[RawPeer] = []
-    got: asyncio.Queue[tuple[int, d.Envelope]] = asyncio.Queue()
+class RawListener:
+    """Accepts connections as a peer written with the codec: CER and DPR answered, every other message
+    queued with the number of its connection (1, 2, ...) for the test to act on."""
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self) -> None:
+        self.connections: list[RawPeer] = []
+        self.got: asyncio.Queue[tuple[int, d.Envelope]] = asyncio.Queue()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> DiameterClient:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return DiameterClient(NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+
+    async def next(self) -> tuple[int, d.Envelope]:
+        return await asyncio.wait_for(self.got.get(), 5)
+
+    def rest(self) -> list[tuple[int, int, bool]]:
+        """(connection, command, is request) of what is queued."""
+        return [
+            (n, env.command_code, env.is_request) for n, env in (self.got.get_nowait() for _ in range(self.got.qsize()))
+        ]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = RawPeer(reader, writer)
-        connections.append(peer)
-        n = len(connections)
+        self.connections.append(peer)
+        n = len(self.connections)
         cer = await peer.read()
         peer.answer(cer, *d.capabilities_avps("bsf.gba.test", "gba.test", "127.0.0.1", (d.APP_ZN,), 1)[2:])
         while True:
             try:
                 env = await peer.read()
-            except asyncio.IncompleteReadError:
+            except (asyncio.IncompleteReadError, ConnectionError):
                 return
-            await got.put((n, env))
+            await self.got.put((n, env))
             if env.command_code == d.CMD_DISCONNECT_PEER and env.is_request:
                 peer.answer(env)
 
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
-    client = DiameterClient(
-        NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", listener.sockets[0].getsockname()[1]
-    )
+    def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_after_a_dpr_new_requests_go_on_a_new_connection() -> None:
+    """A peer restarting (behind a load balancer: another instance takes over) sends a DPR while a
+    request is in flight: that one is answered on the old connection, the next opens a new one."""
+    listener = RawListener()
+    client = await listener.start()
+    connections = listener.connections
     try:
         first = asyncio.create_task(client.request(_request(0), timeout=5))
-        n, req = await asyncio.wait_for(got.get(), 5)
+        n, req = await listener.next()
         assert n == 1 and req.command_code == d.CMD_BOOTSTRAPPING_INFO
         old = connections[0]
         old.send(d.Envelope(d.CMD_DISCONNECT_PEER, 0, d.FLAG_REQUEST, 9, 9, [d.new_avp(d.Avps.DISCONNECT_CAUSE, 0)]))
-        n, dpa = await asyncio.wait_for(got.get(), 5)
+        n, dpa = await listener.next()
         assert n == 1 and dpa.command_code == d.CMD_DISCONNECT_PEER and not dpa.is_request
         assert dpa.result() == (d.ResultCode.SUCCESS, None)
         assert not client.connected  # a DPR'd connection takes no new request
 
         second = asyncio.create_task(client.request(_request(0), timeout=5))
-        n, req2 = await asyncio.wait_for(got.get(), 5)
+        n, req2 = await listener.next()
         assert n == 2 and req2.command_code == d.CMD_BOOTSTRAPPING_INFO
         connections[1].answer(req2)
         assert (await second).result() == (d.ResultCode.SUCCESS, None)
@@ -119,5 +152,33 @@ async def test_after_a_dpr_new_requests_go_on_a_new_connection() -> None:
         await client.close()
         listener.close()
     # Closing the client sent its own DPR on the new connection, and nothing more went on the old one.
-    rest = [got.get_nowait() for _ in range(got.qsize())]
-    assert [(n, env.command_code, env.is_request) for n, env in rest] == [(2, d.CMD_DISCONNECT_PEER, True)]
+    assert listener.rest() == [(2, d.CMD_DISCONNECT_PEER, True)]
+
+
+async def test_a_request_whose_connection_dies_goes_once_more_on_a_new_one() -> None:
+    """The peer's process dies with our request unanswered (RFC 6733 5.5.4): the request goes again on
+    a new connection, with the T flag and its end-to-end id; if that one dies too, the caller hears it."""
+    listener = RawListener()
+    client = await listener.start()
+    try:
+        pending = asyncio.create_task(client.request(_request(0), timeout=5))
+        n, first = await listener.next()
+        assert n == 1 and not first.flags & d.FLAG_RETRANSMIT
+        listener.connections[0].writer.transport.abort()  # a reset, no DPR: kill -9
+        n, again = await listener.next()
+        assert n == 2 and again.command_code == d.CMD_BOOTSTRAPPING_INFO
+        assert again.flags & d.FLAG_RETRANSMIT and again.end_to_end == first.end_to_end
+        listener.connections[1].answer(again)
+        assert (await pending).result() == (d.ResultCode.SUCCESS, None)
+
+        pending = asyncio.create_task(client.request(_request(0), timeout=5))
+        for conn in (2, 3):
+            n, req = await listener.next()
+            assert n == conn and req.command_code == d.CMD_BOOTSTRAPPING_INFO
+            listener.connections[conn - 1].writer.transport.abort()
+        with pytest.raises(ConnectionLost):
+            await pending
+        assert listener.rest() == []  # no third attempt
+    finally:
+        await client.close()
+        listener.close()
