@@ -5,7 +5,6 @@ restart of the BSFs (RFC 6733 5.4), checked on the wire with tshark."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import signal
 from pathlib import Path
@@ -92,33 +91,38 @@ class Balancer:
         self.routes: list[int] = []  # the backend of each connection, in the order they came
         self._turn = itertools.count()
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()  # both ends of every connection passed on
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
         backend = self.rotation[next(self._turn) % len(self.rotation)]
         self.routes.append(backend)
+        self._writers.add(writer)
+        self._idle.clear()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend)
+            self._writers.add(up_writer)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            self._writers.discard(up_writer)
         except OSError:
             writer.close()
         finally:
-            self._handlers.discard(task)
+            self._writers.discard(writer)
+            if not self._writers:
+                self._idle.set()
 
     async def close(self) -> None:
+        """Stop listening and close what is still open; the pipes end on their own."""
         assert self._server is not None
         self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.wait_for(self._idle.wait(), 5)
 
 
 def _stream(messages: list[DecodedMessage], stream: int) -> list[DecodedMessage]:
