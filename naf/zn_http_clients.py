@@ -5,6 +5,7 @@ Annex D). Both return the same NafKey as the Diameter ZnClient and raise the sam
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 from collections.abc import Sequence
@@ -43,6 +44,52 @@ def _sni(config: NafConfig) -> dict[str, Any]:
     return {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
 
 
+# The connection broke before an answer came: a keep-alive connection the BSF closed as it stopped
+# (RFC 9112 9.3.1), an HTTP/2 connection that refuses new streams as its server stops (hypercorn
+# resets them and sets SETTINGS_MAX_CONCURRENT_STREAMS to 0, which httpcore does not heed, so h2 refuses
+# every new stream locally until the server closes, up to its graceful timeout), or a BSF that died.
+# A timeout is not among them: the BSF is slow, not gone.
+_BROKEN_CONNECTION = (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class _ZnHttp:
+    """The httpx client of a Zn flavour, replaced when a connection of it broke: the request then goes
+    once more, and every later one too, on a new connection (behind a load balancer: another BSF).
+    Zn lookups change nothing at the BSF, so the repeat is safe; without it, each rolling restart of
+    the BSFs failed about one lookup per NAF. The old client closes once what it carries has had its
+    timeout."""
+
+    def __init__(self, config: NafConfig, **options: Any) -> None:
+        self._timeout = config.zn_timeout
+        self._options = {"verify": _tls(config), "timeout": config.zn_timeout, **options}
+        self._http = httpx.AsyncClient(**self._options)
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        http = self._http
+        try:
+            return await http.post(url, **kwargs)
+        except _BROKEN_CONNECTION:
+            if self._http is http:  # the first of its requests to see it swaps the client
+                self._http = httpx.AsyncClient(**self._options)
+                task = asyncio.create_task(self._retire(http))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        return await self._http.post(url, **kwargs)
+
+    async def _retire(self, http: httpx.AsyncClient) -> None:
+        try:
+            await asyncio.sleep(self._timeout)
+        finally:
+            await http.aclose()
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._http.aclose()
+
+
 def _time(text: Any) -> dt.datetime:
     return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
@@ -70,7 +117,7 @@ class SbiZnClient:
     def __init__(self, config: NafConfig) -> None:
         self.config = config
         secure = config.sbi_url.startswith("https://")
-        self._http = httpx.AsyncClient(http1=secure, http2=True, verify=_tls(config), timeout=config.zn_timeout)
+        self._http = _ZnHttp(config, http1=secure, http2=True)
 
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)
@@ -115,7 +162,7 @@ class SbiZnClient:
 class SoapZnClient:
     def __init__(self, config: NafConfig) -> None:
         self.config = config
-        self._http = httpx.AsyncClient(verify=_tls(config), timeout=config.zn_timeout)
+        self._http = _ZnHttp(config)
 
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)

@@ -5,6 +5,7 @@ restart of the BSFs (RFC 6733 5.4), checked on the wire with tshark."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 from pathlib import Path
@@ -18,7 +19,8 @@ from gba import kdf, milenage, ue
 from gbagw.ue_client import bootstrap
 from gbaio.diameter_node import DISCONNECT_REBOOTING, DiameterServer, NodeIdentity, PeerInfo
 from naf.config import NafConfig
-from naf.zn_client import ZnClient, ZnRefused, ZnUnavailable
+from naf.zn_client import ZnRefused, ZnUnavailable
+from naf.zn_http_clients import create_zn_client
 from tests.bsf.test_e2e_ub import IMPI, OPC, K, Lab
 from tests.pcaptool import DecodedMessage, diameter_messages
 from tests.procs import Proc, run_cli, tshark_capture
@@ -129,11 +131,21 @@ def _stream(messages: list[DecodedMessage], stream: int) -> list[DecodedMessage]
     return [m for m in messages if m.stream == stream]
 
 
-async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_path: Path) -> None:
+# Where each flavour listens, in the BSF's banner.
+ZN_LISTENER = {
+    "diameter": r"Zn Diameter on [\d.]+:(\d+)",
+    "sbi": r"Zn Nbsp_GBA on [\d.]+:(\d+)",
+    "soap": r"Zn SOAP on [\d.]+:(\d+)",
+}
+
+
+@pytest.mark.parametrize("via", ["diameter", "sbi", "soap"])
+async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_path: Path, via: str) -> None:
     """Two BSFs on Redis behind a balancer, a NAF fetching keys all along, and each BSF in turn stopped
-    while it carries the NAF's Zn connection, then replaced; then one killed. No fetch fails: a
-    stopping BSF answers what is in flight and DPRs the NAF, which sends its next request on a new
-    connection, to another BSF; after the kill, the request in flight goes again on a new connection."""
+    while it carries the NAF's Zn connection, then replaced; then one killed. No fetch fails, on any
+    Zn flavour. On Diameter, a stopping BSF answers what is in flight and DPRs the NAF, which sends its
+    next request on a new connection, to another BSF; after the kill, the request in flight goes again
+    on a new connection. Over HTTP, a request whose connection broke goes again on a new one."""
     lab = Lab(tmp_path)
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     lab.start_hss()
@@ -141,7 +153,7 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
     async def start_bsf(name: str) -> tuple[int, Proc, str]:
         def start() -> tuple[int, Proc, str]:
             proc, url = lab.start_bsf(name, {"GBAGW_BSF_STORE": REDIS})
-            return int(proc.wait_for(r"Zn Diameter on [\d.]+:(\d+)").group(1)), proc, url
+            return int(proc.wait_for(ZN_LISTENER[via]).group(1)), proc, url
 
         return await asyncio.to_thread(start)  # the balancer and the NAF run on this loop meanwhile
 
@@ -157,7 +169,8 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
     btid, expected = boots[-1].btid, boots[-1].naf_keys(NAF_ID)[0]
     balancer = Balancer(list(bsfs))
     lb_port = await balancer.start()
-    naf = ZnClient(NafConfig(bsf_port=lb_port))
+    lb = f"http://127.0.0.1:{lb_port}"
+    naf = create_zn_client(NafConfig(zn_via=via, bsf_port=lb_port, sbi_url=lb, soap_url=f"{lb}/GBAService"))
     fetched: list[bytes | None] = []
     failures: list[str] = []
     done, eager = asyncio.Event(), asyncio.Event()
@@ -182,7 +195,8 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
     pcap = tmp_path / "rollout.pcap"
     stopped = []
     try:
-        with tshark_capture([lb_port, lab.hss_port], pcap):
+        capture = tshark_capture([lb_port, lab.hss_port], pcap) if via == "diameter" else contextlib.nullcontext()
+        with capture:
             fetcher = asyncio.create_task(keep_fetching())
             await until_fetched(20)
             for turn, graceful in enumerate((True, True, False)):
@@ -220,6 +234,8 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
     assert len(set(balancer.routes)) == 4  # the NAF's connections went to four BSFs in turn
     for proc in stopped:
         assert "Diameter peers get a DPR" in proc.logs
+    if via != "diameter":
+        return
 
     messages, problems = diameter_messages(pcap, [lb_port, lab.hss_port])
     assert problems == []

@@ -104,3 +104,36 @@ async def test_soap_faults(http_bsf: Callable[[web.Response], str], status: int,
     base = http_bsf(web.Response(status=status, body=fault, content_type="text/xml"))
     with pytest.raises(ZnUnavailable if transient else ZnRefused, match=str(code if status == 500 else status)):
         await _fetch(NafConfig(zn_via="soap", soap_url=f"{base}/GBAService"))
+
+
+@pytest.mark.parametrize("breaks", [1, 2])
+async def test_a_broken_connection_is_tried_once_more_on_a_new_one(breaks: int) -> None:
+    """A server that drops the first ``breaks`` connections with the request unanswered (a BSF that
+    stopped or died), then answers 503 on the next: after one break the request went again, on a new
+    connection, and got the 503; after two, the caller hears the broken connection, and no third try
+    was made. (SOAP here; Nbsp_GBA shares the client, and both go through a rolling restart in
+    tests/bsf/test_e2e_shutdown.py.)"""
+    connections = 0
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read(65536)
+        if connections <= breaks:
+            writer.transport.abort()
+            return
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    client = create_zn_client(NafConfig(zn_via="soap", soap_url=f"{base}/GBAService"))
+    try:
+        with pytest.raises(ZnUnavailable) as exc:
+            await client.fetch_key(BTID, NAF_ID)
+    finally:
+        await client.close()
+        server.close()
+    assert connections == 2
+    assert ("answered 503" in str(exc.value)) == (breaks == 1)
