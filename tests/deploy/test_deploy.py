@@ -226,6 +226,10 @@ def test_compose_file() -> None:
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert {"redis", "hss", "bsf1", "bsf2", "naf", "prometheus", "grafana"} <= set(doc["services"])
     assert doc["services"]["bsf1"]["environment"]["GBAGW_BSF_STORE"].startswith("redis://")
+    # The NAF reaches the BSFs by a name both carry, so that it fails over when one stops.
+    bsf_name = doc["services"]["naf"]["environment"]["GBAGW_NAF_BSF_HOST"]
+    for bsf in ("bsf1", "bsf2"):
+        assert bsf_name in doc["services"][bsf]["networks"]["default"]["aliases"]
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
