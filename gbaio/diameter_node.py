@@ -282,12 +282,16 @@ class Connection:
                 fut.set_exception(ConnectionLost(f"connection to {self.peer.origin_host} closed"))
         self._writer.close()
 
+    async def _handlers_done(self, timeout: float) -> None:
+        """Let the handlers of the peer's requests answer (up to ``timeout``)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     async def close(self, timeout: float = 2.0) -> None:
         """Graceful DPR/DPA (RFC 6733 5.4), letting in-flight handlers finish first."""
         if self.closed:
             return
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self._handlers_done(timeout)
         dpr = d.Envelope(
             d.CMD_DISCONNECT_PEER,
             0,
@@ -305,8 +309,7 @@ class Connection:
         self._closing = True
         # A request the peer sent before it read our DPR arrives before its DPA: answer it too, or a
         # NAF's key fetch fails at every rolling restart of the BSFs.
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self._handlers_done(timeout)
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), timeout)

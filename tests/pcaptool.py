@@ -47,15 +47,18 @@ def tshark_available() -> bool:
     return shutil.which("tshark") is not None
 
 
+def _pdml(path: Path, ports: list[int]) -> etree._Element:
+    """tshark's PDML of the capture, with Diameter decoded on ``ports``."""
+    decode_as = [arg for port in ports for arg in ("-d", f"tcp.port=={port},diameter")]
+    xml = subprocess.run(
+        ["tshark", "-r", str(path), *decode_as, "-T", "pdml"], check=True, capture_output=True, timeout=60
+    ).stdout
+    return etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False))
+
+
 def decode_with_tshark(path: Path, port: int = 3868) -> tuple[list[DecodedAvp], list[str]]:
     """All AVPs tshark saw (nested too) and any expert/malformed messages."""
-    xml = subprocess.run(
-        ["tshark", "-r", str(path), "-d", f"tcp.port=={port},diameter", "-T", "pdml"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
-    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False))
+    root = _pdml(path, [port])
     avps: list[DecodedAvp] = []
     problems: list[str] = []
     for field in root.iter("field"):
@@ -109,11 +112,7 @@ def _show(proto: etree._Element, name: str) -> str | None:
 def diameter_messages(path: Path, ports: list[int]) -> tuple[list[DecodedMessage], list[str]]:
     """Every Diameter message in capture order (several may share a TCP segment), and any
     expert/malformed marks."""
-    decode_as = [arg for port in ports for arg in ("-d", f"tcp.port=={port},diameter")]
-    xml = subprocess.run(
-        ["tshark", "-r", str(path), *decode_as, "-T", "pdml"], check=True, capture_output=True, timeout=60
-    ).stdout
-    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False))
+    root = _pdml(path, ports)
     messages: list[DecodedMessage] = []
     problems: list[str] = []
     for packet in root.iter("packet"):

@@ -181,10 +181,7 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
                 fetched.append((await naf.fetch_key(btid, NAF_ID)).me_key)
             except (ZnUnavailable, ZnRefused) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
-            if not eager.is_set():
-                await asyncio.sleep(0.005)
-            else:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0 if eager.is_set() else 0.005)
 
     async def until_fetched(n: int) -> None:
         target = len(fetched) + n
@@ -221,7 +218,6 @@ async def test_a_naf_keeps_its_keys_through_a_rolling_restart_of_the_bsfs(tmp_pa
                 await until_fetched(30)
             done.set()
             await fetcher
-            await naf.close()
     finally:
         done.set()
         await naf.close()
