@@ -230,10 +230,14 @@ def test_compose_file() -> None:
     bsf_name = doc["services"]["naf"]["environment"]["GBAGW_NAF_BSF_HOST"]
     for bsf in ("bsf1", "bsf2"):
         assert bsf_name in doc["services"][bsf]["networks"]["default"]["aliases"]
+        # One KEK for both (each opens what the other sealed), in the directory the image gives uid 10001.
+        assert doc["services"][bsf]["environment"]["GBAGW_BSF_KEK_FILE"] == "/etc/gbagw/kek/kek"
+        assert "kek:/etc/gbagw/kek" in doc["services"][bsf]["volumes"]
+    assert "install -d -o 10001 -g 10001 -m 0700 /etc/gbagw/kek" in (DEPLOY / "Dockerfile").read_text()
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
-def test_the_compose_kek_stays_out_of_git_and_of_the_image_build() -> None:
+def test_kek_files_stay_out_of_git_and_of_the_image_build() -> None:
     root = DEPLOY.parent
     r = subprocess.run(["git", "check-ignore", "-q", "deploy/kek"], cwd=root)
     assert r.returncode == 0, "deploy/kek must be git-ignored"
@@ -290,7 +294,7 @@ def test_systemd_units_run_existing_commands() -> None:
 def test_dockerfile_lints_clean_and_runs_as_numeric_non_root() -> None:
     run_tool("hadolint", "--no-color", str(DEPLOY / "Dockerfile"))  # any finding, info level included, fails
     text = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^USER 10001:10001$", text, re.M) and "FROM python:3.11-slim" in text
+    assert re.search(r"^USER 10001:10001$", text, re.M) and "ARG BASE=python:3.11-slim" in text
 
 
 def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
@@ -300,7 +304,7 @@ def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
     assert m, "HEALTHCHECK in exec form"
     probe = [sys.executable if arg == "python" else arg for arg in json.loads(m.group(1))]
     with gbagw_process(["hss", "serve", "--data-dir", str(tmp_path)], tmp_path, {"GBAGW_HSS_ZH_PORT": "0"}) as hss:
-        env = {**os.environ, "GBAGW_HEALTH_PORT": hss.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)}
+        env = {**os.environ, "HEALTHCHECK_PORT": hss.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)}
         assert subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode == 0
     down = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=10)
     assert down.returncode == 1 and "Connection refused" in down.stderr

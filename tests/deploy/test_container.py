@@ -1,0 +1,176 @@
+"""The image and the compose lab on a real Docker engine: `pytest -m container` (.ci/run does; it needs
+dockerd, docker-compose and either Docker Hub or the stand-in images of .ci/container-images).
+
+Builds deploy/Dockerfile, starts deploy/compose.yaml's redis, hss, bsf1, bsf2 and naf from it, and runs the
+README's "Try it" sequence against the published ports: the UE bootstraps on one BSF, a NAF asks the other
+over Zn and gets the same Ks_NAF, the demo NAF answers Ua. Then one BSF is stopped and the lab keeps
+serving. Prometheus and Grafana are left out: their images are other projects'.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.tools import find_tool
+from tests.procs import run_cli
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+# Any image with python and pip (the Dockerfile's BASE), and a Redis image whose redis-server is on PATH.
+BASE_IMAGE = os.environ.get("GBAGW_TEST_BASE_IMAGE", "python:3.11-slim")
+REDIS_IMAGE = os.environ.get("GBAGW_TEST_REDIS_IMAGE", "redis:7-alpine")
+IMAGE = "gbagw:container-test"
+SERVICES = ("redis", "hss", "bsf1", "bsf2", "naf")
+PUBLISHED = {"bsf1 Ub": 8080, "bsf1 Zn": 3868, "bsf2 Ub": 8081, "bsf2 Zn": 3870, "naf": 8090}
+
+IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
+K = "465b5ce8b199b49faa5f0a2ee238a6bc"
+OP = "cdc202d5123e20f62b6d676ac72cb318"
+
+
+def _run(*args: str, timeout: float = 300) -> str:
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+class Lab:
+    """The compose project: `compose(...)` runs docker-compose on it."""
+
+    def __init__(self, override: Path) -> None:
+        self.project = f"gbagwtest{os.getpid()}"
+        self._files = ["-f", str(COMPOSE), "-f", str(override)]
+
+    def compose(self, *args: str, timeout: float = 300) -> str:
+        return _run(find_tool("docker-compose"), "-p", self.project, *self._files, *args, timeout=timeout)
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-q", service).strip()
+
+    def state(self, service: str) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(
+            _run("docker", "inspect", "--format", "{{json .State}}", self.container(service))
+        )
+        return state
+
+    def wait_healthy(self, services: tuple[str, ...], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            health = {s: self.state(s).get("Health", {}).get("Status") for s in services}
+            if all(h == "healthy" for h in health.values()):
+                return
+            assert time.monotonic() < deadline, f"not healthy after {timeout:.0f} s: {health}\n{self.logs()}"
+            time.sleep(1)
+
+    def logs(self) -> str:
+        return self.compose("logs", "--no-color", *SERVICES)
+
+
+def _build_args() -> list[str]:
+    return ["--network", "host", "--build-arg", f"BASE={BASE_IMAGE}", "-f", "deploy/Dockerfile", "-t", IMAGE, "."]
+
+
+@pytest.fixture(scope="module")
+def built() -> str:
+    assert subprocess.run(["docker", "info"], capture_output=True).returncode == 0, "a Docker engine is required"
+    r = subprocess.run(["docker", "build", *_build_args()], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def lab(built: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    busy = [f"{what} ({port})" for what, port in PUBLISHED.items() if _listening(port)]
+    assert not busy, f"compose.yaml publishes ports already in use here: {', '.join(busy)}"
+    override = tmp_path_factory.mktemp("compose") / "override.yaml"
+    lines = ["services:", "  redis:", f"    image: {json.dumps(REDIS_IMAGE)}"]
+    # Debian's redis-server (the stand-in) keeps protected mode on without a config file; the official
+    # image has it off. Either way only the lab's network reaches it.
+    lines.append('    command: ["redis-server", "--appendonly", "yes", "--protected-mode", "no"]')
+    lines += [f"  {s}:\n    image: {built}" for s in ("hss", "bsf1", "bsf2", "naf")]
+    override.write_text("\n".join(lines) + "\n")
+    lab = Lab(override)
+    try:
+        lab.compose("up", "-d", "--no-build", *SERVICES)
+        lab.wait_healthy(SERVICES)
+        yield lab
+    finally:
+        try:
+            print(lab.logs()[-20000:])  # shown when a test failed
+        finally:
+            lab.compose("down", "-v", "--remove-orphans")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_image_runs_every_service_as_its_numeric_non_root_user(built: str) -> None:
+    config = json.loads(_run("docker", "image", "inspect", "--format", "{{json .Config}}", built))
+    assert config["User"] == "10001:10001" and config["Entrypoint"] == ["gbagw"]
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert _run("docker", "run", "--rm", "--entrypoint", "id", built, "-u").strip() == "10001"
+    assert _run("docker", "run", "--rm", built, "--version").startswith("gbagw ")
+
+
+def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, tmp_path: Path) -> None:
+    out = lab.compose("exec", "-T", "hss", "gbagw", "hss", "add-subscriber", "--data-dir", "/var/lib/gbagw",
+                      "--impi", IMPI, "--k", K, "--op", OP)  # fmt: skip
+    assert f"added {IMPI}" in out.lower()
+    state = tmp_path / "ue.json"
+    creds = ["--impi", IMPI, "--k", K, "--op", OP, "--state", str(state)]
+    r = run_cli(["ue", "bootstrap", "--bsf", "http://127.0.0.1:8080/", *creds])  # bsf1
+    assert r.returncode == 0, r.stderr
+    btid = json.loads(state.read_text())["bootstrap"]["btid"]
+    r = run_cli(["ue", "naf-key", "--state", str(state), "--naf-fqdn", "naf.gba.test"])
+    assert r.returncode == 0, r.stderr
+    ks_naf = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("ks_naf:"))
+
+    # Zn at the other BSF: the context and the KEK that sealed it are shared (Redis, the kek volume).
+    fetch = ["naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test", "--json"]
+    r = run_cli(fetch, env={"GBAGW_NAF_BSF_PORT": str(PUBLISHED["bsf2 Zn"])})
+    assert r.returncode == 0, r.stderr
+    assert ks_naf in r.stdout and IMPI in r.stdout
+    ua_get = ["ue", "ua-get", "--state", str(state), "--url", "http://127.0.0.1:8090/hello"]
+    r = run_cli(ua_get)  # the demo NAF in its container, Zn to "bsf"
+    assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
+
+    # docker stop sends SIGTERM to the BSF carrying the demo NAF's Zn: a clean exit, a DPR to its peers,
+    # and the NAF's next lookup goes to the other one (both answer to "bsf").
+    naf_ip = _run("docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  lab.container("naf")).strip()  # fmt: skip
+    (carrier,) = [b for b in ("bsf1", "bsf2") if f"({naf_ip}:" in lab.compose("logs", "--no-color", b)]
+    other = "bsf2" if carrier == "bsf1" else "bsf1"
+    lab.compose("stop", carrier)
+    stopped = lab.state(carrier)
+    assert stopped["Status"] == "exited" and stopped["ExitCode"] == 0, stopped
+    assert "peer bsf.gba.test sent DPR (Disconnect-Cause 0)" in lab.compose("logs", "--no-color", "naf")
+    r = run_cli(ua_get)
+    assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
+    r = run_cli(["ue", "bootstrap", "--bsf", f"http://127.0.0.1:{PUBLISHED[other + ' Ub']}/", *creds])
+    assert r.returncode == 0, r.stderr
+    r = run_cli(ua_get)
+    assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
+
+    # Back in service, the stopped BSF opens what the other one sealed meanwhile.
+    lab.compose("start", carrier)
+    lab.wait_healthy((carrier,))
+    fetch[3] = json.loads(state.read_text())["bootstrap"]["btid"]
+    r = run_cli(fetch, env={"GBAGW_NAF_BSF_PORT": str(PUBLISHED[carrier + " Zn"])})
+    assert r.returncode == 0, r.stderr
+
+    logs = lab.logs()
+    for secret in (K, OP, ks_naf):
+        assert secret not in logs.lower()
