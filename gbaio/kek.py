@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from gba.keywrap import KEK_LEN
@@ -25,16 +26,21 @@ class KekFileError(RuntimeError):
 def _create(path: Path) -> None:
     """Write a new KEK to ``path`` unless one appears there first.
 
-    Several processes may start on one missing file (two BSFs on a shared volume): each writes a whole file
-    under its own name, then links it into place, which fails if another was first. So no process reads a
+    Several processes may start on one missing file (two BSFs on a shared volume, each PID 1 of its
+    container): each writes a whole file under a name of its own (random, so a file left by a crash never
+    blocks a start), then links it into place, which fails if another was first. So no process reads a
     half-written KEK, and all of them end up with the same one.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise KekFileError(f"cannot create KEK file {path}: {os_reason(exc, path)}") from None
+    # Errors on the temporary file name the KEK file alone: the temporary one is ours, not the operator's.
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)  # mode 0600
+    except OSError as exc:
+        raise KekFileError(f"cannot create KEK file {path}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(KEK_LEN))
@@ -43,7 +49,7 @@ def _create(path: Path) -> None:
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
     except OSError as exc:
-        raise KekFileError(f"cannot create KEK file {path}: {os_reason(exc, path)}") from None
+        raise KekFileError(f"cannot create KEK file {path}: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

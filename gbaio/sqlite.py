@@ -33,10 +33,34 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(schema)
+        _check_writable(db)
     except sqlite3.Error as exc:
         db.close()
         raise DatabaseOpenError(f"cannot open SQLite database {path}: {exc}") from None
     return db
+
+
+def _check_writable(db: sqlite3.Connection) -> None:
+    """Fail now if the file only opened for reading.
+
+    SQLite opens a file it cannot write read-only without a word (a read-only mount, a systemd unit's
+    ProtectSystem= without a StateDirectory=), and every write would fail later: a BSF would answer each
+    bootstrap 503. Rewriting the header's user_version in a transaction that is rolled back is the
+    smallest write that reaches the file's lock and permissions and changes nothing.
+    """
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        db.execute(f"PRAGMA user_version = {int(version)}")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise
+        raise sqlite3.OperationalError(
+            f"{exc} (read-only for this process: check the data directory's mount and owner)"
+        ) from None
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
 
 class GroupCommit:

@@ -174,3 +174,58 @@ def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, 
     logs = lab.logs()
     for secret in (K, OP, ks_naf):
         assert secret not in logs.lower()
+
+
+def test_the_systemd_units_run_the_services(built: str) -> None:
+    """deploy/systemd's units under a real systemd (PID 1 of a container; see systemd-host/Dockerfile):
+    all four start, sandboxed as they say (User, StateDirectory, ProtectSystem=strict, PrivateTmp), serve
+    the "Try it" sequence, and `systemctl stop` ends the BSF cleanly. A unit without its StateDirectory=
+    fails here: its service cannot write /var/lib/gbagw and refuses to start (checked once by hand)."""
+    host = "gbagw-systemd:container-test"
+    _run("docker", "build", "--network", "host", "--build-arg", f"IMAGE={built}", "-t", host,
+         "-f", str(ROOT / "tests/deploy/systemd-host/Dockerfile"), str(ROOT), timeout=600)  # fmt: skip
+    # systemd in a container: its own /run, the host's cgroup tree to read (v1), and CAP_SYS_ADMIN for the
+    # mount namespaces of ProtectSystem= and PrivateTmp= (without it systemd skips them and a unit
+    # missing its StateDirectory= would still write /var/lib/gbagw).
+    box = _run("docker", "run", "-d", "--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+               "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", host).strip()  # fmt: skip
+
+    def sh(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "exec", "-w", "/tmp", box, *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        deadline = time.monotonic() + 60
+        while (state := sh("systemctl", "is-system-running", "--wait").stdout.strip()) in ("", "offline"):
+            assert time.monotonic() < deadline, "systemd did not come up: " + _run("docker", "logs", box)
+            time.sleep(0.5)  # PID 1 is not answering on its bus yet
+        assert state == "running", state + sh("systemctl", "--failed", "--no-pager").stdout
+        units = ("gbagw-hss", "gbagw-bsf", "gbagw-naf", "gbagw-mef")
+        assert sh("systemctl", "is-active", *units).stdout.split() == ["active"] * 4
+        # Provisioning as the service's user, so that the HSS can still write what the command wrote.
+        r = sh("runuser", "-u", "gbagw", "--", "gbagw", "hss", "add-subscriber", "--config", "/etc/gbagw/gbagw.toml",
+               "--data-dir", "/var/lib/gbagw", "--impi", IMPI, "--k", K, "--op", OP)  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = sh("gbagw", "ue", "bootstrap", "--bsf", "http://127.0.0.1:8080/", "--impi", IMPI, "--k", K, "--op", OP,
+               "--state", "ue.json")  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        btid = json.loads(sh("cat", "ue.json").stdout)["bootstrap"]["btid"]
+        r = sh("gbagw", "ue", "ua-get", "--state", "ue.json", "--url", "http://127.0.0.1:8090/hello")
+        assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
+        r = sh("gbagw", "naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test", "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        ks_naf = json.loads(r.stdout)["ks_naf"]
+        r = sh("gbagw", "ue", "naf-key", "--state", "ue.json", "--naf-fqdn", "naf.gba.test")
+        assert f"ks_naf: {ks_naf}" in r.stdout, r.stdout + r.stderr
+
+        # Type=exec units are "active" from their exec on: a service failing at start shows in its restarts.
+        restarts = sh("systemctl", "show", "-p", "NRestarts", *units).stdout.split()
+        assert restarts == ["NRestarts=0"] * 4, sh("journalctl", "--no-pager", "-o", "cat", "-p", "err").stdout
+        assert sh("systemctl", "stop", "gbagw-bsf").returncode == 0
+        show = sh("systemctl", "show", "-p", "Result", "-p", "ExecMainStatus", "gbagw-bsf").stdout.split()
+        assert sorted(show) == ["ExecMainStatus=0", "Result=success"]
+        journal = sh("journalctl", "--no-pager", "-o", "cat", *(f"--unit={u}" for u in units)).stdout
+        assert "peer bsf.gba.test sent DPR (Disconnect-Cause 0)" in journal  # at the NAF and the HSS
+        for secret in (K, OP, ks_naf):
+            assert secret not in journal.lower()
+    finally:
+        subprocess.run(["docker", "rm", "-f", box], capture_output=True, timeout=60)

@@ -123,3 +123,22 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     with pytest.raises(sqlite.DatabaseOpenError, match=r"afile/g\.sqlite: .*afile is not a directory"):
         sqlite.connect(tmp_path / "afile" / "g.sqlite", SCHEMA)
+
+
+def test_a_database_this_process_cannot_write_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite falls back to read-only where it cannot write the file (a read-only mount); tests run as root,
+    which permissions do not stop, so the fallback is forced with mode=ro."""
+    sqlite.connect(tmp_path / "g.sqlite", SCHEMA).close()
+    real_connect = sqlite3.connect
+
+    def read_only(path: str, **kwargs: object) -> sqlite3.Connection:
+        return real_connect(f"file:{path}?mode=ro", uri=True, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    with pytest.raises(sqlite.DatabaseOpenError, match=r"g\.sqlite: attempt to write a readonly database \(read-only"):
+        sqlite.connect(tmp_path / "g.sqlite", SCHEMA)
+    monkeypatch.undo()
+    db = sqlite.connect(tmp_path / "g.sqlite", SCHEMA)  # writable again: opens, and the probe left nothing open
+    assert not db.in_transaction and db.execute("PRAGMA user_version").fetchone() == (0,)
