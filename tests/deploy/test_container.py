@@ -1,24 +1,30 @@
-"""The image and the compose lab on a real Docker engine: `pytest -m container` (.ci/run does; it needs
-dockerd, docker-compose and either Docker Hub or the stand-in images of .ci/container-images).
+"""The image, the compose lab, the systemd units and the Helm chart's pods on a real Docker engine:
+`pytest -m container` (.ci/run does; it needs dockerd, docker-compose, helm and either Docker Hub or the
+stand-in images of .ci/container-images).
 
 Builds deploy/Dockerfile, starts deploy/compose.yaml's redis, hss, bsf1, bsf2 and naf from it, and runs the
 README's "Try it" sequence against the published ports: the UE bootstraps on one BSF, a NAF asks the other
 over Zn and gets the same Ks_NAF, the demo NAF answers Ua. Then one BSF is stopped and the lab keeps
-serving. Prometheus and Grafana are left out: their images are other projects'.
+serving. Prometheus and Grafana are left out: their images are other projects'. The systemd units run
+under systemd as PID 1 of a container, and the chart's Deployments as containers set up the way a kubelet
+would run their pods (there is no cluster here).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.tools import find_tool
 from tests.procs import run_cli
@@ -42,6 +48,12 @@ OP = "cdc202d5123e20f62b6d676ac72cb318"
 def _run(*args: str, timeout: float = 300) -> str:
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def _logs(container: str) -> str:
+    """A container's output, stdout and stderr interleaved."""
+    r = subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return r.stdout
 
 
@@ -196,7 +208,7 @@ def test_the_systemd_units_run_the_services(built: str) -> None:
     try:
         deadline = time.monotonic() + 60
         while (state := sh("systemctl", "is-system-running", "--wait").stdout.strip()) in ("", "offline"):
-            assert time.monotonic() < deadline, "systemd did not come up: " + _run("docker", "logs", box)
+            assert time.monotonic() < deadline, "systemd did not come up: " + _logs(box)
             time.sleep(0.5)  # PID 1 is not answering on its bus yet
         assert state == "running", state + sh("systemctl", "--failed", "--no-pager").stdout
         units = ("gbagw-hss", "gbagw-bsf", "gbagw-naf", "gbagw-mef")
@@ -229,3 +241,173 @@ def test_the_systemd_units_run_the_services(built: str) -> None:
             assert secret not in journal.lower()
     finally:
         subprocess.run(["docker", "rm", "-f", box], capture_output=True, timeout=60)
+
+
+class _Pods:
+    """The chart's Deployments run as Docker containers the way a kubelet would run their pods: the
+    fields the chart uses, each mapped to its Docker equivalent; any other field fails the test, so that
+    a chart change cannot slip past this emulation."""
+
+    HANDLED_POD = {"securityContext", "containers", "volumes", "terminationGracePeriodSeconds",
+                   "topologySpreadConstraints"}  # fmt: skip
+    HANDLED_CONTAINER = {"name", "image", "imagePullPolicy", "args", "env", "ports", "lifecycle", "readinessProbe",
+                         "livenessProbe", "resources", "securityContext", "volumeMounts"}  # fmt: skip
+
+    def __init__(self, docs: list[dict[str, Any]], image: str, tmp: Path) -> None:
+        self.docs, self.image, self.tmp = docs, image, tmp
+        self.network = f"gbagwpods{os.getpid()}"
+        self.containers: list[str] = []
+        self.volumes: list[str] = []
+        self.ports: dict[tuple[str, int], dict[str, int]] = {}  # (deployment, replica) -> port name -> host port
+        self.by_pod: dict[tuple[str, int], str] = {}  # (deployment, replica) -> container id
+
+    def _kind(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def _aliases(self, labels: dict[str, str]) -> list[str]:
+        """The Services selecting a pod with ``labels``: their names resolve to it (cluster DNS)."""
+        return [s["metadata"]["name"] for s in self._kind("Service")
+                if s["spec"]["selector"].items() <= labels.items()]  # fmt: skip
+
+    def _file(self, name: str, data: bytes, mode: int, gid: int) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.chown(path, 0, gid)
+        path.chmod(mode)
+        return path
+
+    def run(self, deployment: dict[str, Any], replica: int = 0) -> str:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert set(pod) <= self.HANDLED_POD, set(pod) - self.HANDLED_POD
+        (c,) = pod["containers"]
+        assert set(c) <= self.HANDLED_CONTAINER, set(c) - self.HANDLED_CONTAINER
+        security = pod.get("securityContext", {})
+        fs_group = security.get("fsGroup")
+        args = ["--network", self.network, "--name", f"{self.network}-{name}-{replica}"]
+        args += [a for alias in self._aliases(deployment["spec"]["template"]["metadata"]["labels"])
+                 for a in ("--network-alias", alias)]  # fmt: skip
+        if "runAsUser" in security:
+            args += ["--user", str(security["runAsUser"])]  # the group: the image's for that user
+        if fs_group is not None:
+            args += ["--group-add", str(fs_group)]
+        if "terminationGracePeriodSeconds" in pod:
+            args += ["--stop-timeout", str(pod["terminationGracePeriodSeconds"])]
+        csec = c.get("securityContext", {})
+        if csec.get("readOnlyRootFilesystem"):
+            args.append("--read-only")
+        if csec.get("allowPrivilegeEscalation") is False:
+            args += ["--security-opt", "no-new-privileges"]
+        limits = c.get("resources", {}).get("limits", {})
+        if "memory" in limits:
+            args += ["--memory", limits["memory"].replace("Mi", "m")]
+        if "cpu" in limits:
+            args += ["--cpus", str(limits["cpu"])]
+        for e in c.get("env", []):
+            assert set(e) == {"name", "value"}, e  # valueFrom (a Secret of the operator's) is not set here
+            args += ["-e", f"{e['name']}={e['value']}"]
+        for p in c.get("ports", []):
+            args += ["-p", f"127.0.0.1::{p['containerPort']}"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for m in c.get("volumeMounts", []):
+            v = volumes[m["name"]]
+            if "configMap" in v:  # files 0644, root's
+                (cm,) = [d for d in self._kind("ConfigMap") if d["metadata"]["name"] == v["configMap"]["name"]]
+                key = m["subPath"]
+                src = self._file(f"{name}/{m['name']}/{key}", cm["data"][key].encode(), 0o644, 0)
+                args += ["-v", f"{src}:{m['mountPath']}:ro"]
+            elif "secret" in v:
+                # defaultMode, and with an fsGroup the group and its read bit (kubernetes/kubernetes#57923).
+                (secret,) = [d for d in self._kind("Secret") if d["metadata"]["name"] == v["secret"]["secretName"]]
+                mode = v["secret"].get("defaultMode", 0o644) | (0o440 if fs_group is not None else 0)
+                for key, value in secret["data"].items():
+                    self._file(f"{name}/{m['name']}/{key}", base64.b64decode(value), mode, fs_group or 0)
+                args += ["-v", f"{self.tmp / name / m['name']}:{m['mountPath']}:ro"]
+            else:
+                assert set(v) == {"name", "emptyDir"}, v  # a fresh volume of the pod's own
+                vol = f"{self.network}-{name}-{replica}-{m['name']}"
+                self.volumes.append(_run("docker", "volume", "create", vol).strip())
+                args += ["-v", f"{vol}:{m['mountPath']}"]
+        image = REDIS_IMAGE if c["name"] == "redis" else self.image
+        cmd = list(c.get("args", []))
+        if c["name"] == "redis":
+            cmd += ["--protected-mode", "no"]  # the stand-in's default (see the compose lab)
+        container = _run("docker", "run", "-d", *args, image, *cmd).strip()
+        self.containers.append(container)
+        self.ports[(name, replica)] = {p["name"]: self._host_port(container, p["containerPort"])
+                                       for p in c.get("ports", [])}  # fmt: skip
+        self.by_pod[(name, replica)] = container
+        return container
+
+    @staticmethod
+    def _host_port(container: str, port: int) -> int:
+        return int(_run("docker", "port", container, f"{port}/tcp").split(":")[-1])
+
+    def ready(self, deployment: dict[str, Any], replica: int = 0, timeout: float = 60) -> None:
+        """Its readinessProbe (httpGet on a named port) answers 200, as the kubelet would check it."""
+        (c,) = deployment["spec"]["template"]["spec"]["containers"]
+        probe = c["readinessProbe"]["httpGet"]
+        pod = (deployment["metadata"]["name"], replica)
+        url = f"http://127.0.0.1:{self.ports[pod][probe['port']]}{probe['path']}"
+        deadline = time.monotonic() + timeout
+        while True:
+            running = _run("docker", "inspect", "--format", "{{.State.Running}}", self.by_pod[pod]).strip()
+            assert running == "true", f"{pod} exited: " + _logs(self.by_pod[pod])
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"{url} not ready: " + "".join(_logs(x) for x in self.containers)
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        for c in self.containers:
+            subprocess.run(["docker", "rm", "-f", c], capture_output=True, timeout=60)
+        for v in self.volumes:
+            subprocess.run(["docker", "volume", "rm", v], capture_output=True, timeout=60)
+        subprocess.run(["docker", "network", "rm", self.network], capture_output=True, timeout=60)
+
+
+def test_the_helm_chart_pods_run_as_rendered(built: str, tmp_path: Path) -> None:
+    """The chart's Redis, HSS stub and two BSF pods from `helm template`, run as a kubelet would run them
+    (read-only root file system, uid 10001 with fsGroup, the KEK Secret as 0440 root:fsGroup, memory and
+    CPU limits, Service names): each BSF turns ready by its readinessProbe, a UE bootstraps on one, the
+    other answers Zn with the same Ks_NAF."""
+    kek = base64.b64encode(os.urandom(32)).decode()
+    rendered = _run(find_tool("helm"), "template", "lab", str(ROOT / "deploy/helm/gbagw"), "--set", f"kek.value={kek}",
+                    "--set", "autoscaling.enabled=false")  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"lab-redis", "lab-hss", "lab-bsf"}
+    pods = _Pods(docs, built, tmp_path / "volumes")
+    _run("docker", "network", "create", pods.network)
+    try:
+        pods.run(deployments["lab-redis"])
+        hss = pods.run(deployments["lab-hss"])
+        pods.ready(deployments["lab-hss"])
+        replicas = deployments["lab-bsf"]["spec"]["replicas"]
+        assert replicas == 2
+        for i in range(replicas):
+            pods.run(deployments["lab-bsf"], i)
+        for i in range(replicas):
+            pods.ready(deployments["lab-bsf"], i)
+        add = ["gbagw", "hss", "add-subscriber", "--data-dir", "/var/lib/gbagw", "--impi", IMPI, "--k", K, "--op", OP]
+        r = subprocess.run(["docker", "exec", hss, *add], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        state = tmp_path / "ue.json"
+        ub = pods.ports[("lab-bsf", 0)]["ub"]
+        r = run_cli(["ue", "bootstrap", "--bsf", f"http://127.0.0.1:{ub}/", "--impi", IMPI, "--k", K, "--op", OP,
+                     "--state", str(state)])  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        btid = json.loads(state.read_text())["bootstrap"]["btid"]
+        r = run_cli(["ue", "naf-key", "--state", str(state), "--naf-fqdn", "naf.gba.test"])
+        ks_naf = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("ks_naf:"))
+        zn = pods.ports[("lab-bsf", 1)]["zn"]
+        r = run_cli(["naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test", "--json"],
+                    env={"GBAGW_NAF_BSF_PORT": str(zn)})  # fmt: skip
+        assert r.returncode == 0 and json.loads(r.stdout)["ks_naf"] == ks_naf, r.stdout + r.stderr
+    finally:
+        pods.close()
