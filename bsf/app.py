@@ -59,6 +59,7 @@ class BsfService:
         self.sbi_port: int | None = None
         self.soap_port: int | None = None
         self._gauges: asyncio.Task[None] | None = None
+        self._zh_keeper: asyncio.Task[None] | None = None
         auth = BearerAuth.from_file(config.sbi_oauth_jwks, config.sbi_oauth_audience) if config.sbi_oauth_jwks else None
         self._sbi_app = NbspGbaApp(
             config, self.zn_service, auth, lambda status: metrics.zn.labels("sbi", str(status)).inc()
@@ -83,6 +84,7 @@ class BsfService:
         tls = self._zn_ssl()
         await web.TCPSite(self._soap_runner, self.config.zn_host, self.config.soap_port, ssl_context=tls).start()
         self.soap_port = int(self._soap_runner.addresses[0][1])
+        self._zh_keeper = asyncio.create_task(self.zh.client.keep_connected(self.config.hss_reconnect_interval))
         self._gauges = asyncio.create_task(self._update_gauges())
         log.info(
             "BSF %s: Ub on http://%s:%d/, Zn on %s:%d",
@@ -142,10 +144,11 @@ class BsfService:
 
     async def stop(self) -> None:
         """In-flight Ub requests and Zn answers finish, then DPR goes to every peer, then the store closes."""
-        if self._gauges is not None:
-            self._gauges.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gauges
+        for task in (self._gauges, self._zh_keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._ub.close()
         await self._soap_runner.cleanup()
         self._sbi_stop.set()

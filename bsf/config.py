@@ -35,6 +35,7 @@ class BsfConfig:
     hss_realm: str = "gba.test"
     challenge_lifetime: int = 60  # seconds a 401 nonce stays usable (single use)
     zh_timeout: float = 5.0
+    hss_reconnect_interval: float = 30.0  # Tc (RFC 6733 12): Zh connection attempts while there is none
     ub_idle_timeout: float = 75.0  # seconds an idle keep-alive Ub connection stays open
     ub_request_timeout: float = 30.0  # seconds a Ub request may take to arrive whole (408 past it)
     retry_after: int = 5  # Retry-After on 503 when the HSS is unreachable or busy

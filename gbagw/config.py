@@ -333,6 +333,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         hss_realm=_fqdn("bsf.hss_realm", s["hss_realm"]),
         challenge_lifetime=int(_positive("bsf.challenge_lifetime", s["challenge_lifetime"])),
         zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
+        hss_reconnect_interval=_positive("bsf.hss_reconnect_interval", s["hss_reconnect_interval"]),
         ub_idle_timeout=_positive("bsf.ub_idle_timeout", s["ub_idle_timeout"]),
         ub_request_timeout=_positive("bsf.ub_request_timeout", s["ub_request_timeout"]),
         nafs=tuple(nafs),

@@ -449,7 +449,8 @@ async def connect(
 
 
 class DiameterClient:
-    """A client toward one peer that connects lazily and reconnects after a failure."""
+    """A client toward one peer: it connects for the first request (or at once, with ``keep_connected``)
+    and again after a failure."""
 
     def __init__(
         self, identity: NodeIdentity, host: str, port: int, *, timeout: float = 5.0, watchdog_interval: float = 30.0
@@ -485,6 +486,26 @@ class DiameterClient:
 
     async def ensure_connected(self) -> PeerInfo:
         return (await self._connection()).peer
+
+    async def keep_connected(self, interval: float) -> None:
+        """Hold a connection to the peer: open one now and, while there is none, try again every
+        ``interval`` seconds (the Tc timer of RFC 6733 clauses 2.1 and 12, 30 s recommended). Without
+        it a connection opens only with the first request, so an idle node would report its peer down
+        (and the first request after an outage would pay for the connection). Runs until cancelled."""
+        failing = False
+        while True:
+            if not self.connected:
+                try:
+                    await self.ensure_connected()
+                except DiameterError as exc:
+                    if not failing:
+                        log.warning("%s; trying again every %g s", exc, interval)
+                    failing = True
+                else:
+                    if failing:
+                        log.info("peer %s:%d reachable again", self.host, self.port)
+                    failing = False
+            await asyncio.sleep(interval)
 
     @property
     def peer(self) -> PeerInfo | None:

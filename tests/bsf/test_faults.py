@@ -205,6 +205,46 @@ async def test_slow_hss_gives_503_within_the_zh_timeout(tmp_path: Path) -> None:
         await slow.close()
 
 
+async def test_an_idle_bsf_holds_its_zh_connection_through_hss_restarts(tmp_path: Path) -> None:
+    """The BSF opens its Zh connection at start, with no bootstrap and no /readyz probe asking for it, and
+    again after the HSS restarts (the Tc timer): gbagw_bsf_hss_peer_up, which GbagwHssPeerDown watches,
+    tells an idle BSF's true state. Before, an idle BSF had no Zh connection and reported its peer down."""
+    lab = Lab(tmp_path)
+    r = run_cli(["hss", "add-subscriber", *lab.data, "--impi", "idle@ims.test", "--k", K, "--opc", OPC])
+    assert r.returncode == 0, r.stderr
+    env = {"GBAGW_BSF_HSS_RECONNECT_INTERVAL": "0.2", "GBAGW_BSF_GAUGE_INTERVAL": "0.1"}
+    try:
+        bsf, ub = lab.start_bsf("bsf", env)  # before the HSS: its first attempt is refused
+        admin_port = bsf.wait_for(r"admin: http://[\d.]+:(\d+)/").group(1)
+        admin = f"http://127.0.0.1:{admin_port}"
+        async with aiohttp.ClientSession() as http:
+
+            async def peer_up(expected: float) -> None:
+                deadline = time.monotonic() + 10
+                while True:
+                    async with http.get(f"{admin}/metrics") as resp:
+                        text = await resp.text()
+                    if f"gbagw_bsf_hss_peer_up {expected}" in text:
+                        return
+                    assert time.monotonic() < deadline, f"gbagw_bsf_hss_peer_up never {expected}"
+                    await asyncio.sleep(0.05)
+
+            await peer_up(0.0)
+            hss = lab.start_hss()
+            await peer_up(1.0)
+            hss.stop()  # SIGTERM: a DPR to the BSF
+            await peer_up(0.0)
+            lab.start_hss("hss2")
+            await peer_up(1.0)
+        client = ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), "idle@ims.test", "bsf.gba.test")
+        assert (await bootstrap(ub, client)).btid
+    finally:
+        lab.close()
+    logs = bsf.logs
+    assert logs.count("trying again every 0.2 s") == 2, logs  # once per outage, not once per attempt
+    assert logs.count("reachable again") == 2, logs
+
+
 async def test_a_store_outage_is_a_retryable_answer_on_every_interface(
     tmp_path: Path, redis_aof: tuple[str, Path, int]
 ) -> None:

@@ -5,9 +5,10 @@ stand-in images of .ci/container-images).
 Builds deploy/Dockerfile, starts deploy/compose.yaml's redis, hss, bsf1, bsf2 and naf from it, and runs the
 README's "Try it" sequence against the published ports: the UE bootstraps on one BSF, a NAF asks the other
 over Zn and gets the same Ks_NAF, the demo NAF answers Ua. Then one BSF is stopped and the lab keeps
-serving. Prometheus and Grafana are left out: their images are other projects'. The systemd units run
-under systemd as PID 1 of a container, and the chart's Deployments as containers set up the way a kubelet
-would run their pods (there is no cluster here).
+serving. The lab's Prometheus scrapes it and evaluates the gbagw alerts; Grafana is left out (Debian has
+no package to stand in for its image). The systemd units run under systemd as PID 1 of a container, and
+the chart's Deployments as containers set up the way a kubelet would run their pods (there is no cluster
+here).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import os
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,10 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 # Any image with python and pip (the Dockerfile's BASE), and a Redis image whose redis-server is on PATH.
 BASE_IMAGE = os.environ.get("GBAGW_TEST_BASE_IMAGE", "python:3.11-slim")
 REDIS_IMAGE = os.environ.get("GBAGW_TEST_REDIS_IMAGE", "redis:7-alpine")
+PROMETHEUS_IMAGE = os.environ.get("GBAGW_TEST_PROMETHEUS_IMAGE", "prom/prometheus:v2.53.0")
 IMAGE = "gbagw:container-test"
 SERVICES = ("redis", "hss", "bsf1", "bsf2", "naf")
-PUBLISHED = {"bsf1 Ub": 8080, "bsf1 Zn": 3868, "bsf2 Ub": 8081, "bsf2 Zn": 3870, "naf": 8090}
+PUBLISHED = {"bsf1 Ub": 8080, "bsf1 Zn": 3868, "bsf2 Ub": 8081, "bsf2 Zn": 3870, "naf": 8090, "prometheus": 9090}
 
 IMPI = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org"
 K = "465b5ce8b199b49faa5f0a2ee238a6bc"
@@ -86,7 +89,7 @@ class Lab:
             time.sleep(1)
 
     def logs(self) -> str:
-        return self.compose("logs", "--no-color", *SERVICES)
+        return self.compose("logs", "--no-color", *SERVICES, "prometheus")
 
 
 def _build_args() -> list[str]:
@@ -111,10 +114,11 @@ def lab(built: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     # image has it off. Either way only the lab's network reaches it.
     lines.append('    command: ["redis-server", "--appendonly", "yes", "--protected-mode", "no"]')
     lines += [f"  {s}:\n    image: {built}" for s in ("hss", "bsf1", "bsf2", "naf")]
+    lines += ["  prometheus:", f"    image: {json.dumps(PROMETHEUS_IMAGE)}"]
     override.write_text("\n".join(lines) + "\n")
     lab = Lab(override)
     try:
-        lab.compose("up", "-d", "--no-build", *SERVICES)
+        lab.compose("up", "-d", "--no-build", *SERVICES, "prometheus")
         lab.wait_healthy(SERVICES)
         yield lab
     finally:
@@ -186,6 +190,73 @@ def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, 
     logs = lab.logs()
     for secret in (K, OP, ks_naf):
         assert secret not in logs.lower()
+
+
+def _prometheus(path: str, query: str = "") -> Any:
+    url = f"http://127.0.0.1:{PUBLISHED['prometheus']}/api/v1/{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - http to the lab's published port
+        return json.load(r)["data"]
+
+
+def _eventually(what: str, check: Callable[[], tuple[bool, object]], timeout: float = 60) -> None:
+    """``check`` says (True, _) within ``timeout`` (Prometheus scrapes and evaluates every 15 s here); the
+    failure shows the last thing it saw."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ok, seen = check()
+            if ok:
+                return
+        except OSError as exc:  # not listening yet
+            seen = exc
+        assert time.monotonic() < deadline, f"{what}: {seen}"
+        time.sleep(1)
+
+
+def test_prometheus_scrapes_the_lab_and_evaluates_the_gbagw_alerts(lab: Lab, tmp_path: Path) -> None:
+    """compose's Prometheus with deploy/prometheus: every gbagw target up, every rule of gbagw-rules.yaml
+    loaded and evaluated without error, none of them firing in a healthy lab, and the bootstrap counter
+    it scrapes moving with a bootstrap."""
+    jobs = {"gbagw-bsf": 2, "gbagw-hss": 1, "gbagw-naf": 1}
+
+    def targets_up() -> tuple[bool, object]:
+        active = _prometheus("targets")["activeTargets"]
+        up = [t["labels"]["job"] for t in active if t["health"] == "up"]
+        return {j: up.count(j) for j in jobs} == jobs and len(active) == sum(jobs.values()), active
+
+    _eventually("every gbagw target up", targets_up)
+    rules_file = yaml.safe_load((ROOT / "deploy/prometheus/gbagw-rules.yaml").read_text())
+    names = {r["alert"] for g in rules_file["groups"] for r in g["rules"]}
+
+    def rules_evaluated() -> tuple[bool, object]:
+        rules = [r for g in _prometheus("rules")["groups"] for r in g["rules"]]
+        assert all(r["health"] != "err" for r in rules), [r.get("lastError") for r in rules]
+        return {r["name"] for r in rules} == names and all(r["health"] == "ok" for r in rules), rules
+
+    def no_alerts() -> tuple[bool, object]:
+        alerts = _prometheus("alerts")["alerts"]
+        return alerts == [], alerts
+
+    _eventually("every gbagw alert rule evaluated", rules_evaluated)
+    # The BSF the lab test stopped may have been scraped down: its alert resolves once it is up again.
+    _eventually("no gbagw alert pending or firing", no_alerts, timeout=90)
+
+    impi = "001010000000077@ims.mnc001.mcc001.3gppnetwork.org"
+    lab.compose("exec", "-T", "hss", "gbagw", "hss", "add-subscriber", "--data-dir", "/var/lib/gbagw",
+                "--impi", impi, "--k", K, "--op", OP)  # fmt: skip
+    query = 'sum(gbagw_bsf_ub_responses_total{outcome="bootstrapped"}) or vector(0)'
+    before = float(_prometheus("query", query)["result"][0]["value"][1])
+    r = run_cli(["ue", "bootstrap", "--bsf", "http://127.0.0.1:8080/", "--impi", impi, "--k", K, "--op", OP,
+                 "--state", str(tmp_path / "ue.json")])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+    def counted() -> tuple[bool, object]:
+        now = float(_prometheus("query", query)["result"][0]["value"][1])
+        return now >= before + 1, now
+
+    _eventually("the bootstrap counted in Prometheus", counted)
 
 
 def test_the_systemd_units_run_the_services(built: str) -> None:

@@ -4,6 +4,10 @@ TCP: the races of a peer restart, made deterministic."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -88,9 +92,12 @@ class RawListener:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> DiameterClient:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
+        port = await self.listen()
         return DiameterClient(NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+
+    async def listen(self, port: int = 0) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def next(self) -> tuple[int, d.Envelope]:
         return await asyncio.wait_for(self.got.get(), 5)
@@ -182,3 +189,41 @@ async def test_a_request_whose_connection_dies_goes_once_more_on_a_new_one() -> 
     finally:
         await client.close()
         listener.close()
+
+
+async def test_keep_connected_opens_the_connection_without_a_request_and_again_after_a_loss(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The Tc timer (RFC 6733 12): a peer not listening yet is tried every interval, logged once; once it
+    listens, a connection opens with no request; when the peer drops it, a new one follows."""
+    caplog.set_level(logging.INFO, "gbagw.diameter")
+    with socket.socket() as s:  # a port with nobody listening, then the peer's
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    peer = RawListener()
+    client = DiameterClient(NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZH,)), "127.0.0.1", port, timeout=1)
+    keeper = asyncio.create_task(client.keep_connected(0.05))
+    try:
+        await asyncio.sleep(0.3)  # several attempts
+        assert not client.connected
+        refused = [r for r in caplog.records if "trying again every 0.05 s" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].levelname == "WARNING"
+        await peer.listen(port)
+        await _until(lambda: client.connected)
+        assert len(peer.connections) == 1 and peer.got.empty()  # a CER, nothing else
+        assert any("reachable again" in r.getMessage() for r in caplog.records)
+        peer.connections[0].writer.close()  # the peer drops the connection
+        await _until(lambda: len(peer.connections) == 2 and client.connected)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await client.close()
+        peer.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
