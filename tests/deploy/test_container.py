@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import find_tool
+from tests.deploy.tools import helm_manifests, run_tool
 from tests.procs import run_cli
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
@@ -48,12 +48,6 @@ K = "465b5ce8b199b49faa5f0a2ee238a6bc"
 OP = "cdc202d5123e20f62b6d676ac72cb318"
 
 
-def _run(*args: str, timeout: float = 300) -> str:
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
 def _logs(container: str) -> str:
     """A container's output, stdout and stderr interleaved."""
     r = subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -68,14 +62,14 @@ class Lab:
         self._files = ["-f", str(COMPOSE), "-f", str(override)]
 
     def compose(self, *args: str, timeout: float = 300) -> str:
-        return _run(find_tool("docker-compose"), "-p", self.project, *self._files, *args, timeout=timeout)
+        return run_tool("docker-compose", "-p", self.project, *self._files, *args, timeout=timeout)
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).strip()
 
     def state(self, service: str) -> dict[str, Any]:
         state: dict[str, Any] = json.loads(
-            _run("docker", "inspect", "--format", "{{json .State}}", self.container(service))
+            run_tool("docker", "inspect", "--format", "{{json .State}}", self.container(service))
         )
         return state
 
@@ -132,11 +126,11 @@ def _listening(port: int) -> bool:
 
 
 def test_the_image_runs_every_service_as_its_numeric_non_root_user(built: str) -> None:
-    config = json.loads(_run("docker", "image", "inspect", "--format", "{{json .Config}}", built))
+    config = json.loads(run_tool("docker", "image", "inspect", "--format", "{{json .Config}}", built))
     assert config["User"] == "10001:10001" and config["Entrypoint"] == ["gbagw"]
     assert config["Healthcheck"]["Test"][0] == "CMD"
-    assert _run("docker", "run", "--rm", "--entrypoint", "id", built, "-u").strip() == "10001"
-    assert _run("docker", "run", "--rm", built, "--version").startswith("gbagw ")
+    assert run_tool("docker", "run", "--rm", "--entrypoint", "id", built, "-u").strip() == "10001"
+    assert run_tool("docker", "run", "--rm", built, "--version").startswith("gbagw ")
 
 
 def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, tmp_path: Path) -> None:
@@ -163,7 +157,7 @@ def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, 
 
     # docker stop sends SIGTERM to the BSF carrying the demo NAF's Zn: a clean exit, a DPR to its peers,
     # and the NAF's next lookup goes to the other one (both answer to "bsf").
-    naf_ip = _run("docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    naf_ip = run_tool("docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                   lab.container("naf")).strip()  # fmt: skip
     (carrier,) = [b for b in ("bsf1", "bsf2") if f"({naf_ip}:" in lab.compose("logs", "--no-color", b)]
     other = "bsf2" if carrier == "bsf1" else "bsf1"
@@ -263,12 +257,12 @@ def test_the_systemd_units_run_the_services(built: str) -> None:
     the "Try it" sequence, and `systemctl stop` ends the BSF cleanly. A unit without its StateDirectory=
     fails here: its service cannot write /var/lib/gbagw and refuses to start (checked once by hand)."""
     host = "gbagw-systemd:container-test"
-    _run("docker", "build", "--network", "host", "--build-arg", f"IMAGE={built}", "-t", host,
+    run_tool("docker", "build", "--network", "host", "--build-arg", f"IMAGE={built}", "-t", host,
          "-f", str(ROOT / "tests/deploy/systemd-host/Dockerfile"), str(ROOT), timeout=600)  # fmt: skip
     # systemd in a container: its own /run, the host's cgroup tree to read (v1), and CAP_SYS_ADMIN for the
     # mount namespaces of ProtectSystem= and PrivateTmp= (without it systemd skips them and a unit
     # missing its StateDirectory= would still write /var/lib/gbagw).
-    box = _run("docker", "run", "-d", "--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    box = run_tool("docker", "run", "-d", "--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
                "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", host).strip()  # fmt: skip
 
     def sh(*args: str) -> subprocess.CompletedProcess[str]:
@@ -325,7 +319,6 @@ class _Pods:
     def __init__(self, docs: list[dict[str, Any]], image: str, tmp: Path) -> None:
         self.docs, self.image, self.tmp = docs, image, tmp
         self.network = f"gbagwpods{os.getpid()}"
-        self.containers: list[str] = []
         self.volumes: list[str] = []
         self.ports: dict[tuple[str, int], dict[str, int]] = {}  # (deployment, replica) -> port name -> host port
         self.by_pod: dict[tuple[str, int], str] = {}  # (deployment, replica) -> container id
@@ -396,22 +389,20 @@ class _Pods:
             else:
                 assert set(v) == {"name", "emptyDir"}, v  # a fresh volume of the pod's own
                 vol = f"{self.network}-{name}-{replica}-{m['name']}"
-                self.volumes.append(_run("docker", "volume", "create", vol).strip())
+                self.volumes.append(run_tool("docker", "volume", "create", vol).strip())
                 args += ["-v", f"{vol}:{m['mountPath']}"]
         image = REDIS_IMAGE if c["name"] == "redis" else self.image
         cmd = list(c.get("args", []))
         if c["name"] == "redis":
             cmd += ["--protected-mode", "no"]  # the stand-in's default (see the compose lab)
-        container = _run("docker", "run", "-d", *args, image, *cmd).strip()
-        self.containers.append(container)
+        container = self.by_pod[(name, replica)] = run_tool("docker", "run", "-d", *args, image, *cmd).strip()
         self.ports[(name, replica)] = {p["name"]: self._host_port(container, p["containerPort"])
                                        for p in c.get("ports", [])}  # fmt: skip
-        self.by_pod[(name, replica)] = container
         return container
 
     @staticmethod
     def _host_port(container: str, port: int) -> int:
-        return int(_run("docker", "port", container, f"{port}/tcp").split(":")[-1])
+        return int(run_tool("docker", "port", container, f"{port}/tcp").split(":")[-1])
 
     def ready(self, deployment: dict[str, Any], replica: int = 0, timeout: float = 60) -> None:
         """Its readinessProbe (httpGet on a named port) answers 200, as the kubelet would check it."""
@@ -421,7 +412,7 @@ class _Pods:
         url = f"http://127.0.0.1:{self.ports[pod][probe['port']]}{probe['path']}"
         deadline = time.monotonic() + timeout
         while True:
-            running = _run("docker", "inspect", "--format", "{{.State.Running}}", self.by_pod[pod]).strip()
+            running = run_tool("docker", "inspect", "--format", "{{.State.Running}}", self.by_pod[pod]).strip()
             assert running == "true", f"{pod} exited: " + _logs(self.by_pod[pod])
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
@@ -429,11 +420,11 @@ class _Pods:
                         return
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"{url} not ready: " + "".join(_logs(x) for x in self.containers)
+            assert time.monotonic() < deadline, f"{url} not ready: " + "".join(_logs(x) for x in self.by_pod.values())
             time.sleep(0.5)
 
     def close(self) -> None:
-        for c in self.containers:
+        for c in self.by_pod.values():
             subprocess.run(["docker", "rm", "-f", c], capture_output=True, timeout=60)
         for v in self.volumes:
             subprocess.run(["docker", "volume", "rm", v], capture_output=True, timeout=60)
@@ -445,14 +436,11 @@ def test_the_helm_chart_pods_run_as_rendered(built: str, tmp_path: Path) -> None
     (read-only root file system, uid 10001 with fsGroup, the KEK Secret as 0440 root:fsGroup, memory and
     CPU limits, Service names): each BSF turns ready by its readinessProbe, a UE bootstraps on one, the
     other answers Zn with the same Ks_NAF."""
-    kek = base64.b64encode(os.urandom(32)).decode()
-    rendered = _run(find_tool("helm"), "template", "lab", str(ROOT / "deploy/helm/gbagw"), "--set", f"kek.value={kek}",
-                    "--set", "autoscaling.enabled=false")  # fmt: skip
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    docs = helm_manifests({"autoscaling.enabled": False}, tmp_path)
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     assert set(deployments) == {"lab-redis", "lab-hss", "lab-bsf"}
     pods = _Pods(docs, built, tmp_path / "volumes")
-    _run("docker", "network", "create", pods.network)
+    run_tool("docker", "network", "create", pods.network)
     try:
         pods.run(deployments["lab-redis"])
         hss = pods.run(deployments["lab-hss"])

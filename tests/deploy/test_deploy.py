@@ -22,36 +22,10 @@ import yaml
 from gba.keywrap import Keyring
 from gbagw import config as gbagw_config
 from gbaio.kek import load_or_create_kek
-from tests.deploy.tools import find_tool, run_tool
+from tests.deploy.tools import CHART, LAB_KEK, find_tool, helm_manifests, helm_values_file, run_tool
 from tests.procs import gbagw_process, run_cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-CHART = DEPLOY / "helm" / "gbagw"
-
-
-LAB_KEK = base64.b64encode(bytes(range(32))).decode()
-
-
-def _values_file(overrides: dict[str, Any], tmp_path: Path) -> str:
-    """A values file setting each dotted path in ``overrides`` (helm merges it over values.yaml), with
-    a lab KEK unless ``overrides`` says otherwise: the chart renders nothing without one."""
-    values: dict[str, Any] = {}
-    if not any(path.startswith("kek.") for path in overrides):
-        overrides = {"kek.value": LAB_KEK, **overrides}
-    for path, value in overrides.items():
-        node = values
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    f = tmp_path / "overrides.yaml"
-    f.write_text(yaml.safe_dump(values))
-    return str(f)
-
-
-def _manifests(overrides: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
-    rendered = run_tool("helm", "template", "lab", str(CHART), "-f", _values_file(overrides, tmp_path))
-    return [d for d in yaml.safe_load_all(rendered) if d]
 
 
 @pytest.mark.parametrize(
@@ -68,9 +42,9 @@ def _manifests(overrides: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]
     ],
 )
 def test_helm_chart_lints_and_renders_valid_kubernetes(overrides: dict[str, Any], tmp_path: Path) -> None:
-    out = run_tool("helm", "lint", "--strict", str(CHART), "-f", _values_file(overrides, tmp_path))
+    out = run_tool("helm", "lint", "--strict", str(CHART), "-f", helm_values_file(overrides, tmp_path))
     assert "0 chart(s) failed" in out
-    docs = _manifests(overrides, tmp_path)
+    docs = helm_manifests(overrides, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     for d in docs:
         kubernetes_validate.validate(d, "1.30.0", strict=True)
@@ -89,7 +63,7 @@ def test_helm_chart_lints_and_renders_valid_kubernetes(overrides: dict[str, Any]
 def test_helm_monitoring_scrapes_admin_ports_and_carries_the_rules(tmp_path: Path) -> None:
     """Prometheus Operator resources: each ServiceMonitor reaches a container's admin port through a
     metrics Service and sets the job the alert rules expect; the PrometheusRule is the rules file."""
-    docs = _manifests(
+    docs = helm_manifests(
         {
             "monitoring.serviceMonitor.enabled": True,
             "monitoring.prometheusRule.enabled": True,
@@ -127,7 +101,7 @@ def test_helm_monitoring_scrapes_admin_ports_and_carries_the_rules(tmp_path: Pat
 
 
 def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
-    docs = _manifests({}, tmp_path)
+    docs = helm_manifests({}, tmp_path)
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
     kek = tmp_path / "kek"  # what Kubernetes mounts from the chart's Secret
     kek.write_bytes(base64.b64decode(next(d for d in docs if d["kind"] == "Secret")["data"]["kek"]))
@@ -148,7 +122,7 @@ def test_helm_config_is_valid_gbagw_toml(tmp_path: Path) -> None:
 )
 def test_helm_refuses_a_missing_or_malformed_kek(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
     """Without this, every BSF pod would crash-loop on a KEK it cannot use."""
-    values = _values_file(overrides, tmp_path)
+    values = helm_values_file(overrides, tmp_path)
     r = subprocess.run([find_tool("helm"), "template", "lab", str(CHART), "-f", values], capture_output=True, text=True)
     assert r.returncode != 0 and re.search(message, r.stderr), r.stderr
     assert overrides["kek.value"] not in r.stderr or not overrides["kek.value"]  # never echoes the key
@@ -156,7 +130,7 @@ def test_helm_refuses_a_missing_or_malformed_kek(overrides: dict[str, Any], mess
 
 def test_helm_external_redis_password_comes_from_a_secret(tmp_path: Path) -> None:
     """A Redis URL with a password never lands in the ConfigMap: the BSF gets it from the operator's Secret."""
-    docs = _manifests({"redis.enabled": False, "redis.externalUrlSecret.name": "redis-url"}, tmp_path)
+    docs = helm_manifests({"redis.enabled": False, "redis.externalUrlSecret.name": "redis-url"}, tmp_path)
     for d in docs:
         kubernetes_validate.validate(d, "1.30.0", strict=True)
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
@@ -164,7 +138,7 @@ def test_helm_external_redis_password_comes_from_a_secret(tmp_path: Path) -> Non
     bsf = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
     env = {e["name"]: e for e in bsf["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GBAGW_BSF_STORE"]["valueFrom"] == {"secretKeyRef": {"name": "redis-url", "key": "url"}}
-    values = _values_file(
+    values = helm_values_file(
         {"redis.enabled": False, "redis.externalUrl": "rediss://gbagw:s3cret-pw@redis:6380/0"}, tmp_path
     )
     r = subprocess.run([find_tool("helm"), "template", "lab", str(CHART), "-f", values], capture_output=True, text=True)
@@ -174,7 +148,7 @@ def test_helm_external_redis_password_comes_from_a_secret(tmp_path: Path) -> Non
 def test_helm_bsf_rollouts_and_drains_keep_bsfs_serving(tmp_path: Path) -> None:
     """maxUnavailable 0 rollouts, a PodDisruptionBudget, replicas spread over nodes, a preStop pause
     inside the grace period, and no replicas field for helm upgrades to reset under the HPA."""
-    docs = _manifests({}, tmp_path)
+    docs = helm_manifests({}, tmp_path)
     bsf = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
     labels = bsf["spec"]["template"]["metadata"]["labels"]
     (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
@@ -191,7 +165,7 @@ def test_helm_bsf_rollouts_and_drains_keep_bsfs_serving(tmp_path: Path) -> None:
     )
     pause = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert pause[0] == "sleep" and 0 < int(pause[1]) < pod["terminationGracePeriodSeconds"]
-    fixed = _manifests({"autoscaling.enabled": False, "bsf.podDisruptionBudget.enabled": False}, tmp_path)
+    fixed = helm_manifests({"autoscaling.enabled": False, "bsf.podDisruptionBudget.enabled": False}, tmp_path)
     bsf = next(d for d in fixed if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
     assert bsf["spec"]["replicas"] == 2 and not [d for d in fixed if d["kind"] == "PodDisruptionBudget"]
 
@@ -202,7 +176,7 @@ def test_helm_previous_keks_reach_the_bsf_keyring(tmp_path: Path) -> None:
     current, earlier = os.urandom(32), os.urandom(32)
     b64 = base64.b64encode
     overrides = {"kek.value": b64(current).decode(), "kek.previous": [b64(earlier).decode()]}
-    docs = _manifests(overrides, tmp_path)
+    docs = helm_manifests(overrides, tmp_path)
     secret = next(d for d in docs if d["kind"] == "Secret")["data"]
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["gbagw.toml"]
     mounted = tmp_path / "kek-mount"
@@ -217,7 +191,7 @@ def test_helm_previous_keks_reach_the_bsf_keyring(tmp_path: Path) -> None:
     assert keys.unseal(Keyring(earlier).seal(b"Ks", b"btid"), b"btid") == b"Ks"
     pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
     before = pod["spec"]["template"]["metadata"]["annotations"]["checksum/kek"]
-    docs = _manifests({**overrides, "kek.previous": []}, tmp_path)
+    docs = helm_manifests({**overrides, "kek.previous": []}, tmp_path)
     pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lab-bsf")
     assert pod["spec"]["template"]["metadata"]["annotations"]["checksum/kek"] != before
 
