@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from naf.ua_digest import UaDigestAuth, identity
@@ -12,6 +14,7 @@ async def _whoami(request: web.Request) -> web.Response:
     return web.json_response(
         {"btid": ident.btid, "impi": ident.impi, "uss": [u.gsid for u in ident.uss]},
         headers={"X-3GPP-Asserted-Identity": f'"{ident.impi}"' if ident.impi else '""'},
+        dumps=lambda body: json.dumps(body) + "\n",  # a line of its own on a terminal (gbagw ue ua-get, curl)
     )
 
 
