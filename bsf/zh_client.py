@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -12,6 +10,7 @@ from prometheus_client import Histogram
 
 from bsf.config import BsfConfig
 from gba import diameter as d
+from gbaio import logs
 from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
 
 log = logging.getLogger("gbagw.bsf.zh")
@@ -55,18 +54,18 @@ class ZhClient:
             timeout=config.zh_timeout,
         )
         self._latency = latency
-        self._session = itertools.count(1)
-        self._session_prefix = f"{config.fqdn};{int(time.time())};{os.getpid()}"
+        self._sessions = logs.RequestIds(config.fqdn)
 
     async def fetch_vector(self, impi: str, resync_info: bytes | None = None) -> Vector:
         mar = d.MultimediaAuthRequest(
-            f"{self._session_prefix};{next(self._session)}",
+            self._sessions.next(),
             self.config.fqdn,
             self.config.realm,
             self.config.hss_realm,
             impi,
             resync_info=resync_info,
         )
+        logs.peer_request_id.set(mar.session_id)  # the HSS logs this MAR under its Session-Id
         start = time.perf_counter()
         try:
             env = await self.client.request(mar.to_envelope(0, 0))

@@ -25,7 +25,7 @@ class ZnHandler:
         self._proxies = {p.lower() for p in config.zn_proxies}
 
     async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
-        logs.request_id.set(req.session_id or "")
+        logs.begin_request(req.session_id or "")
         ans = await self._handle(req, peer)
         rc, er = ans.result()
         self._answers.labels("diameter", str(er or rc)).inc()

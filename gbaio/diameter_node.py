@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
@@ -108,8 +109,14 @@ class Connection:
         self._closed = asyncio.Event()
         self._closing = False
         self._watchdog_interval = watchdog_interval
-        self._reader_task = asyncio.create_task(self._read_loop(), name=f"diameter-read-{peer.origin_host}")
-        self._watchdog_task = asyncio.create_task(self._watchdog(), name=f"diameter-dwr-{peer.origin_host}")
+        # A fresh context each: a connection a request opened outlives it, and its events (DPR, watchdog,
+        # disconnection) must not carry that request's ids (gbaio.logs).
+        self._reader_task = asyncio.create_task(
+            self._read_loop(), name=f"diameter-read-{peer.origin_host}", context=contextvars.Context()
+        )
+        self._watchdog_task = asyncio.create_task(
+            self._watchdog(), name=f"diameter-dwr-{peer.origin_host}", context=contextvars.Context()
+        )
 
     @property
     def closed(self) -> bool:

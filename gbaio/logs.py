@@ -6,18 +6,45 @@ the per-event cost is part of the sizing: see ``setup`` and ``JsonFormatter``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import sys
 import time
 from contextvars import ContextVar
 
 # The id of the request being handled (Ub request, Zn Session-Id, ...), added to every log event.
 request_id: ContextVar[str] = ContextVar("request_id", default="")
+# The id of the request the one being handled sent on to a peer (a Ub challenge's Zh MAR, a Ua request's
+# Zn lookup), under which the peer logged its own events as their rid: one lookup joins the two logs.
+peer_request_id: ContextVar[str] = ContextVar("peer_request_id", default="")
+
+
+def begin_request(rid: str) -> None:
+    """The events from here on belong to request ``rid``, which has sent nothing on yet (one task may
+    serve several requests in turn: a keep-alive connection, a Diameter peer)."""
+    request_id.set(rid)
+    peer_request_id.set("")
+
+
+class RequestIds:
+    """Ids for the requests one client sends: ``origin;start;random;n``, an RFC 6733 8.8 Session-Id
+    (DiameterIdentity;high 32 bits;low 32 bits;optional value), used as the Session-Id on Diameter and as
+    X-Request-Id on HTTP, so that the peer's events carry it as their rid. The low 32 bits are random,
+    not the pid: two replicas of one FQDN started in the same second are both PID 1 in their containers."""
+
+    def __init__(self, origin: str) -> None:
+        self._prefix = f"{origin};{int(time.time())};{int.from_bytes(os.urandom(4), 'big')}"
+        self._n = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix};{next(self._n)}"
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg"[, "rid"][, "exc"]}`` with an RFC 3339 UTC timestamp in ms."""
+    """``{"ts", "level", "logger", "msg"[, "rid"][, "peer_rid"][, "exc"]}`` with an RFC 3339 UTC timestamp
+    in ms."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +72,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             event["rid"] = rid
+        peer = peer_request_id.get()
+        if peer:
+            event["peer_rid"] = peer
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
         return self._encode(event)

@@ -32,7 +32,7 @@ class ZhHandler:
         self.metrics = metrics
 
     async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
-        logs.request_id.set(req.session_id or "")
+        logs.begin_request(req.session_id or "")
         try:
             ans = await self._handle(req, peer)
         except StoreUnavailable as exc:

@@ -20,6 +20,7 @@ from gba import digest
 from gba.kdf import NafId, UaProtocol
 from gba.ua import KeyKind, digest_password, naf_realm
 from gba.uss import Uss
+from gbaio import logs
 from naf.config import NafConfig
 from naf.key_cache import KeyCache
 from naf.metrics import NafMetrics
@@ -93,6 +94,7 @@ class UaDigestAuth:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        logs.begin_request(request.headers.get("X-Request-Id", "")[:64] or os.urandom(6).hex())
         response = await self._authenticate(request, handler)
         self._responses.labels(str(response.status)).inc()
         return response

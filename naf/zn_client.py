@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +11,7 @@ from typing import Protocol
 from gba import diameter as d
 from gba.kdf import NafId
 from gba.uss import Uss, UssError, parse_uss_list
+from gbaio import logs
 from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
 from naf.config import NafConfig
 
@@ -84,13 +82,12 @@ class ZnClient:
             config.bsf_port,
             timeout=config.zn_timeout,
         )
-        self._session = itertools.count(1)
-        self._prefix = f"{config.fqdn};{int(time.time())};{os.getpid()}"
+        self._sessions = logs.RequestIds(config.fqdn)
 
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)
         bir = d.BootstrappingInfoRequest(
-            f"{self._prefix};{next(self._session)}",
+            self._sessions.next(),
             self.config.fqdn,
             self.config.realm,
             self.config.bsf_realm,
@@ -99,6 +96,7 @@ class ZnClient:
             gsids=gsids,
             gba_u_aware=self.config.gba_u_aware,
         )
+        logs.peer_request_id.set(bir.session_id)  # the BSF logs this BIR under its Session-Id
         try:
             env = await self.client.request(bir.to_envelope(0, 0))
         except DiameterError as exc:

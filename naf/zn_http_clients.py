@@ -18,6 +18,7 @@ from gba.diameter import ExperimentalResult
 from gba.kdf import NafId
 from gba.safexml import XmlError
 from gba.uss import Uss, UssError, parse_uss_list
+from gbaio import logs
 from naf.config import NafConfig
 from naf.zn_client import TRANSIENT_RESULT_CODES, NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
 
@@ -57,15 +58,20 @@ class _ZnHttp:
     once more, and every later one too, on a new connection (behind a load balancer: another BSF).
     Zn lookups change nothing at the BSF, so the repeat is safe; without it, each rolling restart of
     the BSFs failed about one lookup per NAF. The old client closes once what it carries has had its
-    timeout."""
+    timeout. Each lookup carries an X-Request-Id, the rid of the BSF's events for it (kept on the repeat:
+    it is the same lookup)."""
 
     def __init__(self, config: NafConfig, **options: Any) -> None:
+        self._ids = logs.RequestIds(config.fqdn)
         self._timeout = config.zn_timeout
         self._options = {"verify": _tls(config), "timeout": config.zn_timeout, **options}
         self._http = httpx.AsyncClient(**self._options)
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+    async def post(self, url: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
+        rid = self._ids.next()
+        logs.peer_request_id.set(rid)
+        kwargs["headers"] = {**headers, "X-Request-Id": rid}
         http = self._http
         try:
             return await http.post(url, **kwargs)

@@ -78,6 +78,16 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
     lines = proc.logs.splitlines()
     events = [json.loads(line) for line in lines]  # every line is one JSON event
     assert any(e.get("rid") for e in events if e["msg"].startswith("ub: bootstrapped"))
+    # The ids join the services' events: the Ub challenge names the Zh MAR the HSS logged, the Ua request
+    # the Zn lookup the BSF logged; a Diameter connection's own events belong to no request.
+    (challenge,) = [e for e in events if e["msg"].startswith(f"ub: challenge for {IMPI}")]
+    (vector,) = [e for e in events if e["msg"].startswith(f"zh: vector for {IMPI}")]
+    assert challenge["peer_rid"] == vector["rid"] and challenge["rid"] != vector["rid"]
+    (authenticated,) = [e for e in events if e["msg"].startswith("ua: authenticated B-TID")]
+    (lookup,) = [e for e in events if e["msg"].startswith("zn/diameter: naf.gba.test for naf.gba.test")]
+    assert authenticated["peer_rid"] == lookup["rid"] and authenticated["rid"] != lookup["rid"]
+    connections = [e for e in events if e["logger"] == "gbagw.diameter"]
+    assert connections and not any("rid" in e or "peer_rid" in e for e in connections)
     assert any(e["msg"].startswith(f"gbagw {version('gbagw')} serving (pid ") for e in events)
     assert events[-1]["msg"] == "stopped"  # after the SIGTERM event and everything the shutdown logged
     assert any(e["msg"].startswith("SIGTERM: stopping") for e in events)

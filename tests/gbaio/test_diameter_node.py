@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from gba import diameter as d
+from gbaio import logs
 from gbaio.diameter_node import (
     DISCONNECT_REBOOTING,
     ConnectionLost,
@@ -160,6 +161,43 @@ async def test_after_a_dpr_new_requests_go_on_a_new_connection() -> None:
         listener.close()
     # Closing the client sent its own DPR on the new connection, and nothing more went on the old one.
     assert listener.rest() == [(2, d.CMD_DISCONNECT_PEER, True)]
+
+
+async def test_a_connection_a_request_opened_logs_its_own_events_under_no_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The connection outlives the request that opened it: its events (here the peer's DPR) must not
+    carry that request's ids, or the logs would tie a peer's restart to some old Ub request."""
+    seen: list[tuple[str, str, str]] = []
+
+    def ids(record: logging.LogRecord) -> bool:
+        seen.append((record.getMessage(), logs.request_id.get(), logs.peer_request_id.get()))
+        return True
+
+    caplog.set_level(logging.INFO, "gbagw.diameter")
+    listener = RawListener()
+    client = await listener.start()
+    logger = logging.getLogger("gbagw.diameter")
+    logger.addFilter(ids)
+    try:
+
+        async def ub_request() -> d.Envelope:
+            logs.begin_request("ub-1")
+            logs.peer_request_id.set("zh-1")
+            return await client.request(_request(0), timeout=5)  # opens the connection
+
+        first = asyncio.create_task(ub_request())
+        _, req = await listener.next()
+        listener.connections[0].answer(req)
+        await first
+        dpr = [d.new_avp(d.Avps.DISCONNECT_CAUSE, 0)]
+        listener.connections[0].send(d.Envelope(d.CMD_DISCONNECT_PEER, 0, d.FLAG_REQUEST, 9, 9, dpr))
+        await listener.next()  # the DPA: the DPR was read and logged
+    finally:
+        logger.removeFilter(ids)
+        await client.close()
+        listener.close()
+    assert [s for s in seen if "sent DPR" in s[0]] == [("peer naf.gba.test sent DPR (Disconnect-Cause 0)", "", "")]
 
 
 async def test_a_request_whose_connection_dies_goes_once_more_on_a_new_one() -> None:

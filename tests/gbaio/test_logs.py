@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -59,6 +60,33 @@ def test_request_id_and_exception() -> None:
     assert event["rid"] == "rid-42"
     assert event["exc"].startswith("Traceback") and "ValueError: boom" in event["exc"]
     assert "rid" not in json.loads(fmt.format(_record(0.0)))
+
+
+def test_peer_request_id_joins_a_request_to_the_one_it_sent_on_until_the_next_request() -> None:
+    fmt = logs.JsonFormatter()
+
+    def events() -> list[dict[str, str]]:
+        logs.begin_request("ub-1")
+        first = json.loads(fmt.format(_record(0.0)))
+        logs.peer_request_id.set("bsf.gba.test;1;2;3")  # what the Zh client does as it sends a MAR
+        sent = json.loads(fmt.format(_record(0.0)))
+        logs.begin_request("ub-2")  # the connection's next request has sent nothing on yet
+        return [first, sent, json.loads(fmt.format(_record(0.0)))]
+
+    first, sent, second = contextvars.copy_context().run(events)
+    assert first["rid"] == "ub-1" and "peer_rid" not in first
+    assert sent["rid"] == "ub-1" and sent["peer_rid"] == "bsf.gba.test;1;2;3"
+    assert second["rid"] == "ub-2" and "peer_rid" not in second
+
+
+def test_request_ids_are_rfc6733_session_ids_unique_to_each_client() -> None:
+    # Two clients of one origin in the same second: two BSF replicas, each PID 1 of its container.
+    a, b = logs.RequestIds("bsf.gba.test"), logs.RequestIds("bsf.gba.test")
+    ids = [a.next(), a.next(), b.next()]
+    origin, high, low, n = ids[0].split(";")
+    assert origin == "bsf.gba.test" and 0 <= int(high) < 2**32 and 0 <= int(low) < 2**32 and n == "1"
+    assert ids[1] == f"{origin};{high};{low};2"
+    assert ids[2].endswith(";1") and ids[2] != ids[0]  # a 1 in 2**32 chance of a false failure
 
 
 @pytest.fixture

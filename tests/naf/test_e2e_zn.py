@@ -18,6 +18,7 @@ import pytest
 from gba import digest, kdf, ue
 from gba.ua import KeyKind, answer_challenge, digest_password
 from gbagw.ue_client import bootstrap
+from gbaio import logs
 from naf.config import NafConfig
 from naf.tls_psk import PskClient, PskHandshakeError, PskServer
 from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused
@@ -350,6 +351,23 @@ async def test_all_zn_flavours_give_the_same_keys(lab: Lab) -> None:
         assert [u.uids for u in key.uss] == [("sip:u@ims.test",)], via
     unaware = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", False, (), "sbi")
     assert unaware.uicc_key is None and unaware.me_key == ext
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_the_bsf_logs_each_zn_lookup_under_the_id_the_naf_sent(lab: Lab, via: str) -> None:
+    """After a lookup, the NAF's events carry peer_rid = the lookup's Session-Id or X-Request-Id, and the
+    BSF's decision event has it as its rid: one grep joins the NAF's log to the BSF's."""
+    boot = await bootstrap(lab.ub, _ue())
+    logs.begin_request("ua-request")
+    await lab.fetch(boot.btid, DIGEST_NAF, via=via)
+    sent = logs.peer_request_id.get()
+    assert sent.startswith("naf.gba.test;")
+    events = [json.loads(line) for line in (lab.tmp / "bsf.stderr.log").read_text().splitlines()]
+    (decision,) = [e for e in events if e.get("rid") == sent]
+    assert (
+        decision["msg"]
+        == f"zn/{via}: naf.gba.test for naf.gba.test btid={boot.btid}: authorized (group default, 0 USS, uicc=False)"
+    )
 
 
 @pytest.mark.parametrize("via", ["sbi", "soap"])
