@@ -17,7 +17,7 @@ from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics, TimedStore
 from bsf.policy import NafPolicy
 from bsf.sbi_auth import BearerAuth
-from bsf.store import ContextStore, StoreUnavailable
+from bsf.store import ContextStore, StoreUnavailable, store_problem
 from bsf.store.redis import RedisStore
 from bsf.store.sqlite import SqliteStore
 from bsf.ub import create_ub_server
@@ -132,8 +132,8 @@ class BsfService:
 
     async def readiness(self) -> str | None:
         """Ready only when the store answers and the HSS peer is (or can be) connected."""
-        if not await self.store.ping():
-            return "context store does not answer"
+        if (problem := await store_problem(self.store)) is not None:
+            return problem
         try:
             await self.zh.client.ensure_connected()
         except DiameterError as exc:

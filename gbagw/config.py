@@ -436,6 +436,7 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
         psk_port=_port("mef.psk_port", s["psk_port"]),
         cert_port=_port("mef.cert_port", s["cert_port"]),
         maf_port=_port("mef.maf_port", s["maf_port"]),
+        admin_port=_port("mef.admin_port", s["admin_port"]),
         ke_lifetime=lifetime,
         cert_file=_path(cfg, "mef.cert_file", s["cert_file"]),
         key_file=_path(cfg, "mef.key_file", s["key_file"]),

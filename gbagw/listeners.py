@@ -58,8 +58,9 @@ def naf_listeners(naf: NafConfig, *, admin: bool = True) -> list[Listener]:
     return on("naf.host", naf.host, port=naf.port, **({"admin_port": naf.admin_port} if admin else {}))
 
 
-def mef_listeners(mef: MefConfig) -> list[Listener]:
-    return on("mef.host", mef.host, psk_port=mef.psk_port, cert_port=mef.cert_port, maf_port=mef.maf_port)
+def mef_listeners(mef: MefConfig, *, admin: bool = True) -> list[Listener]:
+    ports = {"psk_port": mef.psk_port, "cert_port": mef.cert_port, "maf_port": mef.maf_port}
+    return on("mef.host", mef.host, **ports, **({"admin_port": mef.admin_port} if admin else {}))
 
 
 def env_name(key: str) -> str:

@@ -20,6 +20,7 @@ from gbagw.cli_common import (
     EXIT_UNREACHABLE,
     CliError,
     Subcommands,
+    admin_server,
     command_group,
     emit,
     host_port,
@@ -85,7 +86,8 @@ def cmd_mef_serve(args: argparse.Namespace) -> int:
         await service.stop()
         await service.store.close()
 
-    asyncio.run(serve_until_signal(start, stop))
+    admin = admin_server(service.metrics.registry, readiness=[service.readiness])
+    asyncio.run(serve_until_signal(start, stop, (admin, mef.host, mef.admin_port)))
     return EXIT_OK
 
 

@@ -23,13 +23,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     hss = cfgmod.hss_config(cfg)
     mef = cfgmod.mef_config(cfg)
-    # One process, one admin listener (bsf.admin_port); hss.admin_port and naf.admin_port stay unused.
+    # One process, one admin listener (bsf.admin_port); the other services' admin ports stay unused.
     check_listeners(
         [
             *hss_listeners(hss, admin=False),
             *bsf_listeners(cfgmod.bsf_config(cfg)),
             *naf_listeners(cfgmod.naf_config(cfg), admin=False),
-            *mef_listeners(mef),
+            *mef_listeners(mef, admin=False),
         ]
     )
     pki_files = (mef.cert_file, mef.key_file, mef.ca_file)
@@ -70,8 +70,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"MAF retrieval on :{mef_ports['maf']} (MEF {mef.fqdn})"
         )
         # One admin listener for the whole process: every service's registry and readiness check.
-        admin.registries += [hss_service.metrics.registry, bsf_service.metrics.registry, naf_service.metrics.registry]
-        admin.checks += [hss_service.readiness, bsf_service.readiness, naf_service.readiness]
+        services = (hss_service, bsf_service, naf_service, mef_service)
+        admin.registries += [s.metrics.registry for s in services]
+        admin.checks += [s.readiness for s in services]
         admin_port = await admin.start(bsf.ub_host, bsf.admin_port)
         print(f"admin: http://{bsf.ub_host}:{admin_port}/metrics /healthz /readyz")
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)

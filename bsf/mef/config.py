@@ -27,6 +27,7 @@ class MefConfig:
     psk_port: int = 8443
     cert_port: int = 8444
     maf_port: int = 8445
+    admin_port: int = 9183  # /metrics /healthz /readyz
     ke_lifetime: int = 86400
     cert_file: Path = Path("var/pki/mef.pem")
     key_file: Path = Path("var/pki/mef.key")

@@ -25,7 +25,8 @@ from urllib.parse import unquote
 from OpenSSL import SSL
 
 from bsf.mef.config import EnroleeEntry, MefConfig
-from bsf.store import ContextStore, EnrolmentRecord, StoreUnavailable
+from bsf.mef.metrics import MefMetrics
+from bsf.store import ContextStore, EnrolmentRecord, StoreUnavailable, store_problem
 from gba import onem2m
 from gbaio.tls import (
     TlsError,
@@ -50,9 +51,10 @@ def _refuse(status: int, why: str) -> Reply:
 
 
 class MefService:
-    def __init__(self, config: MefConfig, store: ContextStore) -> None:
+    def __init__(self, config: MefConfig, store: ContextStore, metrics: MefMetrics) -> None:
         self.config = config
         self.store = store
+        self.metrics = metrics
         self._by_kpm_id = {e.kpm_id: e for e in config.enrolees if e.kpm_id and e.kpm}
         self._by_cert = {e.cert_name.lower(): e for e in config.enrolees if e.cert_name}
         self._psk_peers: dict[int, EnroleeEntry] = {}
@@ -81,7 +83,9 @@ class MefService:
             sock = socket.create_server((c.host, port))
             self._listeners.append(sock)
             self.ports[name] = int(sock.getsockname()[1])
-            t = threading.Thread(target=self._accept_loop, args=(sock, ctx, handler), name=f"mef-{name}", daemon=True)
+            t = threading.Thread(
+                target=self._accept_loop, args=(name, sock, ctx, handler), name=f"mef-{name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         log.info(
@@ -104,17 +108,28 @@ class MefService:
         for t in self._threads:
             await asyncio.to_thread(t.join, 5)
 
-    def _accept_loop(self, sock: socket.socket, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]) -> None:
+    async def readiness(self) -> str | None:
+        """Ready when the listeners run and the store (the BSF's: KeIDs and Ke live there) answers."""
+        return "MEF listeners not started" if not self.ports else await store_problem(self.store)
+
+    def _accept_loop(
+        self, name: str, sock: socket.socket, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]
+    ) -> None:
         while not self._stopping.is_set():
             try:
                 client, addr = sock.accept()
             except OSError:
                 return
             set_io_timeout(client, self.config.io_timeout)
-            threading.Thread(target=self._serve, args=(client, addr, ctx, handler), daemon=True).start()
+            threading.Thread(target=self._serve, args=(name, client, addr, ctx, handler), daemon=True).start()
 
     def _serve(
-        self, client: socket.socket, addr: Any, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]
+        self,
+        name: str,
+        client: socket.socket,
+        addr: Any,
+        ctx: SSL.Context,
+        handler: Callable[[SSL.Connection], None],
     ) -> None:
         conn = SSL.Connection(ctx, client)
         conn.set_accept_state()
@@ -122,6 +137,7 @@ class MefService:
             handshake(conn)
             handler(conn)
         except TlsError as exc:
+            self.metrics.tls_refused.labels(name).inc()
             log.info("mef: %s:%s refused: %s", addr[0], addr[1], exc)
         except (OSError, SSL.Error) as exc:
             log.info("mef: connection from %s:%s ended: %s", addr[0], addr[1], exc)
@@ -140,6 +156,7 @@ class MefService:
         entry = self._by_kpm_id.get(identity.decode("utf-8", "replace"))
         if entry is None or entry.kpm is None:
             log.info("mef: unknown KpmID %r; failing the handshake", identity[:64])
+            self.metrics.enrolments.labels("psk", "unknown_enrolee").inc()
             return None
         with self._lock:
             self._psk_peers[ssl_id(ssl)] = entry
@@ -157,13 +174,22 @@ class MefService:
         entry = next((self._by_cert[n] for n in names if n in self._by_cert), None)
         if entry is None:
             log.info("mef: certificate names %s match no configured Enrolee; nothing stored", sorted(names))
+            self.metrics.enrolments.labels("certificate", "unknown_enrolee").inc()
             serve_json(conn, lambda _m, _t, _b: _refuse(403, "certificate name is not a configured Enrolee"))
             return
         serve_json(conn, lambda m, t, _b: self._enrol(conn, entry, "certificate", m, t))
 
     def _enrol(self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str) -> Reply:
+        outcome, reply = self._enrolment(conn, entry, framework, method, target)
+        self.metrics.enrolments.labels(framework, outcome).inc()
+        return reply
+
+    def _enrolment(
+        self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str
+    ) -> tuple[str, Reply]:
+        """(outcome for the metrics, answer)."""
         if (method, target) != ("POST", "/enrolment"):
-            return _refuse(404, "use POST /enrolment")
+            return "bad_request", _refuse(404, "use POST /enrolment")
         # TS-0003 10.3.1 / RFC 5705: no context (None, not b"": the two differ in TLS 1.2).
         material = conn.export_keying_material(onem2m.EXPORT_LABEL_BOOTSTRAP, onem2m.EXPORT_LEN, None)
         relative, ke = onem2m.split_export(material)
@@ -179,55 +205,68 @@ class MefService:
         except StoreUnavailable as exc:
             # Nothing stored, nothing answered: the Enrolee enrols again later, with a fresh Ke.
             log.warning("mef: enrolment of %s not stored, store unavailable: %s", entry.enrolee_id, exc)
-            return _refuse(503, "enrolment store unavailable, retry later")
+            return "store_unavailable", _refuse(503, "enrolment store unavailable, retry later")
         log.info("mef: enrolled %s via %s framework, KeID %s", entry.enrolee_id, framework, keid)
-        return 200, {
-            "status": True,
-            "keId": keid,
-            "enroleeId": entry.enrolee_id,
-            "expires": expires.isoformat(),
-            "framework": framework,
-        }
+        return "enrolled", (
+            200,
+            {
+                "status": True,
+                "keId": keid,
+                "enroleeId": entry.enrolee_id,
+                "expires": expires.isoformat(),
+                "framework": framework,
+            },
+        )
 
     # --- MAF side ---------------------------------------------------------------------------------
 
     def _maf(self, conn: SSL.Connection) -> None:
         names = peer_names(conn)
-        serve_json(conn, lambda m, t, _b: self._fetch(names, m, t))
 
-    def _fetch(self, maf_names: set[str], method: str, target: str) -> Reply:
+        def answer(method: str, target: str, _body: bytes) -> Reply:
+            outcome, reply = self._fetch(names, method, target)
+            self.metrics.km.labels(outcome).inc()
+            return reply
+
+        serve_json(conn, answer)
+
+    def _fetch(self, maf_names: set[str], method: str, target: str) -> tuple[str, Reply]:
+        """(outcome for the metrics, answer)."""
         parts = target.split("/")
         if method != "GET" or len(parts) != 4 or parts[1] != "fetchCredentials":
-            return _refuse(404, "use GET /fetchCredentials/<KeID>/<SUID>")
+            return "bad_request", _refuse(404, "use GET /fetchCredentials/<KeID>/<SUID>")
         if parts[3] != str(onem2m.SUID_MAF):
-            return _refuse(400, f"only SUID {onem2m.SUID_MAF} (key shared with a MAF) is served")
+            return "bad_request", _refuse(400, f"only SUID {onem2m.SUID_MAF} (key shared with a MAF) is served")
         try:
             keid = onem2m.normalise_keid(unquote(parts[2]))
         except onem2m.OneM2MError as exc:
-            return _refuse(400, str(exc))
+            return "bad_request", _refuse(400, str(exc))
         try:
             rec = self._run(self.store.get_enrolment(keid))
         except StoreUnavailable as exc:
             log.warning("mef: MAF %s asked for KeID %s, store unavailable: %s", sorted(maf_names), keid, exc)
-            return _refuse(503, "enrolment store unavailable, retry later")
+            return "store_unavailable", _refuse(503, "enrolment store unavailable, retry later")
         if rec is None:
             log.info("mef: MAF %s asked for unknown or expired KeID %s", sorted(maf_names), keid)
-            return _refuse(404, "unknown or expired KeID")
+            return "unknown_keid", _refuse(404, "unknown or expired KeID")
         maf = next((t for t in rec.targets if t.lower() in maf_names), None)
         if maf is None:
             log.info("mef: MAF %s is not an Enrolment Target of %s; refused", sorted(maf_names), rec.enrolee_id)
-            return _refuse(403, "this MAF is not an authorized Enrolment Target for the Enrolee")
+            return "not_target", _refuse(403, "this MAF is not an authorized Enrolment Target for the Enrolee")
         log.info("mef: Km for %s issued to MAF %s (KmID %s)", rec.enrolee_id, maf, keid)
         # TS-0003 10.3.2: Km = HMAC-SHA-256(Ke, label || MAF-ID); KmID = KeID.
-        return 200, {
-            "status": True,
-            "credential": onem2m.km(rec.ke, maf).hex(),
-            "kmId": keid,
-            "enroleeId": rec.enrolee_id,
-            "lifetime": rec.expires.isoformat(),
-            "suid": onem2m.SUID_MAF,
-        }
+        return "issued", (
+            200,
+            {
+                "status": True,
+                "credential": onem2m.km(rec.ke, maf).hex(),
+                "kmId": keid,
+                "enroleeId": rec.enrolee_id,
+                "lifetime": rec.expires.isoformat(),
+                "suid": onem2m.SUID_MAF,
+            },
+        )
 
 
-def create_mef(config: MefConfig, store: ContextStore) -> MefService:
-    return MefService(config, store)
+def create_mef(config: MefConfig, store: ContextStore, metrics: MefMetrics | None = None) -> MefService:
+    return MefService(config, store, metrics or MefMetrics())

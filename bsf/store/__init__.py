@@ -50,6 +50,14 @@ def unavailable_on(
     return wrap
 
 
+async def store_problem(store: ContextStore) -> str | None:
+    """A readiness check's answer: None when the store answers, else why, with the backend's error."""
+    try:
+        return None if await store.ping() else "context store does not answer"
+    except StoreUnavailable as exc:
+        return f"context store does not answer ({exc})"
+
+
 # Associated-data prefixes of the sealed records, by record kind (see seal_record callers).
 AAD_CHALLENGE = "challenge:"
 AAD_CONTEXT = "context:"
@@ -246,7 +254,9 @@ class ContextStore(Protocol):
         """Live contexts (Redis: kept as a count by expiry minute, see bsf.store.redis)."""
         ...
 
-    async def ping(self) -> bool: ...
+    async def ping(self) -> bool:
+        """True when the store answers; StoreUnavailable (with the backend's error) when it cannot."""
+        ...
 
     async def rekey(self, new: Keyring) -> int:
         """Re-seal every stored record under ``new`` (offline KEK rotation); returns the count."""

@@ -212,6 +212,7 @@ class RedisStore:
         self._keys = new
         return count
 
+    @_OUTAGE
     async def ping(self) -> bool:
         return bool(await self._r.ping())
 

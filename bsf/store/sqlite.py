@@ -137,6 +137,7 @@ class SqliteStore:
         self._keys = new
         return count
 
+    @_OUTAGE
     async def ping(self) -> bool:
         return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import sqlite3
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +50,20 @@ targets = ["maf.gba.test"]
 
 
 class Mef:
-    def __init__(self, tmp: Path, proc: Proc, psk: int, cert: int, maf: int) -> None:
-        self.tmp, self.proc, self.psk, self.cert, self.maf = tmp, proc, psk, cert, maf
-        self.pki = tmp / "pki"
+    def __init__(self, tmp: Path, proc: Proc, ports: tuple[int, ...], admin: str, pki: Path | None = None) -> None:
+        self.tmp, self.proc, self.admin = tmp, proc, admin
+        self.psk, self.cert, self.maf = ports
+        self.pki = pki or tmp / "pki"
+
+    def metrics(self) -> dict[str, float]:
+        """The MEF's counters, by name and labels as the exposition writes them (not their _created)."""
+        with urllib.request.urlopen(self.admin + "/metrics", timeout=10) as r:  # noqa: S310 - loopback test URL
+            lines = r.read().decode().splitlines()
+        return {
+            name: float(value)
+            for name, _, value in (line.rpartition(" ") for line in lines)
+            if name.startswith("gbagw_mef_") and "_total" in name
+        }
 
     def maf_client(self, name: str = "maf.gba.test") -> MefClient:
         return MefClient(
@@ -110,7 +124,8 @@ def mef(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mef]:
         ["mef", "serve", "--config", str(tmp / "gbagw.toml"), "--data-dir", str(tmp)], tmp, None, "mef"
     ) as proc:
         m = proc.wait_for(r"TLS-PSK on [\d.]+:(\d+), certificate on :(\d+), MAF retrieval on :(\d+)")
-        yield Mef(tmp, proc, int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        admin = proc.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        yield Mef(tmp, proc, tuple(int(p) for p in m.groups()), admin)
 
 
 async def test_psk_enrolment_and_km_retrieval(mef: Mef) -> None:
@@ -157,6 +172,67 @@ def test_refusals_store_and_serve_nothing(mef: Mef) -> None:
     assert "not an Enrolment Target" in logs and "unknown KpmID" in logs
     for secret in (KPM, good.ke, onem2m.km(good.ke, "maf.gba.test")):
         assert secret.hex() not in logs
+
+
+def test_admin_listener_is_ready_and_counts_each_outcome(mef: Mef) -> None:
+    with urllib.request.urlopen(mef.admin + "/readyz", timeout=10) as r:  # noqa: S310 - loopback test URL
+        assert r.status == 200 and json.load(r)["status"] == "ready"
+    p = mef.pki
+    before = mef.metrics()
+    good = enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", KPM)
+    enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "cae-cert.pem", p / "cae-cert.key", p / "ca.pem")
+    with pytest.raises(EnrolmentError):
+        enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-unknown", KPM)
+    with pytest.raises(EnrolmentError):
+        enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "cae-other.pem", p / "cae-other.key", p / "ca.pem")
+    with pytest.raises(EnrolmentError):
+        enrol_cert("127.0.0.1", mef.cert, "mef.gba.test", p / "untrusted.pem", p / "untrusted.key", p / "ca.pem")
+    mef.maf_client().fetch_km(good.keid)
+    for client, keid in ((mef.maf_client("rogue-maf.gba.test"), good.keid), (mef.maf_client(), "00" * 16 + "@x")):
+        with pytest.raises(KmRefused):
+            client.fetch_km(keid)
+    after = mef.metrics()
+    moved = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    assert moved == {
+        'gbagw_mef_enrolments_total{framework="psk",outcome="enrolled"}': 1,
+        'gbagw_mef_enrolments_total{framework="certificate",outcome="enrolled"}': 1,
+        'gbagw_mef_enrolments_total{framework="psk",outcome="unknown_enrolee"}': 1,
+        'gbagw_mef_enrolments_total{framework="certificate",outcome="unknown_enrolee"}': 1,
+        'gbagw_mef_tls_refused_total{listener="psk"}': 1,  # the unknown KpmID fails the handshake
+        'gbagw_mef_tls_refused_total{listener="cert"}': 1,  # the untrusted certificate
+        'gbagw_mef_km_requests_total{outcome="issued"}': 1,
+        'gbagw_mef_km_requests_total{outcome="not_target"}': 1,
+        'gbagw_mef_km_requests_total{outcome="unknown_keid"}': 1,
+    }, moved
+
+
+def test_a_store_outage_answers_503_and_shows_on_the_admin_listener(mef: Mef, tmp_path: Path) -> None:
+    """The MEF on a Redis nobody listens on: enrolment and Km retrieval answer 503 (the Enrolee enrols
+    again later with a fresh Ke), /readyz says why, the counters say store_unavailable."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    files = {"GBAGW_MEF_CERT_FILE": "mef.pem", "GBAGW_MEF_KEY_FILE": "mef.key", "GBAGW_MEF_CA_FILE": "ca.pem"}
+    env = {"GBAGW_BSF_STORE": f"redis://127.0.0.1:{dead}/0", **{k: str(mef.pki / v) for k, v in files.items()}}
+    serve = ["mef", "serve", "--config", str(mef.tmp / "gbagw.toml"), "--data-dir", str(tmp_path)]
+    with gbagw_process(serve, tmp_path, env, "mef-nostore") as proc:
+        m = proc.wait_for(r"TLS-PSK on [\d.]+:(\d+), certificate on :(\d+), MAF retrieval on :(\d+)")
+        admin = proc.wait_for(r"admin: (http://\S+)/metrics").group(1)
+        down = Mef(tmp_path, proc, tuple(int(p) for p in m.groups()), admin, mef.pki)
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(down.admin + "/readyz", timeout=10)  # noqa: S310 - loopback test URL
+        assert not_ready.value.code == 503
+        assert "context store does not answer (ping: ConnectionError" in not_ready.value.read().decode()
+        with pytest.raises(EnrolmentError, match=r"MEF refused \(503\): enrolment store unavailable, retry later"):
+            enrol_psk("127.0.0.1", down.psk, "mef.gba.test", "kpm-1", KPM)
+        with pytest.raises(KmRefused) as refused:
+            down.maf_client().fetch_km("00" * 16 + "@mef.gba.test")
+        assert refused.value.status == 503
+        counted = down.metrics()
+    assert counted['gbagw_mef_enrolments_total{framework="psk",outcome="store_unavailable"}'] == 1
+    assert counted['gbagw_mef_km_requests_total{outcome="store_unavailable"}'] == 1
+    assert "enrolment of CAE-psk not stored, store unavailable" in proc.logs
+    assert KPM.hex() not in proc.logs
 
 
 def test_openssl_s_client_psk_handshake(mef: Mef) -> None:

@@ -283,6 +283,7 @@ async def test_a_store_outage_is_a_retryable_answer_on_every_interface(
                 metrics = await r.text()
             async with http.get(f"{admin}/readyz") as r:
                 assert r.status == 503
+                assert "context store does not answer (ping: ConnectionError" in await r.text()
         assert 'gbagw_bsf_ub_responses_total{outcome="store_unavailable"} 1.0' in metrics
         for via, result in (("diameter", "3004"), ("sbi", "503"), ("soap", "3004")):
             assert f'gbagw_bsf_zn_answers_total{{result="{result}",via="{via}"}} 1.0' in metrics

@@ -38,7 +38,7 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_rules_and_config_pass_promtool() -> None:
-    assert "SUCCESS: 11 rules found" in _promtool("check", "rules", "gbagw-rules.yaml")
+    assert "SUCCESS: 12 rules found" in _promtool("check", "rules", "gbagw-rules.yaml")
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
 
 
@@ -63,7 +63,7 @@ def test_rules_and_dashboard_name_metrics_the_gateway_exports(tmp_path: Path) ->
 
 def test_rules_label_values_are_ones_the_code_emits() -> None:
     """Outcome and result values in the rules appear as literals where the services count them."""
-    sources = "".join((ROOT / p).read_text() for p in ("bsf/ub.py", "hss_stub/zh.py"))
+    sources = "".join((ROOT / p).read_text() for p in ("bsf/ub.py", "hss_stub/zh.py", "bsf/mef/server.py"))
     values = {v for expr in _exprs() for group in re.findall(r'outcome=~?"([^"]+)"', expr) for v in group.split("|")}
     assert values and all(f'"{v}"' in sources for v in values), sorted(v for v in values if f'"{v}"' not in sources)
 

@@ -39,6 +39,7 @@ def _bindable(port: int) -> bool:
         (["bsf", "serve"], "GBAGW_BSF_ADMIN_PORT", "bsf.admin_port"),
         (["naf", "serve"], "GBAGW_NAF_PORT", "naf.port"),
         (["mef", "serve"], "GBAGW_MEF_PSK_PORT", "mef.psk_port"),
+        (["mef", "serve"], "GBAGW_MEF_ADMIN_PORT", "mef.admin_port"),
     ],
 )
 def test_a_taken_port_is_one_line_naming_its_key(
