@@ -64,6 +64,12 @@ class BsfConfig:
     sbi_oauth_audience: str | None = None
 
     @property
+    def certificates(self) -> dict[str, Path]:
+        """The certificate chains this BSF presents, by configuration key (for their expiry metric)."""
+        configured = {"bsf.ub_tls_cert": self.ub_tls_cert, "bsf.zn_tls_cert": self.zn_tls_cert}
+        return {key: path for key, path in configured.items() if path is not None}
+
+    @property
     def http_realm(self) -> str:
         """The digest realm on Ub is the BSF FQDN (TS 24.109 clause 4.3)."""
         return self.fqdn

@@ -81,6 +81,13 @@ def issue(
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert, key)
 
 
+def earliest_expiry(chain_pem: bytes) -> dt.datetime:
+    """When a PEM chain stops validating: the earliest notAfter of its certificates (an expired
+    intermediate breaks the chain as an expired leaf does). ValueError if it holds no certificate."""
+    certs = x509.load_pem_x509_certificates(chain_pem)  # raises ValueError on none
+    return min(c.not_valid_after_utc for c in certs)
+
+
 def load(cert_pem: bytes, key_pem: bytes) -> Issued:
     """An Issued from PEM files (e.g. to issue more certificates from an existing lab CA)."""
     key = serialization.load_pem_private_key(key_pem, None)

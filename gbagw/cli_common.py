@@ -13,7 +13,7 @@ import logging
 import os
 import platform
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ from gba import kdf
 from gbagw import __version__
 from gbagw import config as cfgmod
 from gbaio import logs
-from gbaio.admin import AdminServer, ReadinessCheck, process_registry
+from gbaio.admin import AdminServer, ReadinessCheck, certificate_registry, process_registry
 
 log = logging.getLogger("gbagw")
 
@@ -85,10 +85,15 @@ def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
     return cfg
 
 
-def admin_server(*registries: CollectorRegistry, readiness: Sequence[ReadinessCheck] = ()) -> AdminServer:
-    """A serving process's admin listener: the process's own metrics (build, CPU, memory) once, then
-    those of the services it hosts, and their readiness checks."""
-    return AdminServer([process_registry(__version__), *registries], readiness)
+def admin_server(
+    *registries: CollectorRegistry,
+    readiness: Sequence[ReadinessCheck] = (),
+    certificates: Mapping[str, Path] | None = None,
+) -> AdminServer:
+    """A serving process's admin listener: the process's own metrics (build, CPU, memory) once, the
+    expiry of the certificates its services present, then their metrics and readiness checks."""
+    own = [process_registry(__version__), certificate_registry(certificates or {})]
+    return AdminServer([*own, *registries], readiness)
 
 
 async def serve_until_signal(

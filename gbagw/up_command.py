@@ -43,7 +43,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
-    admin = admin_server()
+    presented = {**cfgmod.bsf_config(cfg).certificates, **cfgmod.naf_config(cfg).certificates, **mef.certificates}
+    admin = admin_server(certificates=presented)
 
     async def start() -> None:
         nonlocal bsf_service, naf_service, mef_service

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Gauge,
     Info,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
+
+from gba import pki
 
 log = logging.getLogger("gbagw.admin")
 
@@ -32,6 +36,22 @@ def process_registry(version: str) -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     Info("gbagw_build", "gbagw version of this process", registry=registry).info({"version": version})
+    return registry
+
+
+def certificate_registry(files: Mapping[str, Path]) -> CollectorRegistry:
+    """When each certificate chain a service presents expires, by its configuration key: read from the
+    file the service loaded at start, which is also what it serves until restarted (a renewed file
+    takes a restart). The alert GbagwTlsCertificateExpiresSoon watches these."""
+    registry = CollectorRegistry()
+    expiry = Gauge(
+        "gbagw_tls_certificate_expiry_timestamp_seconds",
+        "Earliest notAfter (Unix time) in the certificate chain file each configuration key names",
+        ["key"],
+        registry=registry,
+    )
+    for key, path in files.items():
+        expiry.labels(key).set(pki.earliest_expiry(path.read_bytes()).timestamp())
     return registry
 
 

@@ -30,6 +30,11 @@ class NafConfig:
     tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address
 
     @property
+    def certificates(self) -> dict[str, Path]:
+        """The certificate chain this NAF presents on Zn, by configuration key (for its expiry metric)."""
+        return {} if self.tls_cert is None else {"naf.tls_cert": self.tls_cert}
+
+    @property
     def zn_target(self) -> str:
         """Where Zn requests go, for log lines and banners."""
         if self.zn_via == "sbi":

@@ -38,3 +38,8 @@ class MefConfig:
     cert_suites: str = "ECDHE-ECDSA-AES128-CBC-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"
     enrolees: tuple[EnroleeEntry, ...] = ()
     io_timeout: float = 10.0
+
+    @property
+    def certificates(self) -> dict[str, Path]:
+        """The certificate chain the MEF presents, by configuration key (for its expiry metric)."""
+        return {"mef.cert_file": self.cert_file}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from bsf.store.sqlite import SqliteStore
 from gba import onem2m, pki
@@ -177,6 +178,12 @@ def test_refusals_store_and_serve_nothing(mef: Mef) -> None:
 def test_admin_listener_is_ready_and_counts_each_outcome(mef: Mef) -> None:
     with urllib.request.urlopen(mef.admin + "/readyz", timeout=10) as r:  # noqa: S310 - loopback test URL
         assert r.status == 200 and json.load(r)["status"] == "ready"
+    with urllib.request.urlopen(mef.admin + "/metrics", timeout=10) as r:  # noqa: S310 - loopback test URL
+        exposition = r.read().decode()
+    expires = x509.load_pem_x509_certificate((mef.pki / "mef.pem").read_bytes()).not_valid_after_utc.timestamp()
+    (sample,) = [s for s in exposition.splitlines() if s.startswith("gbagw_tls_certificate_expiry_timestamp_seconds{")]
+    assert sample.startswith('gbagw_tls_certificate_expiry_timestamp_seconds{key="mef.cert_file"} ')
+    assert float(sample.split()[-1]) == expires
     p = mef.pki
     before = mef.metrics()
     good = enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", KPM)

@@ -7,12 +7,14 @@ import json
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gba import kdf, ue
@@ -31,8 +33,10 @@ NAF_ID = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST.value)
 
 
 class SecureLab:
-    def __init__(self, tmp: Path, ub: str, sbi: int, soap: int, signing_key: ec.EllipticCurvePrivateKey) -> None:
-        self.tmp, self.ub, self.sbi, self.soap, self.key = tmp, ub, sbi, soap, signing_key
+    def __init__(
+        self, tmp: Path, ub: str, sbi: int, soap: int, signing_key: ec.EllipticCurvePrivateKey, admin: str
+    ) -> None:
+        self.tmp, self.ub, self.sbi, self.soap, self.key, self.admin = tmp, ub, sbi, soap, signing_key, admin
         self.pki = tmp / "pki"
 
     def token(self, sub: str = "naf.gba.test", scope: str = "nbsp-gba") -> str:
@@ -94,7 +98,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureLab]:
         procs.append(start_gbagw(["bsf", "serve", "--data-dir", str(tmp)], tmp, env, "bsf"))
         ub = procs[1].wait_for(r"Ub on (http://\S+/)").group(1)
         m = procs[1].wait_for(r"Zn Nbsp_GBA on [\d.]+:(\d+), Zn SOAP on [\d.]+:(\d+)")
-        yield SecureLab(tmp, ub, int(m.group(1)), int(m.group(2)), key)
+        admin = procs[1].wait_for(r"admin: (http://\S+)/metrics").group(1)
+        yield SecureLab(tmp, ub, int(m.group(1)), int(m.group(2)), key, admin)
     finally:
         for p in procs:
             p.stop()
@@ -160,6 +165,16 @@ async def test_soap_over_https_with_naf_certificates(lab: SecureLab) -> None:
             await anonymous.fetch_key(boot.btid, NAF_ID, ())
     finally:
         await anonymous.close()
+
+
+def test_the_admin_listener_shows_when_the_zn_certificate_expires(lab: SecureLab) -> None:
+    with urllib.request.urlopen(lab.admin + "/metrics", timeout=10) as r:  # noqa: S310 - loopback test URL
+        metrics = r.read().decode()
+    expiry = x509.load_pem_x509_certificate((lab.pki / "mef.pem").read_bytes()).not_valid_after_utc
+    sample = 'gbagw_tls_certificate_expiry_timestamp_seconds{key="bsf.zn_tls_cert"}'
+    (line,) = [line for line in metrics.splitlines() if line.startswith(sample)]
+    assert float(line.split()[-1]) == expiry.timestamp()
+    assert "bsf.ub_tls_cert" not in metrics  # Ub is plain HTTP here: nothing presented, nothing to expire
 
 
 async def test_tls_without_a_naf_identity_fails_closed(lab: SecureLab) -> None:
