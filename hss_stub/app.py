@@ -37,7 +37,11 @@ class HssService:
         await self.server.close()
 
     async def readiness(self) -> str | None:
-        return None if self.port is not None else "Zh listener not started"
+        """Ready when Zh listens and the subscriber database answers."""
+        if self.port is None:
+            return "Zh listener not started"
+        problem = self.store.ping()
+        return None if problem is None else f"subscriber store does not answer ({problem})"
 
 
 def create_hss(config: HssConfig, store: SubscriberStore, metrics: HssMetrics | None = None) -> HssService:

@@ -103,6 +103,14 @@ class SubscriberStore:
         self._writes.commit()
         self._db.close()
 
+    def ping(self) -> str | None:
+        """None when the database answers a read, else SQLite's error (for /readyz)."""
+        try:
+            self._db.execute("SELECT count(*) FROM subscribers WHERE 0").fetchone()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
+
     def add(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None = None) -> None:
         self.add_all([NewSubscriber(impi, k, opc, amf, sqn, guss)])
 

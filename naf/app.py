@@ -25,13 +25,15 @@ class NafService:
         self.zn = zn
         self.metrics = metrics
         self.keys = KeyCache(self._fetch)
+        metrics.cached_keys.set_function(lambda: len(self.keys))
         self.auth = UaDigestAuth(config, self.keys, metrics)
         self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None)
         self.port: int | None = None
 
     async def _fetch(self, btid: str, naf_id: NafId) -> NafKey:
         try:
-            key = await self.zn.fetch_key(btid, naf_id)
+            with self.metrics.zn_latency.time():
+                key = await self.zn.fetch_key(btid, naf_id)
         except ZnRefused as exc:
             self.metrics.zn.labels(str(exc.code)).inc()
             raise

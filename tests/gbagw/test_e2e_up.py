@@ -60,6 +60,8 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
         assert _metric(metrics, "gbagw_hss_maa_total", 'result="2001"') >= 1
         assert _metric(metrics, "gbagw_bsf_zn_answers_total", 'result="2001"') >= 1
         assert _metric(metrics, "gbagw_naf_ua_responses_total", 'status="200"') >= 1
+        assert _metric(metrics, "gbagw_naf_zn_fetch_seconds_count", "") >= 1
+        assert _metric(metrics, "gbagw_naf_cached_keys", "") >= 1  # the key the Ua request fetched
         assert _metric(metrics, "gbagw_bsf_zh_request_seconds_count", "") >= 1
         assert _metric(metrics, "gbagw_bsf_ub_request_seconds_count", 'step="challenge"') >= 1
         assert _metric(metrics, "gbagw_bsf_ub_request_seconds_count", 'step="answer"') >= 1

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from gba.keywrap import KeyWrapError
+from hss_stub.app import create_hss
+from hss_stub.config import HssConfig
 from hss_stub.store import NewSubscriber, StoreError, SubscriberStore, next_sqn
 
 KEK = bytes(range(32))
@@ -156,3 +158,16 @@ def test_cached_keys_stay_bound_to_their_row_and_follow_reprovisioning(tmp_path:
     assert again is not None and again.k == bytes(range(16))
     assert again.milenage.f2345(bytes(16)) != a.milenage.f2345(bytes(16))
     s.close()
+
+
+async def test_readiness_names_a_subscriber_store_that_does_not_answer(tmp_path: Path) -> None:
+    store = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    assert store.ping() is None
+    hss = create_hss(HssConfig(zh_port=0), store)
+    await hss.start()
+    try:
+        assert await hss.readiness() is None
+        store.close()  # what a database gone from under the process looks like to its next query
+        assert await hss.readiness() == "subscriber store does not answer (Cannot operate on a closed database.)"
+    finally:
+        await hss.stop()
