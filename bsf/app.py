@@ -111,6 +111,9 @@ class BsfService:
         hc.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the descriptor from here on
         hc.accesslog = None
         hc.errorlog = logging.getLogger("gbagw.bsf.sbi.server")
+        # hypercorn's only INFO event is its "Running on ... (CTRL + C to quit)" banner, wrong in a unit's
+        # journal; the BSF announces the listener itself. Its warnings and errors still come through.
+        hc.errorlog.setLevel(logging.WARNING)
         hc.graceful_timeout = 5.0
         if c.zn_tls_cert is not None and c.zn_tls_key is not None:
             hc.certfile, hc.keyfile = str(c.zn_tls_cert), str(c.zn_tls_key)

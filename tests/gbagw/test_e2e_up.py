@@ -91,6 +91,7 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
     connections = [e for e in events if e["logger"] == "gbagw.diameter"]
     assert connections and not any("rid" in e or "peer_rid" in e for e in connections)
     assert any(e["msg"].startswith(f"gbagw {version('gbagw')} serving (pid ") for e in events)
+    assert not any("CTRL + C" in e["msg"] for e in events)  # hypercorn's banner: a terminal's, not a service's
     assert events[-1]["msg"] == "stopped"  # after the SIGTERM event and everything the shutdown logged
     assert any(e["msg"].startswith("SIGTERM: stopping") for e in events)
     assert ks not in proc.logs.lower() and K not in proc.logs.lower()
