@@ -127,7 +127,7 @@ class UbHandler:
         return HttpResponse(401, [("WWW-Authenticate", header), ("Server", SERVER_PRODUCT)])
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        logs.begin_request((request.header("x-request-id") or "")[:64] or os.urandom(6).hex())
+        logs.begin_http_request(request.header("x-request-id"))
         values = request.header_values("authorization")
         if len(values) != 1:
             return self._plain(400, "exactly one Authorization: Digest header with the IMPI is required", "bad_request")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -187,7 +186,7 @@ class NbspGbaApp:
         if scope["method"] != "POST":
             raise _Problem(405, "Method Not Allowed", headers=[(b"allow", b"POST")])
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        logs.begin_request(headers.get("x-request-id", "")[:64] or os.urandom(6).hex())
+        logs.begin_http_request(headers.get("x-request-id"))
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise _Problem(415, "Unsupported Media Type", detail="use application/json")
         if size > MAX_BODY:

@@ -7,7 +7,6 @@ request is refused; only the plain lab listener assumes the configured owner of 
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from collections.abc import Callable
 
@@ -45,7 +44,7 @@ def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int],
     plain_lab = config.zn_tls_cert is None  # only the plain listener may assume who the NAF is
 
     async def handle(request: web.Request) -> web.Response:
-        logs.begin_request(request.headers.get("X-Request-Id", "")[:64] or os.urandom(6).hex())
+        logs.begin_http_request(request.headers.get("X-Request-Id"))
         body = await request.read()
         try:
             req = zn_soap.parse_request(body)

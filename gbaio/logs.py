@@ -28,6 +28,12 @@ def begin_request(rid: str) -> None:
     peer_request_id.set("")
 
 
+def begin_http_request(x_request_id: str | None) -> None:
+    """:func:`begin_request` for an HTTP request: the client's X-Request-Id (its first 64 characters;
+    JSON escapes whatever it holds), else a random id."""
+    begin_request((x_request_id or "")[:64] or os.urandom(6).hex())
+
+
 class RequestIds:
     """Ids for the requests one client sends: ``origin;start;random;n``, an RFC 6733 8.8 Session-Id
     (DiameterIdentity;high 32 bits;low 32 bits;optional value), used as the Session-Id on Diameter and as

@@ -94,7 +94,7 @@ class UaDigestAuth:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        logs.begin_request(request.headers.get("X-Request-Id", "")[:64] or os.urandom(6).hex())
+        logs.begin_http_request(request.headers.get("X-Request-Id"))
         response = await self._authenticate(request, handler)
         self._responses.labels(str(response.status)).inc()
         return response

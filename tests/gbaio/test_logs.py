@@ -79,6 +79,16 @@ def test_peer_request_id_joins_a_request_to_the_one_it_sent_on_until_the_next_re
     assert second["rid"] == "ub-2" and "peer_rid" not in second
 
 
+def test_an_http_request_takes_the_clients_x_request_id_or_a_random_one() -> None:
+    def rid(header: str | None) -> str:
+        logs.begin_http_request(header)
+        return logs.request_id.get()
+
+    assert contextvars.copy_context().run(rid, "lb-" + "x" * 100) == "lb-" + "x" * 61  # 64 characters at most
+    made = [contextvars.copy_context().run(rid, h) for h in (None, "")]
+    assert all(len(r) == 12 and int(r, 16) >= 0 for r in made) and made[0] != made[1]
+
+
 def test_request_ids_are_rfc6733_session_ids_unique_to_each_client() -> None:
     # Two clients of one origin in the same second: two BSF replicas, each PID 1 of its container.
     a, b = logs.RequestIds("bsf.gba.test"), logs.RequestIds("bsf.gba.test")
