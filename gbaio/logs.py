@@ -1,4 +1,4 @@
-"""Logging setup: one JSON object per line (or plain text), on stderr.
+"""Logging setup: one JSON object per line (or plain text with the same ids), on stderr.
 
 Services log one INFO event per decision (two per Ub bootstrap in the BSF, one per MAR in the HSS), so
 the per-event cost is part of the sizing: see ``setup`` and ``JsonFormatter``.
@@ -86,12 +86,25 @@ class JsonFormatter(logging.Formatter):
         return self._encode(event)
 
 
+class TextFormatter(logging.Formatter):
+    """For humans at a terminal: ``time LEVEL logger: msg [rid=... peer_rid=...]``, the same ids as JSON."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        pairs = (("rid", request_id.get()), ("peer_rid", peer_request_id.get()))
+        ids = " ".join(f"{name}={value}" for name, value in pairs if value)
+        return f"{text} [{ids}]" if ids else text
+
+
 def setup(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -99,6 +99,22 @@ def test_request_ids_are_rfc6733_session_ids_unique_to_each_client() -> None:
     assert ids[2].endswith(";1") and ids[2] != ids[0]  # a 1 in 2**32 chance of a false failure
 
 
+def test_the_text_format_shows_the_same_ids() -> None:
+    fmt = logs.TextFormatter()
+
+    def lines() -> list[str]:
+        plain = fmt.format(_record(0.0))
+        logs.begin_request("ub-1")
+        own = fmt.format(_record(0.0))
+        logs.peer_request_id.set("bsf.gba.test;1;2;3")
+        return [plain, own, fmt.format(_record(0.0))]
+
+    plain, own, both = contextvars.copy_context().run(lines)
+    assert plain.endswith("INFO gbagw.bsf.ub: ub: challenge for ü@ims.test")
+    assert own.endswith("ub: challenge for ü@ims.test [rid=ub-1]")
+    assert both.endswith("ub: challenge for ü@ims.test [rid=ub-1 peer_rid=bsf.gba.test;1;2;3]")
+
+
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     """setup() reconfigures the process's logging; give the rest of the test run its own back."""
