@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import socket
 import subprocess
@@ -30,14 +29,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import helm_manifests, run_tool
+from tests.deploy.tools import dashboard_panels, helm_manifests, panels_without_data, run_tool
 from tests.procs import run_cli
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "gbagw-dashboard.json"
 # Any image with python and pip (the Dockerfile's BASE), and a Redis image whose redis-server is on PATH.
 BASE_IMAGE = os.environ.get("GBAGW_TEST_BASE_IMAGE", "python:3.11-slim")
 REDIS_IMAGE = os.environ.get("GBAGW_TEST_REDIS_IMAGE", "redis:7-alpine")
@@ -299,33 +297,13 @@ def test_the_grafana_dashboard_shows_the_lab(lab: Lab, tmp_path: Path) -> None:
     lab.compose(*add)
     traffic()
 
-    processes = 4  # bsf1, bsf2, hss, naf
-    per_process = {"Processes: CPU (cores)", "Processes: resident memory"}
-    panels = [(p["title"], t["expr"]) for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
-    # The compose lab runs no MEF: its panels have nothing to show here (its counters are checked against
-    # `gbagw mef serve` in tests/bsf/test_e2e_mef.py, its queries by promtool).
-    panels = [(title, expr) for title, expr in panels if "gbagw_mef_" not in expr]
+    # The compose lab runs no MEF: its panels have nothing to show here (tests/deploy/test_prometheus.py
+    # runs them against gbagw up).
+    panels = [(title, expr) for title, expr in dashboard_panels() if "gbagw_mef_" not in expr]
     assert len(panels) >= 16  # the other panels' queries: none dropped with the MEF's
 
     def every_panel_shows_the_lab() -> tuple[bool, object]:
-        wrong = {}
-        for title, expr in panels:
-            series = _dashboard_query(expr)
-            finite = [v for v in (float(s["value"][1]) for s in series) if math.isfinite(v)]
-            if title in per_process:  # an idle process may use no CPU tick in a window: >= 0
-                ok = len(series) == len(finite) == processes and all(v >= 0 for v in finite)
-                ok = ok and ("CPU" in title or all(v > 0 for v in finite))
-            elif title == "HSS peer up, per BSF":
-                ok = sorted(finite) == [1.0, 1.0]
-            elif title == "gbagw versions running (processes per version)":
-                ok = finite == [float(processes)]
-            elif "rate(" in expr and "histogram_quantile" not in expr and "resynchronisations" not in title:
-                # (The one resynchronisation starts its series: its rate is 0, its count checked below.)
-                ok = bool(finite) and sum(finite) > 0
-            else:
-                ok = bool(finite)
-            if not ok:
-                wrong[title] = series
+        wrong = panels_without_data(panels, _dashboard_query, processes=4, bsfs=2)  # bsf1, bsf2, hss, naf
         return not wrong, wrong
 
     # Within a scrape of the second round; the 2 m windows hold both rounds until well after that.

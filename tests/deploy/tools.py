@@ -4,21 +4,26 @@ chart rendered with helm."""
 from __future__ import annotations
 
 import base64
+import json
+import math
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "gbagw"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "gbagw-dashboard.json"
 LAB_KEK = base64.b64encode(bytes(range(32))).decode()
 
 # Where each comes from when it is missing: .ci/run installs all of them.
 _SOURCE = {
     "helm": ".ci/run installs it with .ci/install-helm",
     "promtool": ".ci/run installs Debian's prometheus package",
+    "prometheus": ".ci/run installs Debian's prometheus package",
     "docker-compose": ".ci/run installs Debian's docker-compose package",
     "hadolint": "a test extra: pip install -e '.[test]'",
     "docker": ".ci/container-images installs Debian's docker.io and starts dockerd",
@@ -60,3 +65,39 @@ def helm_manifests(overrides: dict[str, Any], tmp_path: Path) -> list[dict[str, 
     """``helm template`` of the chart with ``overrides`` (see helm_values_file), one dict per manifest."""
     rendered = run_tool("helm", "template", "lab", str(CHART), "-f", helm_values_file(overrides, tmp_path))
     return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def dashboard_panels() -> list[tuple[str, str]]:
+    """(title, query) of each target of each panel of the Grafana dashboard."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
+
+
+def panels_without_data(
+    panels: list[tuple[str, str]], query: Callable[[str], list[dict[str, Any]]], processes: int, bsfs: int
+) -> dict[str, object]:
+    """The panels whose query, run by ``query`` (a Prometheus instant query, Grafana's $__rate_interval
+    already replaced), does not show a lab that had traffic: each must have finite values, each rate one
+    above zero, the per-process panels one series per gbagw process, the HSS peer one per BSF. A panel
+    whose series starts with the traffic's first count has a rate of 0: traffic comes in two rounds a
+    scrape apart, and the resynchronisation panel, whose one resync starts its series, is only asked
+    for a value. Returns {title: what it showed}."""
+    per_process = {"Processes: CPU (cores)", "Processes: resident memory"}
+    wrong: dict[str, object] = {}
+    for title, expr in panels:
+        series = query(expr)
+        finite = [v for v in (float(s["value"][1]) for s in series) if math.isfinite(v)]
+        if title in per_process:  # an idle process may use no CPU tick in a window: >= 0
+            ok = len(series) == len(finite) == processes and all(v >= 0 for v in finite)
+            ok = ok and ("CPU" in title or all(v > 0 for v in finite))
+        elif title == "HSS peer up, per BSF":
+            ok = finite == [1.0] * bsfs
+        elif title == "gbagw versions running (processes per version)":
+            ok = finite == [float(processes)]
+        elif "rate(" in expr and "histogram_quantile" not in expr and "resynchronisations" not in title:
+            ok = bool(finite) and sum(finite) > 0
+        else:
+            ok = bool(finite)
+        if not ok:
+            wrong[title] = series
+    return wrong
