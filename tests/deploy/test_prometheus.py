@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import dashboard_panels, find_tool, panels_without_data, run_tool
+from tests.deploy.tools import DASHBOARD, dashboard_panels, find_tool, panels_without_data, run_tool
 from tests.procs import ZERO_PORTS, gbagw_process, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
-DASHBOARD = ROOT / "deploy" / "grafana" / "gbagw-dashboard.json"
 # Sample names by metric type: a counter's TYPE line names it with or without _total (by the
 # exposition format's version), a histogram's samples are its buckets, count and sum.
 _SUFFIXES = {"counter": ("", "_total"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
@@ -41,8 +40,7 @@ def _exprs() -> list[str]:
 
 
 def _dashboard_exprs() -> list[str]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
+    return [expr for _, expr in dashboard_panels()]
 
 
 def test_rules_and_config_pass_promtool() -> None:
