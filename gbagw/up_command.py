@@ -21,14 +21,17 @@ from naf.app import NafService, create_naf
 def cmd_up(args: argparse.Namespace) -> int:
     """HSS stub + BSF + demo NAF + MEF in one process on loopback, SQLite under --data-dir."""
     cfg = load_config(args)
+    # Each service's configuration once: building the BSF's and the NAF's loads their TLS files.
     hss = cfgmod.hss_config(cfg)
+    bsf_cfg = cfgmod.bsf_config(cfg)
+    naf_cfg = cfgmod.naf_config(cfg)
     mef = cfgmod.mef_config(cfg)
     # One process, one admin listener (bsf.admin_port); the other services' admin ports stay unused.
     check_listeners(
         [
             *hss_listeners(hss, admin=False),
-            *bsf_listeners(cfgmod.bsf_config(cfg)),
-            *naf_listeners(cfgmod.naf_config(cfg), admin=False),
+            *bsf_listeners(bsf_cfg),
+            *naf_listeners(naf_cfg, admin=False),
             *mef_listeners(mef, admin=False),
         ]
     )
@@ -43,17 +46,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     bsf_service: BsfService | None = None
     naf_service: NafService | None = None
     mef_service: MefService | None = None
-    presented = {**cfgmod.bsf_config(cfg).certificates, **cfgmod.naf_config(cfg).certificates, **mef.certificates}
-    admin = admin_server(certificates=presented)
+    admin = admin_server(certificates={**bsf_cfg.certificates, **naf_cfg.certificates, **mef.certificates})
 
     async def start() -> None:
         nonlocal bsf_service, naf_service, mef_service
         hss_port = await hss_service.start()
         # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF (DESIGN.md).
-        bsf = dataclasses.replace(cfgmod.bsf_config(cfg), hss_host=hss.zh_host, hss_port=hss_port)
+        bsf = dataclasses.replace(bsf_cfg, hss_host=hss.zh_host, hss_port=hss_port)
         bsf_service = make_bsf(bsf)
         ub_port = await bsf_service.start()
-        naf = dataclasses.replace(cfgmod.naf_config(cfg), bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
+        naf = dataclasses.replace(naf_cfg, bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
         naf_service = create_naf(naf)
         naf_port = await naf_service.start()
         mef_service = create_mef(mef, bsf_service.store)  # one store for Ub, Zn and the MEF
