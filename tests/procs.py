@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 GBAGW = [sys.executable, "-m", "gbagw.cli"]
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (for a peer that must be down, or one started later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 # Every listener of `gbagw up` on an ephemeral port (the admin ones are in _env).
 ZERO_PORTS = {
     f"GBAGW_{k}": "0"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import sqlite3
 import subprocess
 import urllib.error
@@ -21,7 +20,7 @@ from gba.keywrap import Keyring
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbaio.kek import load_or_create_kek
 from naf.mef_client import KmRefused, MefClient
-from tests.procs import Proc, gbagw_process, run_cli
+from tests.procs import Proc, free_port, gbagw_process, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -216,9 +215,7 @@ def test_admin_listener_is_ready_and_counts_each_outcome(mef: Mef) -> None:
 def test_a_store_outage_answers_503_and_shows_on_the_admin_listener(mef: Mef, tmp_path: Path) -> None:
     """The MEF on a Redis nobody listens on: enrolment and Km retrieval answer 503 (the Enrolee enrols
     again later with a fresh Ke), /readyz says why, the counters say store_unavailable."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     files = {"GBAGW_MEF_CERT_FILE": "mef.pem", "GBAGW_MEF_KEY_FILE": "mef.key", "GBAGW_MEF_CA_FILE": "ca.pem"}
     env = {"GBAGW_BSF_STORE": f"redis://127.0.0.1:{dead}/0", **{k: str(mef.pki / v) for k, v in files.items()}}
     serve = ["mef", "serve", "--config", str(mef.tmp / "gbagw.toml"), "--data-dir", str(tmp_path)]

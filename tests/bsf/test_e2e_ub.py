@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from gba import digest, milenage, ue
 from gba.keywrap import Keyring
 from gbagw.ue_client import bootstrap
 from gbaio.kek import load_or_create_kek
-from tests.procs import Proc, run_cli, start_gbagw
+from tests.procs import Proc, free_port, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
 
@@ -29,16 +28,10 @@ IMPI_U = "gba-u-user@ims.test"
 GUSS_U = b"<guss><bsfInfo><uiccType>GBA_U</uiccType><lifeTime>600</lifeTime></bsfInfo><ussList/></guss>"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Lab:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.hss_port = _free_port()
+        self.hss_port = free_port()
         self.env = {
             "GBAGW_HSS_ZH_PORT": str(self.hss_port),
             "GBAGW_BSF_HSS_PORT": str(self.hss_port),

@@ -4,7 +4,6 @@ certificates: the NAF identity comes from the token / the certificate and meets 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import time
 import urllib.request
@@ -22,7 +21,7 @@ from gbagw.ue_client import bootstrap
 from naf.config import NafConfig
 from naf.zn_client import ZnRefused, ZnUnavailable
 from naf.zn_http_clients import SoapZnClient
-from tests.procs import Proc, run_cli, start_gbagw
+from tests.procs import Proc, free_port, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +46,6 @@ class SecureLab:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.pem"))
         ctx.load_cert_chain(str(self.pki / f"{client}.pem"), str(self.pki / f"{client}.key"))
         return ctx
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +73,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureLab]:
         run_cli(["hss", "add-subscriber", "--data-dir", str(tmp), "--impi", IMPI, "--k", K, "--opc", OPC]).returncode
         == 0
     )
-    hss_port = _free_port()
+    hss_port = free_port()
     env = {
         "GBAGW_HSS_ZH_PORT": str(hss_port),
         "GBAGW_BSF_HSS_PORT": str(hss_port),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,18 +22,12 @@ from naf.config import NafConfig
 from naf.zn_client import ZnClient, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
 from tests.bsf.test_e2e_ub import OPC, K, Lab
-from tests.procs import Proc, run_cli
+from tests.procs import Proc, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 
 N_UES = 400
 NAF_ID = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST.value)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _provision(lab: Lab, n: int) -> None:
@@ -106,7 +99,7 @@ def _redis_args(port: int, data: Path) -> list[str]:
 def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
     """A private redis-server with appendonly + fsync always, so a kill -9 loses nothing acknowledged."""
     assert shutil.which("redis-server"), "redis-server is required (.ci/run installs it)"
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
     args = _redis_args(port, data)
@@ -124,7 +117,7 @@ async def test_bsf_kill_9_during_load_loses_no_btid(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
     lab = Lab(tmp_path)
-    env = {"GBAGW_BSF_UB_PORT": str(_free_port())}
+    env = {"GBAGW_BSF_UB_PORT": str(free_port())}
     if backend == "redis":
         url, _data, _port = request.getfixturevalue("redis_aof")
         env["GBAGW_BSF_STORE"] = url

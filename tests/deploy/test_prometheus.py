@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from tests.deploy.tools import DASHBOARD, dashboard_panels, find_tool, panels_without_data, run_tool
-from tests.procs import ZERO_PORTS, gbagw_process, run_cli
+from tests.procs import ZERO_PORTS, free_port, gbagw_process, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -110,16 +109,10 @@ targets = ["maf.gba.test"]
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _prometheus(target: str, tmp: Path) -> Iterator[str]:
     """Debian's prometheus (the promtool package's server) scraping ``target`` every second; its URL."""
-    port = _free_port()
+    port = free_port()
     config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [{"job_name": "gbagw-up",
               "static_configs": [{"targets": [target]}]}]}  # fmt: skip
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from importlib.metadata import version
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.procs import ZERO_PORTS, run_cli, start_gbagw
+from tests.procs import ZERO_PORTS, free_port, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
 
@@ -98,9 +97,7 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
 
 
 def test_bsf_not_ready_without_hss(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     env = {"GBAGW_BSF_UB_PORT": "0", "GBAGW_BSF_ZN_PORT": "0", "GBAGW_BSF_HSS_PORT": str(dead)}
     proc = start_gbagw(["bsf", "serve", "--data-dir", str(tmp_path)], tmp_path, env, "bsf")
     try:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gbagw.listeners import Listener, ListenerError, check_listeners, env_name
+from tests.procs import free_port
 
 
 @pytest.fixture
@@ -16,15 +17,10 @@ def held_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
-
-
 def test_free_and_ephemeral_ports_pass() -> None:
     check_listeners(
         [
-            Listener("bsf.ub_port", "bsf.ub_host", "127.0.0.1", _free_port()),
+            Listener("bsf.ub_port", "bsf.ub_host", "127.0.0.1", free_port()),
             Listener("bsf.zn_port", "h", "127.0.0.1", 0),
         ]
     )
@@ -39,7 +35,7 @@ def test_port_in_use_names_the_key_and_its_variable(held_port: int) -> None:
 
 
 def test_a_port_claimed_twice_names_both_keys() -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ListenerError, match=rf"bsf.sbi_port and bsf.soap_port both ask for 127.0.0.1:{port}"):
         check_listeners(
             [
@@ -54,7 +50,7 @@ def test_foreign_address_names_the_host_key() -> None:
     with pytest.raises(
         ListenerError, match=r"^naf.host: .*192.0.2.1 is not an address of this machine.*GBAGW_NAF_HOST"
     ):
-        check_listeners([Listener("naf.port", "naf.host", "192.0.2.1", _free_port())])
+        check_listeners([Listener("naf.port", "naf.host", "192.0.2.1", free_port())])
 
 
 def test_unresolvable_host_names_the_host_key() -> None:

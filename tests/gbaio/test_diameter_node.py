@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +20,7 @@ from gbaio.diameter_node import (
     NodeIdentity,
     PeerInfo,
 )
+from tests.procs import free_port
 
 OURS = NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZN,))
 
@@ -235,9 +235,7 @@ async def test_keep_connected_opens_the_connection_without_a_request_and_again_a
     """The Tc timer (RFC 6733 12): a peer not listening yet is tried every interval, logged once; once it
     listens, a connection opens with no request; when the peer drops it, a new one follows."""
     caplog.set_level(logging.INFO, "gbagw.diameter")
-    with socket.socket() as s:  # a port with nobody listening, then the peer's
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listening, then the peer
     peer = RawListener()
     client = DiameterClient(NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZH,)), "127.0.0.1", port, timeout=1)
     keeper = asyncio.create_task(client.keep_connected(0.05))

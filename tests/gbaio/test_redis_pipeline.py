@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from gbaio.redis_pipeline import AutoPipeline
+from tests.procs import free_port
 
 REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/14")
 
@@ -132,9 +132,7 @@ def test_a_failing_command_fails_only_its_caller(prefix: str) -> None:
 
 
 def test_an_unreachable_redis_fails_every_caller_of_the_batch() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again when the test talks to it
+    port = free_port()  # nobody listening when the test talks to it
 
     async def main() -> list[object]:
         client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")

@@ -24,7 +24,7 @@ from naf.tls_psk import PskClient, PskHandshakeError, PskServer
 from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused
 from naf.zn_http_clients import create_zn_client
 from tests.pcaptool import decode_with_tshark
-from tests.procs import Proc, gbagw_process, run_cli, tshark_capture
+from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
 
 pytestmark = pytest.mark.e2e
 
@@ -65,12 +65,6 @@ fqdn = "anon.gba.test"
 diameter_host = "anon.gba.test"
 send_impi = false
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Lab:
@@ -118,7 +112,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             extra = ["--guss", str(tmp / f"{impi}.xml")]
         r = run_cli(["hss", "add-subscriber", *common, "--impi", impi, "--k", K, "--opc", OPC, *extra])
         assert r.returncode == 0, r.stderr
-    hss_port = _free_port()
+    hss_port = free_port()
     env = {"GBAGW_HSS_ZH_PORT": str(hss_port), "GBAGW_BSF_HSS_PORT": str(hss_port)}
     with gbagw_process(["hss", "serve", *common], tmp, env, "hss") as hss:
         hss.wait_for("Zh Diameter on")
@@ -302,7 +296,7 @@ def test_fetch_key_cli(lab: Lab) -> None:
     assert "the UE must bootstrap again" in r.stderr
     r = run_cli(
         ["naf", "fetch-key", "--btid", boot.btid, "--naf-fqdn", "naf.gba.test"],
-        env={"GBAGW_NAF_BSF_PORT": str(_free_port())},
+        env={"GBAGW_NAF_BSF_PORT": str(free_port())},
     )
     assert r.returncode == 4
 
