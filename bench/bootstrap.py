@@ -38,15 +38,22 @@ from gba import ue  # noqa: E402
 K, OPC = os.urandom(16), os.urandom(16)
 N_UES = 50
 
+# argv: port, then the CPU time in µs to burn per request (bench/loadgen.py; 0, the ceiling, burns none)
 BARE_SERVER = """
-import sys
+import sys, time
 from aiohttp import web
+SPIN = float(sys.argv[2]) / 1e6
 async def h(request):
     if request.headers.get("Authorization", "").find('nonce=""') >= 0:
         return web.Response(status=401, headers={"WWW-Authenticate": "Digest realm=x, nonce=y"})
     return web.Response(status=200, body=b"<BootstrappingInfo/>")
+async def spun(request):
+    end = time.perf_counter() + SPIN
+    while time.perf_counter() < end:
+        pass
+    return await h(request)
 app = web.Application()
-app.router.add_route("*", "/{t:.*}", h)
+app.router.add_route("*", "/{t:.*}", spun if SPIN else h)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True))
 """
 
@@ -134,10 +141,10 @@ def gbagw_lab(
 
 
 @contextmanager
-def bare_server() -> Iterator[tuple[str, int]]:
-    """(URL, pid) of the bare aiohttp ceiling server."""
+def bare_server(spin_us: float = 0) -> Iterator[tuple[str, int]]:
+    """(URL, pid) of the bare aiohttp ceiling server, or of one slowed by ``spin_us`` of CPU per request."""
     port = free_port()
-    p, _ = spawn([sys.executable, "-c", BARE_SERVER, str(port)], r"ready", base_env())
+    p, _ = spawn([sys.executable, "-c", BARE_SERVER, str(port), str(spin_us)], r"ready", base_env())
     try:
         yield f"http://127.0.0.1:{port}/", p.pid
     finally:
