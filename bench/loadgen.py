@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bootstrap import bare, bare_server, gbagw_lab, ours
+from bench.bootstrap import N_UES, bare, bare_server, gbagw_lab, ours
 
 
 def main() -> None:
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--ues", type=int, default=50)
     ap.add_argument("--spins", default="0,100,200,300", help="CPU µs each bare server burns per request")
     args = ap.parse_args()
+    if not 1 <= args.ues <= N_UES:
+        ap.error(f"--ues must be 1..{N_UES}: the lab has {N_UES} subscribers, one per concurrent UE")
     spins = [float(s) for s in args.spins.split(",")]
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(bare_server(s)) for s in spins]
