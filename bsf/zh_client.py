@@ -58,14 +58,13 @@ class ZhClient:
 
     async def fetch_vector(self, impi: str, resync_info: bytes | None = None) -> Vector:
         mar = d.MultimediaAuthRequest(
-            self._sessions.next(),
+            self._sessions.send_next(),  # the HSS logs this MAR under its Session-Id
             self.config.fqdn,
             self.config.realm,
             self.config.hss_realm,
             impi,
             resync_info=resync_info,
         )
-        logs.peer_request_id.set(mar.session_id)  # the HSS logs this MAR under its Session-Id
         start = time.perf_counter()
         try:
             env = await self.client.request(mar.to_envelope(0, 0))

@@ -44,8 +44,12 @@ class RequestIds:
         self._prefix = f"{origin};{int(time.time())};{int.from_bytes(os.urandom(4), 'big')}"
         self._n = itertools.count(1)
 
-    def next(self) -> str:
-        return f"{self._prefix};{next(self._n)}"
+    def send_next(self) -> str:
+        """The id of the next request this client sends on; the events from here on carry it as their
+        peer_rid (until :func:`begin_request`), the peer's own events carry it as their rid."""
+        rid = f"{self._prefix};{next(self._n)}"
+        peer_request_id.set(rid)
+        return rid
 
 
 class JsonFormatter(logging.Formatter):

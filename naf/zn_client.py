@@ -87,7 +87,7 @@ class ZnClient:
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)
         bir = d.BootstrappingInfoRequest(
-            self._sessions.next(),
+            self._sessions.send_next(),  # the BSF logs this BIR under its Session-Id
             self.config.fqdn,
             self.config.realm,
             self.config.bsf_realm,
@@ -96,7 +96,6 @@ class ZnClient:
             gsids=gsids,
             gba_u_aware=self.config.gba_u_aware,
         )
-        logs.peer_request_id.set(bir.session_id)  # the BSF logs this BIR under its Session-Id
         try:
             env = await self.client.request(bir.to_envelope(0, 0))
         except DiameterError as exc:

@@ -69,8 +69,7 @@ class _ZnHttp:
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def post(self, url: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
-        rid = self._ids.next()
-        logs.peer_request_id.set(rid)
+        rid = self._ids.send_next()
         kwargs["headers"] = {**headers, "X-Request-Id": rid}
         http = self._http
         try:

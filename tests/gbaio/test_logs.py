@@ -92,7 +92,13 @@ def test_an_http_request_takes_the_clients_x_request_id_or_a_random_one() -> Non
 def test_request_ids_are_rfc6733_session_ids_unique_to_each_client() -> None:
     # Two clients of one origin in the same second: two BSF replicas, each PID 1 of its container.
     a, b = logs.RequestIds("bsf.gba.test"), logs.RequestIds("bsf.gba.test")
-    ids = [a.next(), a.next(), b.next()]
+
+    def send() -> tuple[list[str], str]:
+        ids = [a.send_next(), a.send_next(), b.send_next()]
+        return ids, logs.peer_request_id.get()
+
+    ids, peer = contextvars.copy_context().run(send)
+    assert peer == ids[2]  # the events after a send carry the id last sent as their peer_rid
     origin, high, low, n = ids[0].split(";")
     assert origin == "bsf.gba.test" and 0 <= int(high) < 2**32 and 0 <= int(low) < 2**32 and n == "1"
     assert ids[1] == f"{origin};{high};{low};2"
