@@ -31,11 +31,12 @@ from gbagw.cli_common import (
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbagw.listeners import check_listeners, mef_listeners
 from gbaio.errors import os_reason
+from gbaio.private_files import private_dir
 
 
 def write_test_pki(out: Path, mef_fqdn: str, enrolees: Sequence[str], mafs: Sequence[str]) -> list[Path]:
     """CA + MEF + Enrolee + MAF certificates for labs; private keys 0600."""
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)  # it holds the lab's private keys
     ca = pki.make_ca()
     written = []
 

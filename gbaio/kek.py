@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gba.keywrap import KEK_LEN
 from gbaio.errors import os_reason
+from gbaio.private_files import private_dir
 
 
 class KekFileError(RuntimeError):
@@ -32,7 +33,7 @@ def _create(path: Path) -> None:
     half-written KEK, and all of them end up with the same one.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     except OSError as exc:
         raise KekFileError(f"cannot create KEK file {path}: {os_reason(exc, path)}") from None
     # Errors on the temporary file name the KEK file alone: the temporary one is ours, not the operator's.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gbaio.errors import os_reason
+from gbaio.private_files import create_private_file
 
 
 class DatabaseOpenError(RuntimeError):
@@ -23,7 +24,8 @@ class DatabaseOpenError(RuntimeError):
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives the -wal and -shm files the database file's mode: 0600 here keeps all three private.
+        create_private_file(path)
         db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         reason = os_reason(exc, path) if isinstance(exc, OSError) else str(exc)

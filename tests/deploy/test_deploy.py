@@ -208,6 +208,8 @@ def test_compose_file() -> None:
         assert doc["services"][bsf]["environment"]["GBAGW_BSF_KEK_FILE"] == "/etc/gbagw/kek/kek"
         assert "kek:/etc/gbagw/kek" in doc["services"][bsf]["volumes"]
     assert "install -d -o 10001 -g 10001 -m 0700 /etc/gbagw/kek" in (DEPLOY / "Dockerfile").read_text()
+    for name in ("hss", "bsf1", "bsf2", "naf"):  # no core file of a process holding keys
+        assert doc["services"][name]["ulimits"]["core"] == 0, name
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
@@ -261,6 +263,7 @@ def test_systemd_units_run_existing_commands() -> None:
         cmd = cp["Service"]["ExecStart"].split()
         assert cmd[0].endswith("/gbagw") and cmd[2] == "serve"
         assert cp["Service"]["User"] == "gbagw" and cp["Service"]["NoNewPrivileges"] == "yes"
+        assert cp["Service"]["LimitCORE"] == "0"
         r = run_cli([cmd[1], "serve", "--help"])
         assert r.returncode == 0 and "--config" in r.stdout
 
