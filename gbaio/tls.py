@@ -216,6 +216,15 @@ def _send_json(conn: SSL.Connection, status: int, payload: dict[str, Any]) -> No
         conn.shutdown()
 
 
+def _check_framing(req: h11.Request) -> None:
+    """Content-Length beside Transfer-Encoding, which h11 frames by the latter, is refused as the Ub
+    server refuses it (RFC 9112 6.1: the request-smuggling shape, where a front end and this server may
+    frame the body differently). h11 itself refuses a missing or repeated Host (RFC 9112 3.2)."""
+    names = [name for name, _ in req.headers]
+    if b"transfer-encoding" in names and b"content-length" in names:
+        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
+
+
 def serve_json(conn: SSL.Connection, handle: Callable[[str, str, bytes], tuple[int, dict[str, Any]]]) -> None:
     """Read one request (parsed by h11), answer ``handle(method, target, body) -> (status, json)``, close."""
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_BYTES)
@@ -229,6 +238,7 @@ def serve_json(conn: SSL.Connection, handle: Callable[[str, str, bytes], tuple[i
             if not isinstance(ev, h11.Data):
                 return
             body += ev.data
+        _check_framing(req)
     except h11.RemoteProtocolError as exc:
         _send_json(conn, 400, {"status": False, "errorString": f"malformed HTTP request: {exc}"})
         return

@@ -306,3 +306,40 @@ def test_cli_enrol_and_fetch_km(mef: Mef) -> None:
     assert json.loads(r.stdout)["km"] == enrolled["km"]
     r = run_cli(["enrolee", "enrol", "--mef", f"tls://127.0.0.1:{mef.psk}", "--psk-id", "kpm-1", "--psk", "00" * 32])
     assert r.returncode == 3
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["content-length-and-chunked", "two-hosts"],
+)
+def test_smuggling_shapes_are_refused_and_store_nothing(mef: Mef, head: bytes) -> None:
+    before = mef.enrolments()
+    out = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{mef.psk}",
+            "-tls1_2",
+            "-psk_identity",
+            "kpm-1",
+            "-psk",
+            KPM.hex(),
+            "-cipher",
+            "PSK-AES128-CBC-SHA256",
+            "-servername",
+            "mef.gba.test",
+            "-quiet",
+        ],
+        input=head,
+        capture_output=True,
+        timeout=30,
+    )
+    assert out.stdout.startswith(b"HTTP/1.1 400 "), out.stdout[:200]
+    assert b"malformed HTTP request" in out.stdout and b"keId" not in out.stdout
+    assert mef.enrolments() == before
