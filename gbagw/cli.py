@@ -24,7 +24,7 @@ from gbagw import config as cfgmod
 from gbagw.cli_common import EXIT_OK, EXIT_USAGE, CliError
 from gbagw.listeners import ListenerError
 from gbaio.kek import KekFileError
-from gbaio.process import forbid_core_dumps
+from gbaio.process import forbid_core_dumps, raise_fd_limit
 from gbaio.sqlite import DatabaseOpenError
 from gbaio.tls import TlsError
 from hss_stub.store import StoreError
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     forbid_core_dumps()  # before any command reads a key (docs/security.md, core dumps)
+    raise_fd_limit()  # the listeners' connection caps assume more than the usual 1,024 (docs/security.md)
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -5,14 +5,21 @@ server spent about 2x the CPU of this one per request pair here (see README, Ben
 (RFC 9112 unless noted):
 
 - persistent connections and pipelining: requests of one connection are answered in order, one at a
-  time; reading pauses while more than ``MAX_QUEUED`` parsed requests wait;
+  time; reading pauses while more than ``MAX_QUEUED`` parsed requests wait, and past ``MAX_PIPELINED``
+  the connection is answered 429 and closed;
 - strict parsing by llhttp (obsolete line folding, duplicate Content-Length, Content-Length beside
   Transfer-Encoding: 400), chunked bodies, ``Expect: 100-continue`` (RFC 9110 10.1.1);
 - limits: request line + headers at most ``max_header_bytes`` (431), ``max_headers`` fields (431), a
   body of at most ``max_body`` octets (413: the rest of the body is read and dropped, up to
   ``MAX_DISCARD``, so the client sees the answer instead of a reset);
 - timeouts: a request must arrive whole within ``request_timeout`` of its first octet (408, against
-  slow senders), an idle persistent connection is closed after ``idle_timeout``;
+  slow senders), an idle persistent connection is closed after ``idle_timeout``, and one whose client
+  has not taken an answer off the socket within ``request_timeout`` is dropped (a client that pipelines
+  and never reads holds at most the transport's high-water mark and ``MAX_QUEUED`` requests, and not
+  for long);
+- at most ``max_connections`` connections: past it a new connection is closed at once, counted in
+  ``refused_connections`` and logged once per ``REFUSAL_LOG_INTERVAL``, so one flood cannot take every
+  file descriptor of the process;
 - no protocol upgrade: a request asking for one is answered, then the connection closes;
 - graceful close: listening stops, idle connections close, in-flight requests get their answer.
 
@@ -39,8 +46,12 @@ import httptools
 log = logging.getLogger("gbagw.http")
 
 MAX_QUEUED = 8  # pipelined requests parsed ahead of their answers before reading pauses
+# One read can hold thousands of small requests, all parsed before reading pauses: past this many
+# waiting for their answers, the rest of the connection is refused (429, then close).
+MAX_PIPELINED = 64
 MAX_DISCARD = 8 * 1024 * 1024  # octets of an oversized body read and dropped before the connection closes
 SWEEP_INTERVAL = 1.0  # how often timeouts are checked (seconds)
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
 
 
 def _first_value(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -126,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[HttpRequest | _Reject] = deque()
         self._task: asyncio.Task[None] | None = None
         self._write_resumed: asyncio.Future[None] | None = None
+        self._write_blocked_since = 0.0  # monotonic time writing paused; 0 while it flows
         self._reading_paused = False
         self._keep_alive = True  # False once the connection is to close after the queued answers
         self._closed = False
@@ -146,6 +158,10 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._remote = str(peer[0]) if peer else ""
+        if not self._server.admit(self._remote):
+            self._keep_alive = False
+            self._transport.abort()  # nothing was read or written: free the descriptor at once
+            return
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -170,11 +186,13 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_resumed = self._loop.create_future()
+        self._write_blocked_since = time.monotonic()
 
     def resume_writing(self) -> None:
         if self._write_resumed is not None and not self._write_resumed.done():
             self._write_resumed.set_result(None)
         self._write_resumed = None
+        self._write_blocked_since = 0.0
 
     # --- llhttp callbacks ------------------------------------------------------------------------
 
@@ -231,6 +249,11 @@ class _Connection(asyncio.Protocol):
         if self._discarding:
             self._discarding = False  # its 413 is queued or written already
             self._close_when_done()
+            return
+        if not self._keep_alive:
+            return  # after a Connection: close, an upgrade or a refusal nothing more is answered
+        if len(self._queue) >= MAX_PIPELINED:
+            self._refuse(_Reject(429, "too many pipelined requests"))
             return
         parser = self._parser
         if not parser.should_keep_alive():
@@ -331,6 +354,10 @@ class _Connection(asyncio.Protocol):
     # --- timeouts and shutdown (called by the server) --------------------------------------------
 
     def check(self, now: float) -> None:
+        if self._write_blocked_since and now - self._write_blocked_since > self._server.request_timeout:
+            log.info("http: dropping a connection from %s that reads no answers", self._remote)
+            self.abort()
+            return
         if self._started and now - self._started > self._server.request_timeout:
             if self._discarding:
                 self.abort()
@@ -368,8 +395,14 @@ class HttpServer:
         max_body: int = 64 * 1024,
         request_timeout: float = 30.0,
         idle_timeout: float = 75.0,
+        max_connections: int = 4096,
+        name: str = "http",
     ) -> None:
         self.handler = handler
+        self.name = name  # in log lines: which listener
+        self.max_connections = max_connections
+        self.refused_connections = 0
+        self._refusal_logged = -REFUSAL_LOG_INTERVAL
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self.max_body = max_body
@@ -388,6 +421,23 @@ class HttpServer:
         self._server = await loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
         return int(self._server.sockets[0].getsockname()[1])
+
+    def admit(self, remote: str) -> bool:
+        """Whether a new connection fits under ``max_connections`` (counted and logged when it does not)."""
+        if len(self.connections) < self.max_connections:
+            return True
+        self.refused_connections += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            self._refusal_logged = now
+            log.warning(
+                "%s: %d connections open, the limit: refusing new ones (%d so far, the latest from %s)",
+                self.name,
+                len(self.connections),
+                self.refused_connections,
+                remote,
+            )
+        return False
 
     async def answer(self, request: HttpRequest) -> HttpResponse:
         try:

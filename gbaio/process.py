@@ -37,6 +37,23 @@ def forbid_core_dumps() -> None:
         log.warning("process: prctl(PR_SET_DUMPABLE, 0) failed (errno %d)", ctypes.get_errno())
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; returns the soft limit now in force.
+
+    The common default soft limit, 1,024, is what a flood of idle connections exhausted (every listener
+    then failed to accept); the hard limit (systemd: LimitNOFILE=) is the operator's real ceiling.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # kept as it was: the start-up check of the listeners' caps says so
+    return soft
+
+
 def dumpable() -> bool | None:
     """The kernel's dumpable flag of this process (None where there is no prctl)."""
     libc = _libc()

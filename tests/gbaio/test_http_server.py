@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from gbaio import http_server
 from gbaio.http_server import HttpRequest, HttpResponse, HttpServer
 
 Raw = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -86,7 +88,7 @@ async def test_a_client_that_stops_reading_is_answered_in_order_once_it_reads_ag
     """Flow control both ways: reading pauses while answers queue up, writing waits while the client
     does not read; nothing is lost or reordered."""
     srv, port = server
-    n = 300  # answers of 64 KiB: far more than the client's fixed 64 KiB receive buffer holds
+    n = http_server.MAX_PIPELINED  # answers of 64 KiB: far more than the client's 64 KiB receive buffer holds
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no autotuning: a small window
     sock.connect(("127.0.0.1", port))
@@ -101,6 +103,75 @@ async def test_a_client_that_stops_reading_is_answered_in_order_once_it_reads_ag
         assert len(body) == 64 * 1024 and body.startswith(f"/big/{i}.".encode())
     await sending
     writer.close()
+
+
+async def test_a_client_that_never_reads_is_dropped_with_bounded_buffers(server: tuple[HttpServer, int]) -> None:
+    """Pipelining without reading: the server's output stops at the transport's high-water mark, reading
+    pauses after MAX_QUEUED parsed requests, and the connection is dropped after request_timeout."""
+    srv, port = server
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    sent = 0
+    request = b"GET /big/x HTTP/1.1\r\nHost: h\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 4.0
+    biggest = 0
+    dropped = False
+    while loop.time() < deadline and not dropped:
+        try:
+            sent += sock.send(request * 64)
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            dropped = True
+        for conn in srv.connections:
+            assert conn._transport is not None
+            biggest = max(biggest, conn._transport.get_write_buffer_size())
+            assert len(conn._queue) <= http_server.MAX_PIPELINED + 1
+        await asyncio.sleep(0.02)
+        dropped = dropped or not srv.connections
+    sock.close()
+    assert dropped, "the server kept a connection that reads nothing past request_timeout"
+    assert sent > http_server.MAX_PIPELINED * len(request) and biggest <= 512 * 1024, (sent, biggest)
+
+
+async def test_past_max_pipelined_requests_the_rest_is_refused(server: tuple[HttpServer, int]) -> None:
+    _, port = server
+    n = http_server.MAX_PIPELINED
+    reader, writer = await _raw(port, b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(n + 30)))
+    for i in range(n):
+        assert (await _response(reader))[:3:2] == (200, f"GET /{i} 0 ".encode())
+    assert await _last_response(reader) == (429, b"too many pipelined requests\n")
+    writer.close()
+
+
+async def test_connections_past_the_cap_are_closed_at_once_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    srv = HttpServer(_echo, max_connections=3, name="ub")
+    port = await srv.start("127.0.0.1", 0)
+    try:
+        held = [await _raw(port, b"") for _ in range(3)]
+        await asyncio.sleep(0.1)
+        with caplog.at_level(logging.WARNING, "gbagw.http"):
+            extra = [await _raw(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") for _ in range(5)]
+            for reader, _ in extra:
+                with contextlib.suppress(ConnectionResetError):
+                    assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert srv.refused_connections == 5
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # once per interval
+        assert "ub: 3 connections open" in caplog.records[0].message
+        reader, writer = held[0]
+        writer.write(b"GET /still HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (await _response(reader))[2] == b"GET /still 0 "
+        for _, w in held:
+            w.close()
+        await asyncio.sleep(0.1)
+        reader, writer = await _raw(port, b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (await _response(reader))[2] == b"GET /again 0 "  # room again once they are gone
+        writer.close()
+    finally:
+        await srv.close(grace=1.0)
 
 
 async def _send_all(writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -26,11 +26,23 @@ def test_forbid_core_dumps_clears_rlimit_and_dumpable() -> None:
     assert out.stdout.split(" ", 2) == ["True", "False", "(0, 0)\n"]
 
 
-def _core_limit(pid: int) -> str:
+def test_raise_fd_limit_lifts_the_soft_limit_to_the_hard_one() -> None:
+    code = (
+        "import resource; from gbaio import process; "
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); "
+        "print(process.raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout == "4096 (4096, 4096)\n"
+
+
+def _limit(pid: int, name: str) -> tuple[str, str]:
+    """(soft, hard) of one line of /proc/<pid>/limits."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max core file size"):
-            return " ".join(line.split()[4:6])
-    raise AssertionError("no core limit line")
+        if line.startswith(name):
+            soft, hard = line[len(name) :].split()[:2]
+            return soft, hard
+    raise AssertionError(f"no {name} line")
 
 
 @pytest.mark.e2e
@@ -39,7 +51,9 @@ def test_up_runs_without_core_dumps_and_keeps_its_data_private(tmp_path: Path) -
     proc = start_gbagw(["up", "--data-dir", str(data)], tmp_path, ZERO_PORTS, "up")
     try:
         ub = proc.wait_for(r"bsf: Ub on (http://\S+/)").group(1)
-        assert _core_limit(proc.popen.pid) == "0 0"
+        assert _limit(proc.popen.pid, "Max core file size") == ("0", "0")
+        soft, hard = _limit(proc.popen.pid, "Max open files")
+        assert soft == hard
         r = run_cli(["hss", "add-subscriber", "--data-dir", str(data), "--impi", IMPI, "--k", K, "--op", OP])
         assert r.returncode == 0, r.stderr
         r = run_cli(["ue", "bootstrap", "--bsf", ub, "--impi", IMPI, "--k", K, "--op", OP])
