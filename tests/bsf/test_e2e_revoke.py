@@ -11,13 +11,14 @@ from gba.kdf import NafId, UaProtocol
 from gbagw.ue_client import bootstrap
 from naf.config import NafConfig
 from naf.zn_client import ZnClient, ZnRefused
+from tests import private_redis
 from tests.bsf.test_e2e_ub import IMPI, OPC, K, Lab, _ue
 from tests.procs import run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("store", [None, "redis://127.0.0.1:6379/11"])
+@pytest.mark.parametrize("store", [None, private_redis.url(11)])
 async def test_look_up_then_revoke_a_context(tmp_path: Path, store: str | None) -> None:
     lab = Lab(tmp_path)
     env = {"GBAGW_BSF_STORE": store} if store else {}

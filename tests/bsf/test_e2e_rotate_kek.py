@@ -17,6 +17,7 @@ from gbagw.ue_client import bootstrap
 from gbaio.kek import load_or_create_kek
 from naf.config import NafConfig
 from naf.zn_client import NafKey, ZnClient, ZnUnavailable
+from tests import private_redis
 from tests.bsf.test_e2e_ub import IMPI, OPC, K, Lab, _ue
 from tests.procs import Proc, run_cli
 
@@ -77,7 +78,7 @@ async def test_online_rotation_across_two_bsfs_on_one_redis(tmp_path: Path) -> N
     lab = Lab(tmp_path)
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     kek1, kek2 = load_or_create_kek(tmp_path / "kek1"), load_or_create_kek(tmp_path / "kek2")
-    redis = {"GBAGW_BSF_STORE": "redis://127.0.0.1:6379/12"}
+    redis = {"GBAGW_BSF_STORE": private_redis.url(12)}
     old_only = {**redis, "GBAGW_BSF_KEK_FILE": str(tmp_path / "kek1")}
     rotated = {
         **redis,

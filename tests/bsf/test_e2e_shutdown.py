@@ -21,6 +21,7 @@ from gbaio.diameter_node import DISCONNECT_REBOOTING, DiameterServer, NodeIdenti
 from naf.config import NafConfig
 from naf.zn_client import ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
+from tests import private_redis
 from tests.bsf.test_e2e_ub import IMPI, OPC, K, Lab
 from tests.pcaptool import DecodedMessage, diameter_messages
 from tests.procs import Proc, run_cli, tshark_capture
@@ -28,7 +29,7 @@ from tests.procs import Proc, run_cli, tshark_capture
 pytestmark = pytest.mark.e2e
 
 NAF_ID = kdf.NafId("naf.gba.test", kdf.UaProtocol.HTTP_DIGEST.value)
-REDIS = "redis://127.0.0.1:6379/14"
+REDIS = private_redis.url(14)
 
 
 async def test_sigterm_lets_in_flight_ub_requests_finish(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from gba import digest, milenage, ue
 from gba.keywrap import Keyring
 from gbagw.ue_client import bootstrap
 from gbaio.kek import load_or_create_kek
+from tests import private_redis
 from tests.procs import Proc, free_port, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
@@ -195,7 +196,7 @@ async def _live_contexts(admin: str) -> float | None:
 async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
     lab = new_lab
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
-    redis_url = "redis://127.0.0.1:6379/14"
+    redis_url = private_redis.url(14)
     async with aioredis.from_url(redis_url) as r:
         await r.delete(LIVE_KEY, f"gbagw:{{impi:{IMPI}}}")  # what earlier runs left: their count, their context
     hss = lab.start_hss()

@@ -1,4 +1,4 @@
-"""One contract suite, run against both context store backends (SQLite and the Redis on 127.0.0.1)."""
+"""One contract suite, run against both context store backends (SQLite and a private redis-server)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from bsf.store import BootstrapContext, ContextStore, EnrolmentRecord, PendingCh
 from bsf.store.redis import LIVE_KEY, LIVE_MINUTE, RedisStore
 from bsf.store.sqlite import SqliteStore
 from gba.keywrap import Keyring
+from tests import private_redis
 
 KEK_BYTES = os.urandom(32)
 KEK = Keyring(KEK_BYTES)
-REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_URL = private_redis.url(15)
 
 
 @pytest.fixture(scope="module", autouse=True)

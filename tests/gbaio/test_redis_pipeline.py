@@ -10,9 +10,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from gbaio.redis_pipeline import AutoPipeline
+from tests import private_redis
 from tests.procs import free_port
 
-REDIS_URL = os.environ.get("GBAGW_TEST_REDIS", "redis://127.0.0.1:6379/14")
+REDIS_URL = private_redis.url(14)
 
 
 @pytest.fixture
