@@ -1,7 +1,7 @@
 """A small HTTP/1.1 origin server on httptools (llhttp) for the UE-facing Ub port.
 
 Ub is two short requests per bootstrap, so the HTTP layer is a large share of the BSF's work: aiohttp's
-server spent about 2x the CPU of this one per request pair here (see README, Benchmarks). What it does
+server spent about 2x the CPU of this one per request pair here (see docs/benchmarks.md). What it does
 (RFC 9112 unless noted):
 
 - persistent connections and pipelining: requests of one connection are answered in order, one at a
