@@ -369,7 +369,9 @@ class DiameterServer:
 
     async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port``; with ``tls``, every connection starts with the TLS handshake (RFC 6733 13)."""
-        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls)
+        # A peer that never finishes the handshake is dropped as one that never sends its CER.
+        timeout = self._cer_timeout if tls is not None else None
+        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls, ssl_handshake_timeout=timeout)
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
 

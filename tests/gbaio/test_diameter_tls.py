@@ -3,6 +3,7 @@ ends authenticate with certificates (13.1), and each side sees the other's verif
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -89,4 +90,20 @@ async def test_the_client_checks_the_server_name(tmp_path: Path, ca: pki.Issued)
                 NAF, "127.0.0.1", port, tls=client_ssl_context(tmp_path / "ca.pem", cert, key), server_name="x.test"
             )
     finally:
+        await server.close()
+
+
+async def test_a_peer_that_never_starts_the_handshake_is_dropped_like_one_without_a_cer(
+    tmp_path: Path, ca: pki.Issued
+) -> None:
+    async def handler(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+        raise AssertionError("no request may reach the handler")
+
+    server = DiameterServer(BSF, handler, cer_timeout=0.5)
+    port = await server.start("127.0.0.1", 0, tls=_server_context(tmp_path, ca))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server, well before 60 s
+    finally:
+        writer.close()
         await server.close()
