@@ -11,6 +11,7 @@ certificates made here.
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from gbaio.diameter_node import DiameterClient, NodeIdentity
 from gbaio.tls import client_ssl_context
 from naf.config import NafConfig
 from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
-from tests.procs import Proc, free_port, gbagw_process, run_cli
+from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
 
 pytestmark = pytest.mark.e2e
 
@@ -225,3 +226,22 @@ async def test_a_proxy_over_plain_tcp_gets_5402(lab: Lab) -> None:
         await lab.relay("plain-proxy.visited.test", boot.btid, VISITED_NAF, tls=False)
     assert exc.value.code == d.ExperimentalResult.ERROR_NOT_AUTHORIZED
     assert "Zn-Proxy plain-proxy.visited.test relays for naf.visited.test without TLS" in lab.bsf.logs
+
+
+async def test_on_the_wire_there_is_a_tls_handshake_and_no_key_or_b_tid(lab: Lab, tmp_path: Path) -> None:
+    """The TLS comes first (RFC 6733 13): tshark finds the ClientHello; the B-TID and Ks_NAF never cross
+    the wire in clear (the plain-TCP tshark Diameter checks stay in tests/naf/test_e2e_zn.py)."""
+    boot = await bootstrap(lab.ub, _ue())
+    pcap = tmp_path / "zn-tls.pcap"
+    with tshark_capture(lab.zn_tls_port, pcap):
+        key = await lab.fetch(lab.naf_config("naf.gba.test", "naf.gba.test"), boot.btid, HOME_NAF)
+    hellos = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={lab.zn_tls_port},tls", "-Y", "tls.handshake.type == 1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert hellos.strip()
+    raw = pcap.read_bytes()
+    assert boot.btid.encode() not in raw and key.me_key not in raw
