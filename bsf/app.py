@@ -49,13 +49,14 @@ class BsfService:
         self.zh = zh
         self.zn_service = ZnService(self.store, NafPolicy(config.nafs))
         self._ub = create_ub_server(config, self.store, zh, metrics)
-        self.zn = DiameterServer(
-            NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,), host_ip=config.zn_host),
-            ZnHandler(config, self.zn_service, metrics),
-            allowed_peers=config.zn_peers,
-        )
+        zn_identity = NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,), host_ip=config.zn_host)
+        zn_handler = ZnHandler(config, self.zn_service, metrics)
+        self.zn = DiameterServer(zn_identity, zn_handler, allowed_peers=config.zn_peers)
+        # RFC 6733 2.1: TLS/TCP from connection start on its own port, beside plain TCP (NAFs behind NDS/IP).
+        self.zn_tls = DiameterServer(zn_identity, zn_handler, allowed_peers=config.zn_peers)
         self.ub_port: int | None = None
         self.zn_port: int | None = None
+        self.zn_tls_port: int | None = None
         self.sbi_port: int | None = None
         self.soap_port: int | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -79,9 +80,13 @@ class BsfService:
             ub_tls.load_cert_chain(str(self.config.ub_tls_cert), str(self.config.ub_tls_key))
         self.ub_port = await self._ub.start(self.config.ub_host, self.config.ub_port, ub_tls)
         self.zn_port = await self.zn.start(self.config.zn_host, self.config.zn_port)
+        tls = self._zn_ssl()
+        if self.config.zn_diameter_tls:
+            self.zn_tls_port = await self.zn_tls.start(self.config.zn_host, self.config.zn_tls_port, tls=tls)
+        elif tls is not None:
+            log.warning("Zn Diameter over TLS is off: it needs bsf.zn_tls_ca (RFC 6733 13.1 mutual authentication)")
         await self._start_sbi()
         await self._soap_runner.setup()
-        tls = self._zn_ssl()
         await web.TCPSite(self._soap_runner, self.config.zn_host, self.config.soap_port, ssl_context=tls).start()
         self.soap_port = int(self._soap_runner.addresses[0][1])
         self._zh_keeper = asyncio.create_task(self.zh.client.keep_connected(self.config.hss_reconnect_interval))
@@ -158,6 +163,7 @@ class BsfService:
         if self._sbi_task is not None:
             await self._sbi_task
         await self.zn.close()
+        await self.zn_tls.close()
         await self.zh.close()
         await self.store.close()
 

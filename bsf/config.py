@@ -49,9 +49,11 @@ class BsfConfig:
     sbi_port: int = 29309  # Zn as Nbsp_GBA (TS 29.309), HTTP/2 (h2c or TLS) with HTTP/1.1 fallback
     soap_port: int = 29109  # Zn over SOAP (TS 29.109 Annex D)
     # TLS for the SBI and SOAP listeners; with zn_tls_ca set, NAFs must present a certificate (their identity).
+    # With all three set, Diameter Zn over TLS from connection start listens on zn_tls_port too.
     zn_tls_cert: Path | None = None
     zn_tls_key: Path | None = None
     zn_tls_ca: Path | None = None
+    zn_tls_port: int = 5658  # Diameter Zn / Zn' over TLS (RFC 6733 2.1: IANA "diameters")
     ub_tls_cert: Path | None = None  # HTTPS on Ub (TS 33.220 recommends it; mandatory for 2G GBA)
     ub_tls_key: Path | None = None
     # Abuse limits (bsf.limits): vectors per minute per IMPI and per source address, live challenges per process.
@@ -68,6 +70,11 @@ class BsfConfig:
         """The certificate chains this BSF presents, by configuration key (for their expiry metric)."""
         configured = {"bsf.ub_tls_cert": self.ub_tls_cert, "bsf.zn_tls_cert": self.zn_tls_cert}
         return {key: path for key, path in configured.items() if path is not None}
+
+    @property
+    def zn_diameter_tls(self) -> bool:
+        """Diameter Zn over TLS: RFC 6733 13.1 requires mutual authentication, so the CA file is needed too."""
+        return self.zn_tls_cert is not None and self.zn_tls_key is not None and self.zn_tls_ca is not None
 
     @property
     def http_realm(self) -> str:

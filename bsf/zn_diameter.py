@@ -8,6 +8,7 @@ from bsf.config import BsfConfig
 from bsf.metrics import BsfMetrics
 from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
+from bsf.zn_proxy import tls_refusal
 from gba import diameter as d
 from gba.kdf import KdfError, NafId
 from gba.uss import uss_list_to_xml
@@ -22,7 +23,7 @@ class ZnHandler:
         self.config = config
         self.zn = zn
         self._answers = metrics.zn
-        self._proxies = {p.lower() for p in config.zn_proxies}
+        self._proxies = frozenset(p.lower() for p in config.zn_proxies)
 
     async def __call__(self, req: d.Envelope, peer: PeerInfo) -> d.Envelope:
         logs.begin_request(req.session_id or "")
@@ -50,6 +51,11 @@ class ZnHandler:
                 self.config.realm,
                 failed_avp=d.vendor_avp(d.Avps.NAF_ID, bir.naf_id),
                 message=str(exc),
+            )
+        if denied := tls_refusal(peer, bir.origin_host, naf_id.fqdn, self._proxies):
+            log.info("zn: %s -> 5402", denied)
+            return self._answer(
+                req, bir, result_code=None, experimental_result=d.ExperimentalResult.ERROR_NOT_AUTHORIZED
             )
         if bir.origin_host.lower() != peer.origin_host.lower() and peer.origin_host.lower() not in self._proxies:
             # The NAF is authenticated by the connection it came over (CER, NDS/IP underneath); only a

@@ -74,6 +74,8 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{service.zn_port}", flush=True)
+        if service.zn_tls_port is not None:
+            print(f"bsf: Zn Diameter over TLS on {bsf.zn_host}:{service.zn_tls_port}", flush=True)
         print(
             f"bsf: Zn Nbsp_GBA on {bsf.zn_host}:{service.sbi_port}, Zn SOAP on {bsf.zn_host}:{service.soap_port}",
             flush=True,

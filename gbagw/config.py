@@ -346,6 +346,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zn_tls_cert=_optional_input(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
         zn_tls_key=_optional_input(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
         zn_tls_ca=_optional_input(cfg, "bsf.zn_tls_ca", s["zn_tls_ca"]),
+        zn_tls_port=_port("bsf.zn_tls_port", s["zn_tls_port"]),
         ub_tls_cert=_optional_input(cfg, "bsf.ub_tls_cert", s["ub_tls_cert"]),
         ub_tls_key=_optional_input(cfg, "bsf.ub_tls_key", s["ub_tls_key"]),
         rate_per_impi=_non_negative("bsf.rate_per_impi", s["rate_per_impi"]),
@@ -391,7 +392,11 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         tls_key=_optional_input(cfg, "naf.tls_key", s["tls_key"]),
         tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
         tls_server_name=str(s["tls_server_name"]) or None,
+        bsf_tls=bool(s["bsf_tls"]),
     )
+    if config.bsf_tls and (config.tls_ca is None or config.tls_cert is None):
+        # RFC 6733 13.1: mutual authentication; the NAF checks the BSF and proves itself with its certificate.
+        raise ConfigError("naf.bsf_tls needs naf.tls_ca (to check the BSF) and naf.tls_cert / naf.tls_key")
     check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
     return config
 

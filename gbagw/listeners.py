@@ -51,6 +51,7 @@ def bsf_listeners(bsf: BsfConfig) -> list[Listener]:
     return [
         *on("bsf.ub_host", bsf.ub_host, ub_port=bsf.ub_port, admin_port=bsf.admin_port),
         *on("bsf.zn_host", bsf.zn_host, zn_port=bsf.zn_port, sbi_port=bsf.sbi_port, soap_port=bsf.soap_port),
+        *(on("bsf.zn_host", bsf.zn_host, zn_tls_port=bsf.zn_tls_port) if bsf.zn_diameter_tls else []),
     ]
 
 

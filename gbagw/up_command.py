@@ -55,7 +55,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         bsf = dataclasses.replace(bsf_cfg, hss_host=hss.zh_host, hss_port=hss_port)
         bsf_service = make_bsf(bsf)
         ub_port = await bsf_service.start()
-        naf = dataclasses.replace(naf_cfg, bsf_host=bsf.zn_host, bsf_port=bsf_service.zn_port or 0)
+        zn_port = bsf_service.zn_tls_port if naf_cfg.bsf_tls else bsf_service.zn_port
+        naf = dataclasses.replace(naf_cfg, bsf_host=bsf.zn_host, bsf_port=zn_port or 0)
         naf_service = create_naf(naf)
         naf_port = await naf_service.start()
         mef_service = create_mef(mef, bsf_service.store)  # one store for Ub, Zn and the MEF
@@ -63,6 +64,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"hss: Zh Diameter on {hss.zh_host}:{hss_port} (Origin-Host {hss.fqdn})")
         print(f"bsf: Ub on http://{bsf.ub_host}:{ub_port}/ (B-TID domain {bsf.fqdn})")
         print(f"bsf: Zn Diameter on {bsf.zn_host}:{bsf_service.zn_port}")
+        if bsf_service.zn_tls_port is not None:
+            print(f"bsf: Zn Diameter over TLS on {bsf.zn_host}:{bsf_service.zn_tls_port}")
         print(
             f"bsf: Zn Nbsp_GBA on {bsf.zn_host}:{bsf_service.sbi_port}, Zn SOAP on {bsf.zn_host}:"
             f"{bsf_service.soap_port}"

@@ -2,7 +2,8 @@
 
 python-diameter's own Node runs one select thread plus two threads per connection and one per
 request, leaks one entry per client request and takes seconds to shut down; we keep its AVP codec
-(via ``gba.diameter``) and replace its transport with this one. TCP only, one connection per peer.
+(via ``gba.diameter``) and replace its transport with this one. TCP, or TLS/TCP from connection start
+(RFC 6733 2.1 and 13: the handshake before the CER, no Inband-Security-Id), one connection per peer.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import contextvars
 import itertools
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from cryptography import x509
 
 from gba import diameter as d
 
@@ -50,6 +54,8 @@ class PeerInfo:
     origin_realm: str
     address: str
     apps: frozenset[int]
+    # The peer's verified TLS certificate (RFC 6733 13.1: mutual authentication); None on plain TCP.
+    certificate: x509.Certificate | None = None
 
 
 @dataclass(slots=True)
@@ -361,8 +367,11 @@ class DiameterServer:
         self._server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._accept, host, port)
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on ``host:port``; with ``tls``, every connection starts with the TLS handshake (RFC 6733 13)."""
+        # A peer that never finishes the handshake is dropped as one that never sends its CER.
+        timeout = self._cer_timeout if tls is not None else None
+        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls, ssl_handshake_timeout=timeout)
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
 
@@ -391,6 +400,7 @@ class DiameterServer:
             )
             writer.close()
             return
+        peer = replace(peer, certificate=_peer_certificate(writer))
         rc = d.ResultCode.SUCCESS
         if self._allowed is not None and peer.origin_host not in self._allowed:
             rc = d.ResultCode.UNKNOWN_PEER  # RFC 6733 5.3: unknown peers may be refused
@@ -423,6 +433,13 @@ class DiameterServer:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
 
 
+def _peer_certificate(writer: asyncio.StreamWriter) -> x509.Certificate | None:
+    """The certificate the peer presented and the TLS layer verified, or None (plain TCP, no certificate)."""
+    tls = writer.get_extra_info("ssl_object")
+    der = tls.getpeercert(binary_form=True) if isinstance(tls, ssl.SSLObject) else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
 async def connect(
     identity: NodeIdentity,
     host: str,
@@ -431,11 +448,17 @@ async def connect(
     handler: Handler | None = None,
     timeout: float = 5.0,
     watchdog_interval: float = 30.0,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> Connection:
-    """Open a connection and run the CER/CEA exchange; raises :class:`PeerUnavailable`."""
+    """Open a connection (with ``tls``: the TLS handshake first, the peer's certificate checked against
+    ``server_name`` or ``host``) and run the CER/CEA exchange; raises :class:`PeerUnavailable`."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (TimeoutError, ConnectionError, OSError) as exc:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls, server_hostname=(server_name or host) if tls else None),
+            timeout,
+        )
+    except (TimeoutError, ConnectionError, OSError) as exc:  # ssl.SSLError is an OSError
         raise PeerUnavailable(f"cannot connect to {host}:{port}: {exc}") from None
     ids = _Ids()
     cer = _cer_envelope(identity)
@@ -446,12 +469,14 @@ async def connect(
         cea = d.Envelope.from_bytes(await asyncio.wait_for(_read_message(reader), timeout))
     except (TimeoutError, asyncio.IncompleteReadError, d.DiameterDecodeError, ConnectionError, OSError) as exc:
         writer.close()
-        raise PeerUnavailable(f"capabilities exchange with {host}:{port} failed: {type(exc).__name__}") from None
+        # A TLS server that refuses our certificate says so here, after the handshake (TLS 1.3).
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, ssl.SSLError) else type(exc).__name__
+        raise PeerUnavailable(f"capabilities exchange with {host}:{port} failed: {why}") from None
     rc, _ = cea.result()
     if rc != d.ResultCode.SUCCESS:
         writer.close()
         raise PeerUnavailable(f"{host}:{port} refused the capabilities exchange with result {rc}")
-    peer = _peer_from(cea, f"{host}:{port}")
+    peer = replace(_peer_from(cea, f"{host}:{port}"), certificate=_peer_certificate(writer))
     return Connection(identity, reader, writer, peer, handler, ids, watchdog_interval)
 
 
@@ -460,12 +485,21 @@ class DiameterClient:
     and again after a failure."""
 
     def __init__(
-        self, identity: NodeIdentity, host: str, port: int, *, timeout: float = 5.0, watchdog_interval: float = 30.0
+        self,
+        identity: NodeIdentity,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 5.0,
+        watchdog_interval: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.identity = identity
         self.host = host
         self.port = port
         self.timeout = timeout
+        self._tls, self._server_name = tls, server_name
         self._watchdog_interval = watchdog_interval
         self._conn: Connection | None = None
         # Connections whose peer sent a DPR: their answers in flight still arrive, then the peer closes them.
@@ -487,7 +521,13 @@ class DiameterClient:
                 # After a DPR (a peer restarting), the next request opens a new connection: behind a
                 # load balancer it reaches another instance.
                 self._conn = await connect(
-                    self.identity, self.host, self.port, timeout=self.timeout, watchdog_interval=self._watchdog_interval
+                    self.identity,
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    watchdog_interval=self._watchdog_interval,
+                    tls=self._tls,
+                    server_name=self._server_name,
                 )
             return self._conn
 

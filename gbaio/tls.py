@@ -2,7 +2,8 @@
 
 - PSK: pyOpenSSL has no PSK API, so this module alone reaches its low-level OpenSSL bindings
   (``OpenSSL._util``) to install the RFC 4279 callbacks.
-- Certificates: mutual-TLS contexts whose peer name is checked after the handshake (SAN dNSName, else CN).
+- Certificates: mutual-TLS contexts whose peer name is checked after the handshake (SAN dNSName, else CN),
+  and a stdlib ``ssl`` client context for asyncio clients (Diameter over TLS).
 - One HTTP/1.1 exchange per connection with h11 (sans-IO), for small JSON APIs over a secured session.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -132,16 +134,32 @@ def peer_names(conn: SSL.Connection) -> set[str]:
     return cert_names(cert) if cert is not None else set()
 
 
-def cert_names(cert: x509.Certificate) -> set[str]:
-    """SAN dNSNames of a certificate (or its CN when there are none), lower-cased."""
+def san_dns_names(cert: x509.Certificate) -> set[str]:
+    """The dNSName entries of a certificate's subjectAltName, lower-cased (no CN fallback)."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
     except x509.ExtensionNotFound:
-        names = set()
+        return set()
+    return {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+
+
+def cert_names(cert: x509.Certificate) -> set[str]:
+    """SAN dNSNames of a certificate (or its CN when there are none), lower-cased."""
+    names = san_dns_names(cert)
     if not names:
         names = {str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
     return names
+
+
+def client_ssl_context(ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext:
+    """A stdlib (asyncio) TLS client context: the server checked against ``ca_file`` (else the system's
+    trust anchors) and its name, and our certificate for a server that asks for one (RFC 6733 13.1 mutual
+    authentication on Diameter)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None and key_file is not None:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
 
 
 def set_io_timeout(sock: socket.socket, seconds: float) -> None:

@@ -28,6 +28,7 @@ class NafConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address
+    bsf_tls: bool = False  # Diameter Zn over TLS from connection start (RFC 6733 13), with tls_cert/key/ca
 
     @property
     def certificates(self) -> dict[str, Path]:
@@ -41,4 +42,4 @@ class NafConfig:
             return f"Nbsp_GBA {self.sbi_url}"
         if self.zn_via == "soap":
             return f"SOAP {self.soap_url}"
-        return f"Diameter {self.bsf_host}:{self.bsf_port}"
+        return f"Diameter{'/TLS' if self.bsf_tls else ''} {self.bsf_host}:{self.bsf_port}"

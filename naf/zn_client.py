@@ -13,6 +13,7 @@ from gba.kdf import NafId
 from gba.uss import Uss, UssError, parse_uss_list
 from gbaio import logs
 from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
+from gbaio.tls import client_ssl_context
 from naf.config import NafConfig
 
 log = logging.getLogger("gbagw.naf.zn")
@@ -81,6 +82,8 @@ class ZnClient:
             config.bsf_host,
             config.bsf_port,
             timeout=config.zn_timeout,
+            tls=client_ssl_context(config.tls_ca, config.tls_cert, config.tls_key) if config.bsf_tls else None,
+            server_name=config.tls_server_name,
         )
         self._sessions = logs.RequestIds(config.fqdn)
 

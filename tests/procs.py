@@ -41,7 +41,7 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBAGW_")}
     # Admin listeners on ephemeral ports, so that several services of one test never collide.
     env.update({f"GBAGW_{svc}_ADMIN_PORT": "0" for svc in ("BSF", "HSS", "NAF", "MEF")})
-    env.update({"GBAGW_BSF_SBI_PORT": "0", "GBAGW_BSF_SOAP_PORT": "0"})
+    env.update({"GBAGW_BSF_SBI_PORT": "0", "GBAGW_BSF_SOAP_PORT": "0", "GBAGW_BSF_ZN_TLS_PORT": "0"})
     # The e2e suites bootstrap the same IMPIs many times a second; tests/bsf/test_e2e_limits.py sets limits.
     env.update({"GBAGW_BSF_RATE_PER_IMPI": "0", "GBAGW_BSF_RATE_PER_SOURCE": "0"})
     env.update(extra or {})
