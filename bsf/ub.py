@@ -87,9 +87,8 @@ class UbHandler:
         return None
 
     def _lifetime(self, guss: Guss | None) -> int:
-        """Ks lifetime: the GUSS lifeTime instead of the BSF default when there is one (TS 33.220 4.2.3
-        NOTE 3 / I.2.3 NOTE 3: the default applies only when the GUSS has none), bounded by
-        bsf.max_key_lifetime when that is set."""
+        """Ks lifetime: the GUSS lifeTime "is used instead of the BSF default configuration value" (TS 29.109
+        5.2 step 3, 5.3 keyExpiryTime; TS 33.220 I.2.3 NOTE 3), bounded by bsf.max_key_lifetime when set."""
         lifetime = guss.lifetime if guss is not None and guss.lifetime is not None else self.config.key_lifetime
         if self.config.max_key_lifetime:
             lifetime = min(lifetime, self.config.max_key_lifetime)

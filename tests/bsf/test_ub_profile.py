@@ -245,8 +245,8 @@ async def test_offered_qop_is_configurable_and_enforced(start_bsf: StartBsf) -> 
 async def test_guss_lifetime_replaces_the_default(
     start_bsf: StartBsf, impi: str, max_key_lifetime: int, expected: int
 ) -> None:
-    """TS 33.220 4.2.3 NOTE 3: the BSF default applies only when the GUSS has no lifeTime; the Ub
-    <lifetime> is the context's expiry (the one Zn sends as Key-ExpiryTime)."""
+    """TS 29.109 5.2 step 3 / 5.3: a GUSS lifeTime is used instead of the BSF default; the Ub <lifetime>
+    is the context's expiry, the one Zn sends as Key-ExpiryTime."""
     bsf: Bsf = await start_bsf(key_lifetime=3600, max_key_lifetime=max_key_lifetime)
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     _, _, body = await bsf.bootstrap(bsf.ue(), impi)
