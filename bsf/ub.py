@@ -143,7 +143,7 @@ class UbHandler:
                 gba_u,
                 vec.guss,
                 expires,
-                username if username != impi else "",
+                username=username if username != impi else "",
             )
         )
         self._pending.add(nonce)
