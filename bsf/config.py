@@ -26,7 +26,14 @@ class BsfConfig:
     ub_port: int = 8080
     zn_host: str = "127.0.0.1"
     zn_port: int = 3868
-    key_lifetime: int = 3600
+    key_lifetime: int = 3600  # Ks lifetime when the GUSS has no lifeTime (TS 29.109 5.2 step 3)
+    # Upper bound on every Ks lifetime, a GUSS lifeTime included; 0 = none (the GUSS value is used as is).
+    max_key_lifetime: int = 0
+    # Seconds a (TMPI, IMPI) pair is kept for the UE's next bootstrap (TS 33.220 4.4.13: until it is used,
+    # or sooner by local policy); longer than key_lifetime, or the UE's TMPI is unknown when Ks expires.
+    tmpi_lifetime: int = 30 * 86400
+    # qop values offered on Ub, in order (TS 24.109 4.2 b: "auth-int"); an answer must use one of them.
+    ub_qop: tuple[str, ...] = ("auth-int",)
     store: str = "sqlite:///var/bsf.sqlite"
     kek_file: Path = Path("var/kek")
     kek_previous_files: tuple[Path, ...] = ()  # open only: online KEK rotation

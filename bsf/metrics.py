@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from types import TracebackType
 
@@ -76,7 +77,16 @@ class Timed:
         self._histogram.observe(time.perf_counter() - self._start)
 
 
-_STORE_OPS = ("put_challenge", "take_challenge", "put_context", "get_context", "put_enrolment", "get_enrolment")
+_STORE_OPS = (
+    "put_challenge",
+    "take_challenge",
+    "put_context",
+    "get_context",
+    "put_tmpi",
+    "impi_of_tmpi",
+    "put_enrolment",
+    "get_enrolment",
+)
 
 
 class TimedStore:
@@ -107,6 +117,14 @@ class TimedStore:
 
     async def context_of(self, impi: str) -> BootstrapContext | None:
         return await self.inner.context_of(impi)
+
+    async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
+        with self._timed("put_tmpi"):
+            await self.inner.put_tmpi(tmpi, impi, expires)
+
+    async def impi_of_tmpi(self, tmpi: str) -> str | None:
+        with self._timed("impi_of_tmpi"):
+            return await self.inner.impi_of_tmpi(tmpi)
 
     async def delete_context(self, btid: str) -> bool:
         return await self.inner.delete_context(btid)

@@ -5,12 +5,17 @@ instance sharing it can take either request of a bootstrap.
 
 Status codes (the specs leave them open): 400 malformed Authorization; 401 challenge (also a fresh one,
 ``stale=true``, when the nonce is unknown, used or expired); 403 wrong response, unknown IMPI or
-refused resynchronisation (final, the vector is spent); 429 + Retry-After past the per-IMPI or per-source
-vector rate; 503 + Retry-After when the HSS cannot be asked or too many challenges are pending.
+refused resynchronisation (final, the vector is spent); 403 for an unknown TMPI too (TS 33.220 4.5.2
+step 2 asks for "an appropriate error message", after which the UE deletes its TMPI and retries with the
+IMPI); 429 + Retry-After past the per-IMPI or per-source vector rate; 503 + Retry-After when the HSS
+cannot be asked or too many challenges are pending.
+
+GBA_U or GBA_ME is decided from the GUSS alone (TS 33.220 5.2.2); no product token plays a part in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -22,7 +27,7 @@ from bsf.limits import PendingCap, TokenBuckets
 from bsf.metrics import BsfMetrics, Timed
 from bsf.store import BootstrapContext, ContextStore, PendingChallenge, StoreUnavailable
 from bsf.zh_client import HssRefused, HssUnavailable, UnknownSubscriber, ZhClient
-from gba import digest, milenage
+from gba import digest, kdf, milenage
 from gba.bootstrapping_info import CONTENT_TYPE, BootstrappingInfo
 from gba.btid import Btid
 from gba.safexml import XmlError
@@ -34,8 +39,8 @@ log = logging.getLogger("gbagw.bsf.ub")
 
 MAX_AUTHORIZATION_LEN = 4096
 MAX_BODY = 64 * 1024  # Ub bodies are empty in practice; auth-int digests whatever is sent, up to this
-SERVER_PRODUCT = "gbagw-bsf/0.1"
-UICC_PRODUCT = "3gpp-gba-uicc"  # TS 24.109 clause 4.2 product token of a GBA_U-capable UE
+# TS 33.220 4.5.2 / TS 24.109 4.2: the BSF always sends 3gpp-gba-tmpi in Server over Ub.
+SERVER_PRODUCT = "gbagw-bsf/0.1 " + digest.TMPI_PRODUCT
 
 
 def _guss(raw: bytes | None, impi: str) -> Guss | None:
@@ -46,11 +51,6 @@ def _guss(raw: bytes | None, impi: str) -> Guss | None:
     except XmlError as exc:
         log.error("ub: GUSS of %s from the HSS is unusable (%s); ignoring it", impi, exc)
         return None
-
-
-def _ua_tokens(request: HttpRequest) -> set[str]:
-    ua = request.header("user-agent") or ""
-    return {t.split("/")[0].strip().lower() for t in ua.replace(";", " ").split()}
 
 
 class UbHandler:
@@ -86,8 +86,27 @@ class UbHandler:
             )
         return None
 
+    def _lifetime(self, guss: Guss | None) -> int:
+        """Ks lifetime: the GUSS lifeTime "is used instead of the BSF default configuration value" (TS 29.109
+        5.2 step 3, 5.3 keyExpiryTime; TS 33.220 I.2.3 NOTE 3), bounded by bsf.max_key_lifetime when set."""
+        lifetime = guss.lifetime if guss is not None and guss.lifetime is not None else self.config.key_lifetime
+        if self.config.max_key_lifetime:
+            lifetime = min(lifetime, self.config.max_key_lifetime)
+        return lifetime
+
+    async def _first_challenge(self, username: str, *, stale: bool = False, source: str = "") -> HttpResponse:
+        """A challenge for the username's IMPI; a TMPI is mapped to its IMPI first (TS 33.220 4.5.2 step 2)."""
+        impi = username
+        if kdf.is_tmpi(username):
+            found = await self.store.impi_of_tmpi(username)
+            if found is None:
+                log.info("ub: unknown TMPI from %s; the UE is to retry with its IMPI", source)
+                return self._plain(403, "unknown TMPI: retry with the IMPI", "unknown_tmpi")
+            impi = found
+        return await self._challenge(impi, username, stale=stale, source=source)
+
     async def _challenge(
-        self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False, source: str = ""
+        self, impi: str, username: str, resync_info: bytes | None = None, stale: bool = False, source: str = ""
     ) -> HttpResponse:
         if resync_info is None and (refused := self._ration(impi, source)) is not None:
             return refused
@@ -104,21 +123,34 @@ class UbHandler:
             log.info("ub: bootstrap refused for %s: HSS code %s", impi, exc.code)
             return self._plain(403, "bootstrapping refused", "hss_refused")
         guss = _guss(vec.guss, impi)
-        # GBA_U when the subscription says so (GUSS uiccType) and the UE announces a GBA-aware UICC.
-        gba_u = ua_uicc and guss is not None and guss.uicc_type is UiccType.GBA_U
+        # TS 33.220 5.2.2: GBA_U or not "based on subscription information" (GUSS uiccType), and only that:
+        # the Ub messages are identical for both (5.3.2), the UE announces nothing.
+        gba_u = guss is not None and guss.uicc_type is UiccType.GBA_U
         autn = milenage.gba_u_autn(vec.autn, vec.ik) if gba_u else vec.autn
         xres = milenage.gba_u_expected_res(vec.xres) if gba_u else vec.xres
         nonce = digest.aka_nonce(vec.rand, autn)
         opaque = base64.b64encode(os.urandom(12)).decode("ascii")
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.config.challenge_lifetime)
         await self.store.put_challenge(
-            PendingChallenge(impi, nonce, opaque, vec.rand, xres, vec.ck, vec.ik, gba_u, vec.guss, expires)
+            PendingChallenge(
+                impi,
+                nonce,
+                opaque,
+                vec.rand,
+                xres,
+                vec.ck,
+                vec.ik,
+                gba_u,
+                vec.guss,
+                expires,
+                username=username if username != impi else "",
+            )
         )
         self._pending.add(nonce)
         header = digest.Challenge(
             realm=self.config.http_realm,
             nonce=nonce,
-            qop=(digest.QOP_AUTH_INT, digest.QOP_AUTH),
+            qop=self.config.ub_qop,
             opaque=opaque,
             stale=stale,
         ).to_header()
@@ -153,29 +185,29 @@ class UbHandler:
             )
 
     async def _dispatch(self, cred: digest.Credentials, request: HttpRequest) -> HttpResponse:
-        ua_uicc = UICC_PRODUCT in _ua_tokens(request)
         source = request.remote
         if cred.is_initial:
-            return await self._challenge(cred.username, ua_uicc, source=source)
+            return await self._first_challenge(cred.username, source=source)
         body = request.body
         pending = await self.store.take_challenge(cred.nonce)
         self._pending.release(cred.nonce)
-        if pending is None or pending.impi != cred.username:
-            log.info("ub: unknown, used or expired nonce from %s; new challenge", cred.username)
-            return await self._challenge(cred.username, ua_uicc, stale=True, source=source)
+        if pending is None or pending.digest_username != cred.username:
+            log.info("ub: unknown, used or expired nonce from %s; new challenge", source)
+            return await self._first_challenge(cred.username, stale=True, source=source)
         problem = self._check_fields(cred, pending, request)
         if problem:
-            log.info("ub: rejected answer from %s: %s", cred.username, problem)
+            log.info("ub: rejected answer for %s: %s", pending.impi, problem)
             return self._plain(403, "bootstrapping refused", "field_mismatch")
         password = b"" if cred.auts is not None else pending.xres
         expected = cred.expected_response(password, request.method, body)
         if not digest.responses_equal(expected, cred.response):
-            log.info("ub: wrong response from %s (auts=%s)", cred.username, cred.auts is not None)
+            log.info("ub: wrong response for %s (auts=%s)", pending.impi, cred.auts is not None)
             return self._plain(403, "bootstrapping refused", "wrong_response")
         if cred.auts is not None:
             # TS 24.109 4.5 / TS 33.102 6.3.5: Zh resync with RAND || AUTS, then a fresh challenge.
-            return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts)
-        return await self._success(cred, pending)
+            return await self._challenge(pending.impi, cred.username, resync_info=pending.rand + cred.auts)
+        tmpi_ue = digest.TMPI_PRODUCT in digest.product_tokens(request.header("user-agent"))
+        return await self._success(cred, pending, tmpi_ue)
 
     def _check_fields(self, cred: digest.Credentials, p: PendingChallenge, request: HttpRequest) -> str | None:
         if cred.realm != self.config.http_realm:
@@ -187,23 +219,28 @@ class UbHandler:
             return "uri does not match the request"
         if cred.qop is None:
             return "qop missing"
+        if cred.qop not in self.config.ub_qop:
+            return f"qop {cred.qop} was not offered"
         if cred.nc != "00000001":
             return "nonce count must be 1 (nonces are single use)"
         if cred.algorithm is not None and cred.algorithm.lower() != digest.AKA_ALGORITHM.lower():
             return "algorithm mismatch"
         return None
 
-    async def _success(self, cred: digest.Credentials, p: PendingChallenge) -> HttpResponse:
+    async def _success(self, cred: digest.Credentials, p: PendingChallenge, tmpi_ue: bool) -> HttpResponse:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        lifetime = self.config.key_lifetime
-        guss = _guss(p.guss, p.impi)
-        if guss is not None and guss.lifetime is not None:
-            lifetime = min(lifetime, guss.lifetime)  # TS 33.220 4.4.6: GUSS may shorten the lifetime
+        lifetime = self._lifetime(_guss(p.guss, p.impi))
         btid = str(Btid(p.rand, self.config.fqdn))
         ctx = BootstrapContext(
             btid, p.impi, p.rand, p.ck + p.ik, now, now + dt.timedelta(seconds=lifetime), p.gba_u, p.guss
         )
-        await self.store.put_context(ctx)
+        # The context's expiry is the one Ub <lifetime> and Zn Key-ExpiryTime both carry.
+        writes = [self.store.put_context(ctx)]
+        if tmpi_ue:
+            # TS 33.220 4.5.2 step 7: a new TMPI (B.4, BSF_Id from the B-TID's name), overwriting the old.
+            tmpi = kdf.tmpi(ctx.ks, p.rand, p.impi, self.config.fqdn)
+            writes.append(self.store.put_tmpi(tmpi, p.impi, now + dt.timedelta(seconds=self.config.tmpi_lifetime)))
+        await asyncio.gather(*writes)
         body = BootstrappingInfo(btid, ctx.expires).to_xml()
         rspauth = cred.expected_rspauth(p.xres, body)
         info = digest.AuthenticationInfo(rspauth=rspauth, qop=cred.qop, nc=cred.nc, cnonce=cred.cnonce)

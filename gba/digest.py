@@ -21,6 +21,15 @@ AKA_ALGORITHM = "AKAv1-MD5"
 QOP_AUTH = "auth"
 QOP_AUTH_INT = "auth-int"
 QOPS = (QOP_AUTH, QOP_AUTH_INT)
+# TS 24.109 4.2 / TS 33.220 4.5.2: the one product token of Ub, in User-Agent (UE) and Server (BSF).
+TMPI_PRODUCT = "3gpp-gba-tmpi"
+
+
+def product_tokens(header: str | None) -> frozenset[str]:
+    """The product names in a User-Agent or Server header (RFC 9110 10.1.5, 10.2.4), lower case."""
+    words = (header or "").replace(";", " ").split()
+    return frozenset(w.split("/")[0].strip().lower() for w in words if not w.startswith("("))
+
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import hmac
@@ -123,3 +124,23 @@ ks_ext_naf = ks_naf
 def ks_int_naf(ks: bytes, rand: bytes, impi: str, naf_id: NafId) -> bytes:
     """Ks_int_NAF = KDF(Ks, "gba-u", RAND, IMPI, NAF_Id) (TS 33.220 B.3)."""
     return _naf_key(ks, b"gba-u", rand, impi, naf_id)
+
+
+TMPI_DOMAIN = "tmpi.bsf.3gppnetwork.org"  # TS 33.220 B.4: the realm that marks a username as a TMPI
+TMPI_OCTETS = 24  # B.4: TEMP is the base64 of the 24 most significant octets of the KDF output
+
+
+def tmpi(ks: bytes, rand: bytes, impi: str, bsf_fqdn: str) -> str:
+    """TMPI = base64(KDF(Ks, "gba-me", RAND, IMPI, BSF_Id)[0..23]) "@tmpi.bsf.3gppnetwork.org" (TS 33.220 B.4).
+
+    BSF_Id is the BSF's DNS name as used in the B-TID followed by the TMPI Ua id (Annex H); for
+    GBA_U the Ks_ext_NAF procedure applies, which is the same formula.
+    """
+    derived = ks_naf(ks, rand, impi, NafId(bsf_fqdn, UaProtocol.TMPI.value))
+    return base64.b64encode(derived[:TMPI_OCTETS]).decode("ascii") + "@" + TMPI_DOMAIN
+
+
+def is_tmpi(username: str) -> bool:
+    """TS 33.220 4.5.2 step 2: the BSF tells a TMPI from an IMPI by its structure (its B.4 domain)."""
+    _, at, domain = username.rpartition("@")
+    return bool(at) and domain.lower() == TMPI_DOMAIN

@@ -32,8 +32,15 @@ class NetworkAuthFailure(UeError):
 
 
 class UeMode(enum.Enum):
+    """What the UICC can do, not something announced on Ub (TS 33.220 5.2.2, 5.3.2: the BSF decides from
+    the GUSS alone and the Ub messages are the same). A GBA_U-aware UICC is always asked in the GBA
+    security context (TS 33.220 Annex G, TS 31.102 AUTHENTICATE): it unmasks MAC* and flips RES."""
+
     GBA_ME = "GBA_ME"
     GBA_U = "GBA_U"
+
+
+USER_AGENT = "gbagw-ue/1.0 " + digest.TMPI_PRODUCT
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +78,14 @@ class Usim:
         self.seq_ms[sqn & (IND_SIZE - 1)] = sqn >> IND_BITS
 
     def authenticate(self, rand: bytes, autn: bytes, *, gba_u: bool = False) -> AkaSuccess | AkaSyncFailure:
+        """AUTHENTICATE; ``gba_u`` = the GBA security context of a GBA_U-aware UICC (TS 33.220 Annex G).
+
+        In that context the UICC always reads the MAC field as MAC*: there is no fallback to a plain
+        MAC, so a GBA_ME challenge fails here with NetworkAuthFailure (TS 24.109 4.4: the UE stops).
+        """
         res, ck, ik, ak = self._mil.f2345(rand)
         if gba_u:
-            # TS 33.220 5.3.2: the UICC recovers MAC from MAC* = MAC xor SHA-1(IK)[0..63].
+            # TS 33.220 5.3.2 step 4: the UICC recovers MAC from MAC* = MAC xor SHA-1(IK)[0..63].
             autn = milenage.gba_u_autn(autn, ik)
         check = milenage.open_autn(self._mil, rand, autn, ak)
         if not check.mac_ok:
@@ -98,6 +110,7 @@ class Bootstrap:
     rand: bytes
     ks: bytes
     mode: UeMode
+    tmpi: str | None = None  # TS 33.220 4.5.2: derived when the BSF's Server header carried 3gpp-gba-tmpi
 
     def naf_keys(self, naf_id: kdf.NafId) -> tuple[bytes, bytes | None]:
         """(Ks_NAF or Ks_ext_NAF, Ks_int_NAF or None) for NAF_Id (TS 33.220 4.5.2, 5.3.2)."""
@@ -131,11 +144,13 @@ class UeClient:
         uri: str = "/",
         qop: str = digest.QOP_AUTH_INT,
         cnonce_factory: Any = None,
+        tmpi: str | None = None,
     ) -> None:
         self.usim = usim
         self.impi = impi
         self.realm = realm
         self.mode = mode
+        self.tmpi = tmpi  # the TMPI stored with this IMPI by an earlier bootstrap (TS 33.220 4.4.13)
         self.uri = uri
         self.qop = qop  # preferred; TS 24.109 4.3 mandates auth-int, auth is accepted for interop
         self._cnonce = cnonce_factory or (lambda: os.urandom(8).hex())
@@ -144,12 +159,31 @@ class UeClient:
 
     @property
     def user_agent(self) -> str:
-        """Product tokens of TS 24.109 clause 4.2 (``3gpp-gba-uicc`` marks a GBA_U-capable UE)."""
-        return "gbagw-ue/1.0 3gpp-gba-uicc" if self.mode is UeMode.GBA_U else "gbagw-ue/1.0 3gpp-gba"
+        """User-Agent on Ub: always ``3gpp-gba-tmpi`` (TS 33.220 4.5.2). ``3gpp-gba`` / ``3gpp-gba-uicc``
+        are Ua tokens (TS 24.109 5.2.1) and GBA_U is not announced on Ub (TS 33.220 5.3.2)."""
+        return USER_AGENT
+
+    @property
+    def username(self) -> str:
+        """TS 24.109 4.2 a): the TMPI associated with the IMPI if there is one, else the IMPI."""
+        return self.tmpi or self.impi
 
     def authorization(self) -> str:
-        """The first request's header: empty nonce and response (TS 24.109 clause 4.3)."""
-        return digest.Credentials(username=self.impi, realm=self.realm, nonce="", uri=self.uri, response="").to_header()
+        """The first request's header: empty nonce and response (TS 24.109 clause 4.2 a)."""
+        return digest.Credentials(
+            username=self.username, realm=self.realm, nonce="", uri=self.uri, response=""
+        ).to_header()
+
+    def on_refused(self, status: int) -> bool:
+        """A final error answer to a request sent with a TMPI: TS 33.220 4.5.2 step 2, the BSF did not
+        know it; the UE deletes the TMPI and tries again with the IMPI. True when the caller should
+        start again with :meth:`authorization`; False when the refusal stands (the IMPI was used, or
+        the answer only says "later": 429, 503)."""
+        if self.tmpi is None or status in (429, 503):
+            return False
+        self.tmpi = None
+        self._pending = None
+        return True
 
     @property
     def resynchronising(self) -> bool:
@@ -178,7 +212,7 @@ class UeClient:
         else:
             password, auts, ck, ik = result.res, None, result.ck, result.ik
         unsigned = digest.Credentials(
-            username=self.impi,
+            username=self.username,
             realm=ch.realm,
             nonce=ch.nonce,
             uri=self.uri,
@@ -195,8 +229,11 @@ class UeClient:
         self.realm = ch.realm
         return cred.to_header()
 
-    def on_success(self, authentication_info: str | None, body: bytes) -> Bootstrap:
-        """Check rspauth (mutual authentication, RFC 2617 3.2.3) and keep the bootstrap state."""
+    def on_success(self, authentication_info: str | None, body: bytes, server: str | None = None) -> Bootstrap:
+        """Check rspauth (mutual authentication, RFC 2617 3.2.3) and keep the bootstrap state.
+
+        ``server`` is the 200 OK's Server header: with ``3gpp-gba-tmpi`` in it the UE derives the next
+        TMPI (TS 33.220 4.5.2, B.4) and uses it as username from then on."""
         p = self._pending
         if p is None or p.cred.auts is not None:
             raise UeError("200 OK without a successful challenge answer")
@@ -214,8 +251,16 @@ class UeClient:
             bi = BootstrappingInfo.parse(body)
         except ValueError as exc:
             raise UeError(f"malformed BootstrappingInfo: {exc}") from exc
+        ks = p.ck + p.ik
+        # B.4: BSF_Id is the BSF name as used in the B-TID, which is the B-TID's domain part.
+        bsf_name = bi.btid.rpartition("@")[2]
+        self.tmpi = (
+            kdf.tmpi(ks, p.rand, self.impi, bsf_name)
+            if digest.TMPI_PRODUCT in digest.product_tokens(server) and bsf_name
+            else None
+        )
         self.bootstrap = Bootstrap(
-            impi=self.impi, btid=bi.btid, lifetime=bi.lifetime, rand=p.rand, ks=p.ck + p.ik, mode=self.mode
+            impi=self.impi, btid=bi.btid, lifetime=bi.lifetime, rand=p.rand, ks=ks, mode=self.mode, tmpi=self.tmpi
         )
         self._pending = None
         return self.bootstrap
@@ -233,6 +278,9 @@ def state_to_dict(usim: Usim, boot: Bootstrap | None) -> dict[str, Any]:
             "ks": boot.ks.hex(),
             "mode": boot.mode.value,
         }
+        if boot.tmpi is not None:
+            # TS 33.220 4.4.13: the ME keeps the (TMPI, IMPI) pair in non-volatile memory.
+            d["bootstrap"]["tmpi"] = boot.tmpi
     return d
 
 
@@ -247,6 +295,7 @@ def bootstrap_from_dict(d: dict[str, Any]) -> Bootstrap | None:
         rand=bytes.fromhex(b["rand"]),
         ks=bytes.fromhex(b["ks"]),
         mode=UeMode(b["mode"]),
+        tmpi=b.get("tmpi"),
     )
 
 

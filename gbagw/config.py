@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bsf.config import BsfConfig, NafEntry
 from bsf.mef.config import EnroleeEntry, MefConfig
+from gba import digest
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
 from naf.config import NafConfig
@@ -267,6 +268,21 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def _seconds(name: str, value: Any, *, zero: bool = False) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (value == 0 and not zero):
+        what = "a number of seconds >= 0 (0 = no bound)" if zero else "a positive number of seconds"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _ub_qop(value: Any) -> tuple[str, ...]:
+    """bsf.ub_qop: "auth-int", "auth" or both, comma separated, in the order offered (RFC 2617 qop-options)."""
+    items = [q.strip() for q in value.split(",")] if isinstance(value, str) else []
+    if not items or any(q not in digest.QOPS for q in items) or len(set(items)) != len(items):
+        raise ConfigError(f"bsf.ub_qop must be auth-int, auth or both comma separated, got {value!r}")
+    return tuple(items)
+
+
 def hss_config(cfg: LoadedConfig) -> HssConfig:
     s = cfg.section("hss")
     peers = s["allowed_peers"]
@@ -292,9 +308,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         raise ConfigError(
             f"bsf.store must be sqlite:///PATH or redis://HOST:PORT/DB, got {_hide_url_password(store)!r}"
         )
-    lifetime = s["key_lifetime"]
-    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
-        raise ConfigError(f"bsf.key_lifetime must be a positive number of seconds, got {lifetime!r}")
+    lifetime = _seconds("bsf.key_lifetime", s["key_lifetime"])
     nafs = []
     for i, n in enumerate(s["nafs"]):
         if not isinstance(n, dict) or "fqdn" not in n:
@@ -325,6 +339,9 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         zn_host=str(s["zn_host"]),
         zn_port=_port("bsf.zn_port", s["zn_port"]),
         key_lifetime=lifetime,
+        max_key_lifetime=_seconds("bsf.max_key_lifetime", s["max_key_lifetime"], zero=True),
+        tmpi_lifetime=_seconds("bsf.tmpi_lifetime", s["tmpi_lifetime"]),
+        ub_qop=_ub_qop(s["ub_qop"]),
         store=store,
         kek_file=_path(cfg, "bsf.kek_file", s["kek_file"]),
         kek_previous_files=_paths(cfg, "bsf.kek_previous_files", s["kek_previous_files"]),

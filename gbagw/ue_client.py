@@ -12,7 +12,9 @@ from gba.kdf import NafId, UaProtocol
 from gba.ua import KeyKind, UaError, answer_challenge, digest_password, parse_naf_realm
 from gba.ue import Bootstrap, UeClient
 
-MAX_ROUNDS = 3  # initial, challenge answer, and one more after a resynchronisation
+# Initial, challenge answer, one more after a resynchronisation, and a restart with the IMPI when the BSF
+# did not know the TMPI (TS 33.220 4.5.2 step 2).
+MAX_ROUNDS = 4
 
 
 class UbRefused(Exception):
@@ -57,7 +59,10 @@ async def _bootstrap(url: str, ue: UeClient, timeout: float, tls: ssl.SSLContext
                     }
                     continue
                 if resp.status == 200:
-                    return ue.on_success(resp.headers.get("Authentication-Info"), body)
+                    return ue.on_success(resp.headers.get("Authentication-Info"), body, resp.headers.get("Server"))
+                if ue.on_refused(resp.status):
+                    headers = {"Authorization": ue.authorization(), "User-Agent": ue.user_agent}
+                    continue
                 raise UbRefused(resp.status, body.decode("utf-8", "replace")[:200])
     raise UbRefused(401, "too many challenges")
 

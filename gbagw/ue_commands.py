@@ -33,12 +33,16 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
     k = hex_arg("--k", args.k, 16)
     opc = milenage.compute_opc(k, hex_arg("--op", args.op, 16)) if args.op else hex_arg("--opc", args.opc, 16)
     usim = ue.Usim(k, opc)
+    tmpi = None
     if args.state is not None:
         # Checked before the bootstrap: a state that cannot be saved would lose the USIM's SQN and Ks.
         usim.seq_ms = _saved_seq_ms(args.state, usim.seq_ms)
+        tmpi = _saved_tmpi(args.state, args.impi)
         _check_writable(args.state)
     realm = args.realm or urlsplit(args.bsf).hostname or ""
-    client = ue.UeClient(usim, args.impi, realm, mode=ue.UeMode.GBA_U if args.gba_u else ue.UeMode.GBA_ME)
+    # --gba-u: the UICC is GBA_U-aware (TS 33.220 Annex G); nothing about it goes on Ub (5.3.2).
+    mode = ue.UeMode.GBA_U if args.gba_u else ue.UeMode.GBA_ME
+    client = ue.UeClient(usim, args.impi, realm, mode=mode, tmpi=tmpi)
     try:
         boot = asyncio.run(bootstrap(args.bsf, client))
     except UbRefused as exc:
@@ -49,7 +53,12 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
         raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
     if args.state is not None:
         _save_state(args.state, ue.state_to_dict(usim, boot), boot.btid)
-    out: dict[str, Any] = {"btid": boot.btid, "lifetime": boot.lifetime.isoformat(), "gba_type": boot.mode.value}
+    out: dict[str, Any] = {
+        "btid": boot.btid,
+        "lifetime": boot.lifetime.isoformat(),
+        "gba_type": boot.mode.value,
+        "tmpi": boot.tmpi is not None,
+    }
     if args.show_keys:
         out["ks"] = boot.ks.hex()
         out["rand"] = boot.rand.hex()
@@ -81,6 +90,19 @@ def _saved_seq_ms(state: Path, fresh: list[int]) -> list[int]:
     ):
         raise CliError(f"UE state {state}: seq_ms must be a list of {len(fresh)} non-negative integers")
     return seq_ms
+
+
+def _saved_tmpi(state: Path, impi: str) -> str | None:
+    """The TMPI stored with this IMPI by the last bootstrap (TS 33.220 4.4.13), if any."""
+    if not state.exists():
+        return None
+    saved = _read_state(state).get("bootstrap")
+    if not isinstance(saved, dict) or saved.get("impi") != impi:
+        return None
+    tmpi = saved.get("tmpi")
+    if tmpi is not None and not (isinstance(tmpi, str) and kdf.is_tmpi(tmpi)):
+        raise CliError(f"UE state {state}: bootstrap.tmpi is not a TMPI (TS 33.220 B.4), got {tmpi!r}")
+    return tmpi
 
 
 def _check_writable(state: Path) -> None:
@@ -153,7 +175,11 @@ def register(sub: Subcommands) -> None:
     kg = p.add_mutually_exclusive_group(required=True)
     kg.add_argument("--op")
     kg.add_argument("--opc")
-    p.add_argument("--gba-u", action="store_true")
+    p.add_argument(
+        "--gba-u",
+        action="store_true",
+        help="the UICC is GBA_U-aware (GBA security context); the BSF decides GBA_U from the GUSS",
+    )
     p.add_argument("--state", type=Path)
     p.add_argument("--json", action="store_true")
     p.add_argument("--show-keys", action="store_true", help="also print Ks and RAND (lab use)")

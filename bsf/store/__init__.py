@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import struct
 from collections.abc import Callable, Coroutine
@@ -78,6 +79,13 @@ class PendingChallenge:
     gba_u: bool
     guss: bytes | None
     expires: dt.datetime
+    # The digest username the UE used when it is not the IMPI: a TMPI (TS 33.220 4.5.2 step 1).
+    # Last, with a default: records written before it existed open with the IMPI as username.
+    username: str = ""
+
+    @property
+    def digest_username(self) -> str:
+        return self.username or self.impi
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +207,11 @@ def _open_record(cls: type[_Record], plain: bytes) -> _Record:
     return cls(*_unpack_values(plain))
 
 
+def tmpi_key(tmpi: str) -> str:
+    """A TMPI is stored as its SHA-256 only (hex): the store holds no list of usable usernames."""
+    return hashlib.sha256(tmpi.encode()).hexdigest()
+
+
 def seal_record(keys: Keyring, record: PendingChallenge | BootstrapContext | EnrolmentRecord, key: str) -> bytes:
     out = [_BINARY]
     for name in record.__slots__:
@@ -244,6 +257,14 @@ class ContextStore(Protocol):
 
     async def delete_context(self, btid: str) -> bool:
         """Revoke a context: Zn answers 5403 for it from now on. False if there was none."""
+        ...
+
+    async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
+        """Store the IMPI's new TMPI; it replaces the IMPI's earlier one (TS 33.220 4.5.2 step 7)."""
+        ...
+
+    async def impi_of_tmpi(self, tmpi: str) -> str | None:
+        """The IMPI a live TMPI stands for (TS 33.220 4.5.2 step 2); None if unknown or expired."""
         ...
 
     async def put_enrolment(self, rec: EnrolmentRecord) -> None: ...

@@ -1,7 +1,8 @@
 """Redis context store: sealed records expiring with their lifetime (PXAT), Cluster-safe key names.
 
 Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}``, ``gbagw:{impi:<impi>}`` (the IMPI's current
-B-TID), ``gbagw:{ke:<keid>}`` (oneM2M enrolments) and ``gbagw:{live}`` (the live-context count). Each
+B-TID), ``gbagw:{ke:<keid>}`` (oneM2M enrolments), ``gbagw:{tmpi:<sha-256 of a TMPI>}`` (its IMPI) with
+``gbagw:{tmpiof:<impi>}`` (the IMPI's current TMPI hash) and ``gbagw:{live}`` (the live-context count). Each
 key is a single-key operation so no two keys need the same hash slot; GETDEL makes a challenge
 single-use across every BSF instance. Needs Redis 7.0 or newer (PEXPIRETIME).
 """
@@ -9,6 +10,7 @@ single-use across every BSF instance. Needs Redis 7.0 or newer (PEXPIRETIME).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections import Counter
 
@@ -24,6 +26,7 @@ from bsf.store import (
     PendingChallenge,
     reseal,
     seal_record,
+    tmpi_key,
     unavailable_on,
     unseal_challenge,
     unseal_context,
@@ -146,6 +149,23 @@ class RedisStore:
         if await self._r.eval(_DELETE_IF_EQUAL, 1, f"gbagw:{{impi:{ctx.impi}}}", btid):
             self._live[_minute(ctx.expires.timestamp())] -= 1
         return ctx.expires.timestamp() >= time.time()
+
+    @_OUTAGE
+    async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
+        pxat, digest = _pxat(expires.timestamp()), tmpi_key(tmpi)
+        tmpi_name, pointer = f"gbagw:{{tmpi:{digest}}}", f"gbagw:{{tmpiof:{impi}}}"
+        _, previous = await self._p.call(
+            lambda p: p.set(tmpi_name, impi, pxat=pxat),
+            lambda p: p.set(pointer, digest, pxat=pxat, get=True),
+        )
+        # TS 33.220 4.5.2 step 7: the new TMPI overwrites the IMPI's earlier one.
+        if previous is not None and (old := _bytes(previous).decode()) != digest:
+            await self._p.call(lambda p: p.unlink(f"gbagw:{{tmpi:{old}}}"))
+
+    @_OUTAGE
+    async def impi_of_tmpi(self, tmpi: str) -> str | None:
+        (impi,) = await self._p.call(lambda p: p.get(f"gbagw:{{tmpi:{tmpi_key(tmpi)}}}"))
+        return _bytes(impi).decode() if impi is not None else None
 
     @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from bsf.store import (
     PendingChallenge,
     reseal,
     seal_record,
+    tmpi_key,
     unavailable_on,
     unseal_challenge,
     unseal_context,
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS contexts (
 CREATE UNIQUE INDEX IF NOT EXISTS contexts_impi_unique ON contexts (impi);
 CREATE INDEX IF NOT EXISTS contexts_expires ON contexts (expires);
 CREATE TABLE IF NOT EXISTS enrolments (keid TEXT PRIMARY KEY, blob BLOB NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tmpis (tmpi_hash TEXT PRIMARY KEY, impi TEXT NOT NULL UNIQUE, expires REAL NOT NULL);
 """
 SWEEP_INTERVAL = 30.0
 # Locked past busy_timeout, I/O error, disk full, read-only; or a record sealed under a KEK not held.
@@ -49,7 +52,7 @@ class SqliteStore:
         if now - self._last_sweep < SWEEP_INTERVAL:
             return
         self._last_sweep = now
-        for table in ("challenges", "contexts", "enrolments"):
+        for table in ("challenges", "contexts", "enrolments", "tmpis"):
             await self._writes.execute(f"DELETE FROM {table} WHERE expires < ?", (now,))  # noqa: S608
 
     @_OUTAGE
@@ -93,6 +96,19 @@ class SqliteStore:
     async def delete_context(self, btid: str) -> bool:
         rows = await self._writes.execute("DELETE FROM contexts WHERE btid = ? RETURNING expires", (btid,))
         return bool(rows) and rows[0][0] >= time.time()
+
+    @_OUTAGE
+    async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
+        await self._sweep()
+        # impi is UNIQUE: REPLACE drops the IMPI's earlier TMPI in the same statement (TS 33.220 4.5.2).
+        await self._writes.execute(
+            "INSERT OR REPLACE INTO tmpis VALUES (?, ?, ?)", (tmpi_key(tmpi), impi, expires.timestamp())
+        )
+
+    @_OUTAGE
+    async def impi_of_tmpi(self, tmpi: str) -> str | None:
+        row = self._db.execute("SELECT impi, expires FROM tmpis WHERE tmpi_hash = ?", (tmpi_key(tmpi),)).fetchone()
+        return str(row[0]) if row is not None and row[1] >= time.time() else None
 
     @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:

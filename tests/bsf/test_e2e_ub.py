@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,12 +109,44 @@ async def test_bootstrap_auth_int_and_auth(lab: tuple[Lab, Proc, Proc, str]) -> 
 async def test_gba_u_and_guss_lifetime(lab: tuple[Lab, Proc, Proc, str]) -> None:
     lab_, _, _, url = lab
     boot = await bootstrap(url, _ue(IMPI_U, ue.UeMode.GBA_U))
-    remaining = (boot.lifetime - __import__("datetime").datetime.now(__import__("datetime").UTC)).total_seconds()
-    assert 500 < remaining <= 600  # GUSS lifeTime 600 caps the 3600 s default
+    remaining = (boot.lifetime - dt.datetime.now(dt.UTC)).total_seconds()
+    assert 500 < remaining <= 600  # GUSS lifeTime 600 replaces the 3600 s default
     store = SqliteStore(lab_.tmp / "bsf.sqlite", Keyring(load_or_create_kek(lab_.tmp / "kek")))
     ctx = await store.get_context(boot.btid)
     assert ctx is not None and ctx.gba_u and ctx.ks == boot.ks and ctx.impi == IMPI_U
     await store.close()
+
+
+async def test_gba_u_ue_without_ub_token_then_tmpi(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    """TS 33.220 5.3.2: our UE with a GBA_U-aware UICC sends only 3gpp-gba-tmpi and gets GBA_U from the
+    GUSS; 4.5.2: the next bootstrap goes with the TMPI; an unknown TMPI makes the UE retry with the IMPI."""
+    _, _, _, url = lab
+    client = _ue(IMPI_U, ue.UeMode.GBA_U)
+    assert digest.product_tokens(client.user_agent) - {"gbagw-ue"} == {"3gpp-gba-tmpi"}
+    first = await bootstrap(url, client)
+    assert first.mode is ue.UeMode.GBA_U and first.tmpi is not None and first.tmpi.endswith("@tmpi.bsf.3gppnetwork.org")
+    again = ue.UeClient(client.usim, IMPI_U, "bsf.gba.test", mode=ue.UeMode.GBA_U, tmpi=first.tmpi)
+    assert digest.Credentials.parse(again.authorization()).username == first.tmpi
+    second = await bootstrap(url, again)
+    assert second.btid != first.btid and second.tmpi not in (None, first.tmpi)
+    # The first TMPI was replaced: the BSF refuses it and the UE falls back to its IMPI, in one run.
+    stale = ue.UeClient(client.usim, IMPI_U, "bsf.gba.test", mode=ue.UeMode.GBA_U, tmpi=first.tmpi)
+    third = await bootstrap(url, stale)
+    assert third.btid not in (first.btid, second.btid) and third.tmpi is not None
+
+
+async def test_cli_state_keeps_the_tmpi(lab: tuple[Lab, Proc, Proc, str]) -> None:
+    """TS 33.220 4.4.13: the ME keeps (TMPI, IMPI) in non-volatile memory: `gbagw ue bootstrap --state`."""
+    lab_, _, _, url = lab
+    state = lab_.tmp / "ue-tmpi.json"
+    args = ["ue", "bootstrap", "--bsf", url, "--impi", IMPI, "--k", K, "--opc", OPC, "--state", str(state), "--json"]
+    tmpis = []
+    for _ in range(2):
+        r = run_cli(args)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["tmpi"] is True
+        tmpis.append(json.loads(state.read_text())["bootstrap"]["tmpi"])
+    assert tmpis[0] != tmpis[1]
 
 
 async def test_resync_after_ue_sqn_ahead(lab: tuple[Lab, Proc, Proc, str]) -> None:

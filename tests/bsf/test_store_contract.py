@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -290,3 +291,37 @@ async def test_redis_pointers_stay_readable_by_a_release_without_the_count() -> 
         assert await r.pexpiretime(f"gbagw:{{ctx:{new.btid}}}") == int(new.expires.timestamp() * 1000)
     assert await store.context_of(impi) == new
     await store.close()
+
+
+async def test_tmpi_maps_to_impi_is_overwritten_and_expires(store: ContextStore) -> None:
+    """TS 33.220 4.5.2 steps 2 and 7: TMPI -> IMPI; the IMPI's new TMPI replaces the earlier one."""
+    impi, other = f"{uuid.uuid4().hex}@ims", f"{uuid.uuid4().hex}@ims"
+    first, second = f"{uuid.uuid4().hex}@tmpi.bsf.3gppnetwork.org", f"{uuid.uuid4().hex}@tmpi.bsf.3gppnetwork.org"
+    assert await store.impi_of_tmpi(first) is None
+    await store.put_tmpi(first, impi, _now() + dt.timedelta(seconds=60))
+    await store.put_tmpi(f"{uuid.uuid4().hex}@tmpi.bsf.3gppnetwork.org", other, _now() + dt.timedelta(seconds=60))
+    assert await store.impi_of_tmpi(first) == impi
+    await store.put_tmpi(second, impi, _now() + dt.timedelta(seconds=60))
+    assert await store.impi_of_tmpi(second) == impi
+    assert await store.impi_of_tmpi(first) is None  # overwritten
+    expired = f"{uuid.uuid4().hex}@tmpi.bsf.3gppnetwork.org"
+    await store.put_tmpi(expired, other, _now() - dt.timedelta(seconds=1))
+    assert await store.impi_of_tmpi(expired) is None
+
+
+async def test_tmpi_is_stored_hashed(tmp_path: Path) -> None:
+    tmpi = "6bFGxEufBZ5OVty4qtD+tOw6QiszLJZK@tmpi.bsf.3gppnetwork.org"
+    s = SqliteStore(tmp_path / "bsf.sqlite", KEK)
+    await s.put_tmpi(tmpi, "a@ims", _now() + dt.timedelta(seconds=60))
+    await s.close()
+    raw = b"".join(f.read_bytes() for f in tmp_path.glob("bsf.sqlite*"))
+    assert b"a@ims" in raw and b"6bFGxEufBZ5OVty4qtD" not in raw
+
+
+async def test_challenge_keeps_the_digest_username(store: ContextStore) -> None:
+    ch = _challenge("a@ims")
+    assert ch.digest_username == "a@ims"
+    tm = dataclasses.replace(ch, username="t@tmpi.bsf.3gppnetwork.org")
+    await store.put_challenge(tm)
+    taken = await store.take_challenge(tm.nonce)
+    assert taken is not None and taken.digest_username == "t@tmpi.bsf.3gppnetwork.org" and taken.impi == "a@ims"

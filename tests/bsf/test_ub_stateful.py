@@ -1,6 +1,6 @@
-"""Hypothesis stateful test of the Ub state machine: UEs start bootstraps, answer them rightly or
-wrongly, replay answers and send garbage, in any order. The HSS side is a stub Zh client (this is a unit
-test of bsf.ub); the store is the real SQLite store."""
+"""Hypothesis stateful test of the Ub state machine: UEs start bootstraps (with their TMPI once they have
+one, TS 33.220 4.5.2), answer them rightly or wrongly, replay answers and send garbage, in any order. The
+HSS side is a stub Zh client (this is a unit test of bsf.ub); the store is the real SQLite store."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bsf.metrics import BsfMetrics
 from bsf.store.sqlite import SqliteStore
 from bsf.ub import create_ub_server
 from bsf.zh_client import UnknownSubscriber, Vector
-from gba import digest, milenage, ue
+from gba import digest, kdf, milenage, ue
 from gba.keywrap import Keyring
 
 K, OPC = os.urandom(16), os.urandom(16)
@@ -63,6 +63,7 @@ class UbMachine(RuleBasedStateMachine):
         self.answers: list[str] = []  # every Authorization answer sent, for replays
         self.issued: set[str] = set()
         self.statuses: list[int] = []
+        self.server_headers: list[str] = []
 
     @staticmethod
     async def _session() -> aiohttp.ClientSession:
@@ -70,7 +71,9 @@ class UbMachine(RuleBasedStateMachine):
 
     def _get(self, authorization: str) -> tuple[int, str, bytes, str | None]:
         async def go() -> tuple[int, str, bytes, str | None]:
-            async with self.session.get(self.url, headers={"Authorization": authorization}) as r:
+            headers = {"Authorization": authorization, "User-Agent": ue.USER_AGENT}
+            async with self.session.get(self.url, headers=headers) as r:
+                self.server_headers.append(r.headers.get("Server", ""))
                 return (
                     r.status,
                     r.headers.get("WWW-Authenticate", ""),
@@ -82,7 +85,8 @@ class UbMachine(RuleBasedStateMachine):
 
     @rule(impi=st.sampled_from([*IMPIS, "nobody@ims.test"]))
     def start(self, impi: str) -> None:
-        status, www, _, _ = self._get(digest.Credentials(impi, "bsf.gba.test", "", "/", "").to_header())
+        first = self.ues[impi].authorization() if impi in self.ues else None
+        status, www, _, _ = self._get(first or digest.Credentials(impi, "bsf.gba.test", "", "/", "").to_header())
         self.statuses.append(status)
         if impi in self.ues:
             assert status == 401
@@ -107,7 +111,8 @@ class UbMachine(RuleBasedStateMachine):
             self.challenges[impi] = new_www
         elif correct:
             assert status == 200
-            boot = self.ues[impi].on_success(info, body)  # also verifies rspauth
+            boot = self.ues[impi].on_success(info, body, self.server_headers[-1])  # also verifies rspauth
+            assert boot.tmpi is not None  # the next start goes with it
             assert boot.btid not in self.issued
             self.issued.add(boot.btid)
         else:
@@ -117,9 +122,14 @@ class UbMachine(RuleBasedStateMachine):
     def replay(self, index: int) -> None:
         if not self.answers:
             return
-        status, www, _, _ = self._get(self.answers[index % len(self.answers)])
+        answer = self.answers[index % len(self.answers)]
+        status, www, _, _ = self._get(answer)
         self.statuses.append(status)
-        assert status == 401 and "stale=true" in www  # a used nonce never yields a second B-TID
+        username = digest.Credentials.parse(answer).username
+        if not kdf.is_tmpi(username) or username in {u.username for u in self.ues.values()}:
+            assert status == 401 and "stale=true" in www  # a used nonce never yields a second B-TID
+        else:
+            assert status == 403  # a TMPI since replaced: unknown, the UE is to use its IMPI
 
     @rule(text=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200))
     def garbage(self, text: str) -> None:
@@ -136,6 +146,10 @@ class UbMachine(RuleBasedStateMachine):
     @invariant()
     def never_a_server_error(self) -> None:
         assert all(s < 500 for s in self.statuses)
+
+    @invariant()
+    def the_bsf_always_signals_tmpi(self) -> None:
+        assert all("3gpp-gba-tmpi" in h.split() for h in self.server_headers)
 
     @invariant()
     def every_issued_btid_is_stored(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import struct
@@ -97,3 +98,14 @@ def test_annex_h_identifiers() -> None:
     assert kdf.UaProtocol.TMPI.value == bytes.fromhex("0100000100")
     assert kdf.ua_tls_annex_d(0x002F) == bytes.fromhex("010002002f")
     assert kdf.UaOrg.TGPP == 1
+
+
+def test_tmpi_worked_vector() -> None:
+    """TS 33.220 B.4 with the spec-digest §7 inputs: BSF_Id = "bsf.example.org" || 01 00 00 01 00."""
+    expected = "6bFGxEufBZ5OVty4qtD+tOw6QiszLJZK@tmpi.bsf.3gppnetwork.org"
+    assert kdf.tmpi(KS, RAND, IMPI, "bsf.example.org") == expected
+    # The same from the formula written out: the 24 most significant octets, base64, the B.4 domain.
+    temp = base64.b64encode(_by_hand(KS, b"gba-me", b"bsf.example.org" + bytes.fromhex("0100000100"))[:24])
+    assert temp.decode() + "@tmpi.bsf.3gppnetwork.org" == expected
+    assert kdf.is_tmpi(expected) and kdf.is_tmpi("x@TMPI.bsf.3gppnetwork.org")
+    assert not kdf.is_tmpi(IMPI) and not kdf.is_tmpi("tmpi.bsf.3gppnetwork.org")

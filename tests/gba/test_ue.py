@@ -73,7 +73,8 @@ def test_gba_me_bootstrap_and_naf_key() -> None:
     bsf = MiniBsf(sqn=64)
     client = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM)
     first = digest.Credentials.parse(client.authorization())
-    assert first.is_initial and "3gpp-gba" in client.user_agent
+    # TS 33.220 4.5.2: on Ub the UE sends 3gpp-gba-tmpi, and no Ua token (TS 24.109 5.2.1).
+    assert first.is_initial and digest.product_tokens(client.user_agent) == {"gbagw-ue", "3gpp-gba-tmpi"}
     www, av = bsf.challenge()
     c = bsf.verify(client.on_challenge(www), av)
     assert c.auts is None and c.qop == "auth-int" and c.opaque == "o1"
@@ -88,7 +89,8 @@ def test_gba_me_bootstrap_and_naf_key() -> None:
 def test_gba_u_bootstrap_gives_both_keys() -> None:
     bsf = MiniBsf(sqn=64, gba_u=True)
     client = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM, mode=ue.UeMode.GBA_U)
-    assert "3gpp-gba-uicc" in client.user_agent
+    # A GBA_U-aware UICC is not announced on Ub (TS 33.220 5.3.2: the Ub messages are identical).
+    assert client.user_agent == ue.UeClient(ue.Usim(K, OPC), IMPI, REALM).user_agent
     www, av = bsf.challenge()
     c = bsf.verify(client.on_challenge(www), av)
     info, body = bsf.success(c, av)
@@ -166,3 +168,47 @@ def test_state_round_trip() -> None:
     assert ue.bootstrap_from_dict(d) == boot
     assert d["seq_ms"][77 & 31] == 77 >> 5
     assert ue.bootstrap_from_dict({"seq_ms": []}) is None
+
+
+def test_uicc_context_follows_the_uicc_not_the_bsf() -> None:
+    """TS 33.220 Annex G / 5.3.2 step 4: a GBA_U-aware UICC reads MAC*; a plain AUTN then fails its MAC
+    check (no fallback), and a UICC that is not GBA_U-aware fails on AUTN*: the UE stops (24.109 4.4)."""
+    for uicc, bsf_gba_u in ((ue.UeMode.GBA_U, False), (ue.UeMode.GBA_ME, True)):
+        bsf = MiniBsf(sqn=64, gba_u=bsf_gba_u)
+        client = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM, mode=uicc)
+        www, _ = bsf.challenge()
+        with pytest.raises(ue.NetworkAuthFailure):
+            client.on_challenge(www)
+
+
+def test_tmpi_derived_when_the_bsf_signals_it_and_used_next() -> None:
+    """TS 33.220 4.5.2 / 5.3.2: TMPI from the Server token, B.4 with the B-TID's BSF name; then the
+    username of the next bootstrap; an unknown TMPI makes the UE drop it and use the IMPI."""
+    for mode in (ue.UeMode.GBA_ME, ue.UeMode.GBA_U):
+        bsf = MiniBsf(sqn=64, gba_u=mode is ue.UeMode.GBA_U)
+        client = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM, mode=mode)
+        www, av = bsf.challenge()
+        c = bsf.verify(client.on_challenge(www), av)
+        boot = client.on_success(*bsf.success(c, av), "bsf/1 3gpp-gba-tmpi")
+        expected = kdf.tmpi(av.ck + av.ik, av.rand, IMPI, REALM)
+        assert boot.tmpi == client.tmpi == expected
+        assert ue.bootstrap_from_dict(ue.state_to_dict(client.usim, boot)) == boot
+        again = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM, mode=mode, tmpi=boot.tmpi)
+        assert digest.Credentials.parse(again.authorization()).username == expected
+        bsf.sqn += 32
+        www, av = bsf.challenge()
+        c = bsf.verify(again.on_challenge(www), av)
+        assert c.username == expected  # the digest is over the TMPI username as sent (RFC 2617)
+        assert not again.on_refused(503)  # "later" keeps the TMPI
+        assert again.on_refused(403) and again.tmpi is None
+        assert digest.Credentials.parse(again.authorization()).username == IMPI
+        assert not again.on_refused(403)  # with the IMPI a refusal stands
+
+
+def test_no_tmpi_without_the_server_token() -> None:
+    bsf = MiniBsf(sqn=64)
+    client = ue.UeClient(ue.Usim(K, OPC), IMPI, REALM, tmpi="old@tmpi.bsf.3gppnetwork.org")
+    www, av = bsf.challenge()
+    c = bsf.verify(client.on_challenge(www), av)
+    boot = client.on_success(*bsf.success(c, av), "other-bsf/2 3gpp-gba")
+    assert boot.tmpi is None and client.tmpi is None and "tmpi" not in ue.state_to_dict(client.usim, boot)["bootstrap"]

@@ -24,6 +24,25 @@ def test_ub_http_timeouts_are_configurable_and_checked(tmp_path: Path) -> None:
         config.bsf_config(config.load(None, tmp_path, {"GBAGW_BSF_UB_REQUEST_TIMEOUT": "0"}))
 
 
+def test_ub_profile_keys_default_and_validation(tmp_path: Path) -> None:
+    """bsf.ub_qop (TS 24.109 4.2 b: auth-int), bsf.max_key_lifetime (0 = no bound), bsf.tmpi_lifetime."""
+    bsf = config.bsf_config(config.load(None, tmp_path, {}))
+    assert (bsf.ub_qop, bsf.max_key_lifetime, bsf.tmpi_lifetime) == (("auth-int",), 0, 2592000)
+    env = {"GBAGW_BSF_UB_QOP": "auth-int, auth", "GBAGW_BSF_MAX_KEY_LIFETIME": "86400"}
+    bsf = config.bsf_config(config.load(None, tmp_path, env))
+    assert (bsf.ub_qop, bsf.max_key_lifetime) == (("auth-int", "auth"), 86400)
+    for var, value, message in (
+        ("GBAGW_BSF_UB_QOP", "auth-conf", r"bsf\.ub_qop must be"),
+        ("GBAGW_BSF_UB_QOP", "auth,auth", r"bsf\.ub_qop must be"),
+        ("GBAGW_BSF_UB_QOP", "", r"bsf\.ub_qop must be"),
+        ("GBAGW_BSF_MAX_KEY_LIFETIME", "-1", r"bsf\.max_key_lifetime must be a number of seconds >= 0"),
+        ("GBAGW_BSF_TMPI_LIFETIME", "0", r"bsf\.tmpi_lifetime must be a positive number of seconds"),
+        ("GBAGW_BSF_KEY_LIFETIME", "0", r"bsf\.key_lifetime must be a positive number of seconds"),
+    ):
+        with pytest.raises(config.ConfigError, match=message):
+            config.bsf_config(config.load(None, tmp_path, {var: value}))
+
+
 def test_toml_file_overrides(tmp_path: Path) -> None:
     f = tmp_path / "g.toml"
     f.write_text('[hss]\nfqdn = "hss.lab.example"\nzh_port = 4000\n')

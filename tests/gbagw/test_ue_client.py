@@ -160,3 +160,13 @@ async def test_a_damaged_saved_bootstrap_is_named(tmp_path: Path) -> None:
         path.write_text(json.dumps(bad))
         code, err = await _cli("ue", "naf-key", "--state", str(path), "--naf-fqdn", "naf.test")
         assert code == 2 and f"cannot read UE state {path}: {message}" in err and "Traceback" not in err, err
+
+
+async def test_a_saved_tmpi_that_is_not_one_is_named(tmp_path: Path) -> None:
+    """The state's TMPI becomes the next Ub username (TS 33.220 4.5.2 step 1): a damaged one stops first."""
+    path = _state(tmp_path)
+    saved = json.loads(path.read_text())
+    saved["bootstrap"]["tmpi"] = "u@ims.test"
+    path.write_text(json.dumps(saved))
+    code, err = await _cli("ue", "bootstrap", "--bsf", "http://127.0.0.1:9/", *UE_ARGS, "--state", str(path))
+    assert code == 2 and "bootstrap.tmpi is not a TMPI" in err and "Traceback" not in err, err
