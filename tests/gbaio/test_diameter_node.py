@@ -275,6 +275,10 @@ async def _served(handler_calls: list[d.Envelope]) -> tuple[DiameterServer, int]
     return server, await server.start("127.0.0.1", 0)
 
 
+async def _echo(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+    return req.answer([d.new_avp(d.Avps.RESULT_CODE, d.ResultCode.SUCCESS)])
+
+
 def _bir_with(*extra: d.Avp, flags: int = 0, drop: int | None = None) -> d.Envelope:
     env = _request(0)
     env.avps = [a for a in env.avps if a.code != drop] + list(extra)
@@ -326,7 +330,7 @@ async def test_requests_are_checked_before_any_handler(
 async def test_the_receiver_of_a_dpr_answers_exactly_the_dpa_abnf_then_disconnects() -> None:
     """RFC 6733 5.4.2 DPA ABNF (no Origin-State-Id) and 5.6 (Rcv-DPR -> Snd-DPA, Closing): a peer that
     sends a DPR and does not disconnect on our DPA is disconnected by us."""
-    server = DiameterServer(OURS, lambda req, _peer: asyncio.sleep(0, req))  # type: ignore[arg-type,return-value]
+    server = DiameterServer(OURS, _echo)
     port = await server.start("127.0.0.1", 0)
     peer = RawPeer(*await asyncio.open_connection("127.0.0.1", port))
     try:
@@ -339,7 +343,7 @@ async def test_the_receiver_of_a_dpr_answers_exactly_the_dpa_abnf_then_disconnec
         assert dpa.command_code == d.CMD_DISCONNECT_PEER and not dpa.is_request
         assert [a.code for a in dpa.avps] == [d.Avps.RESULT_CODE, d.Avps.ORIGIN_HOST, d.Avps.ORIGIN_REALM]
         assert await asyncio.wait_for(peer.reader.read(), 5) == b""  # we disconnected
-        assert conn.state is d.PeerState.CLOSED
+        assert conn.state in (d.PeerState.CLOSED,)  # (not narrowed: the state moved under the await)
     finally:
         peer.writer.close()
         await server.close()
@@ -354,7 +358,7 @@ async def test_the_sender_of_a_dpr_disconnects_on_the_dpa() -> None:
         conn = client._conn
         assert conn is not None and conn.state is d.PeerState.I_OPEN
         await asyncio.wait_for(client.close(), 5)
-        assert conn.state is d.PeerState.CLOSED
+        assert conn.state in (d.PeerState.CLOSED,)  # (not narrowed: the state moved under the await)
         n, dpr = await listener.next()
         assert n == 1 and dpr.command_code == d.CMD_DISCONNECT_PEER and dpr.is_request
         assert await asyncio.wait_for(listener.connections[0].reader.read(), 5) == b""
@@ -368,7 +372,7 @@ async def test_answers_with_unknown_hop_by_hop_ids_are_logged_once_per_interval(
     """RFC 6733 6.2.1: ignored; a peer that sends thousands must not make us write a line for each
     (issue 27 class 9): one line per interval, with the count."""
     caplog.set_level(logging.INFO, "gbagw.diameter")
-    server = DiameterServer(OURS, lambda req, _peer: asyncio.sleep(0, req))  # type: ignore[arg-type,return-value]
+    server = DiameterServer(OURS, _echo)
     port = await server.start("127.0.0.1", 0)
     peer = RawPeer(*await asyncio.open_connection("127.0.0.1", port))
     try:
