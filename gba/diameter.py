@@ -950,12 +950,11 @@ def disconnect_peer_answer(
 
 
 class PeerState(enum.Enum):
-    """Peer states of RFC 6733 clause 5.6 that a connection of ours passes through (no election: we
-    open one connection per peer, so Wait-Conn-Ack/Elect and Wait-Returns never occur)."""
+    """Peer states of RFC 6733 clause 5.6 that an established connection of ours passes through. The
+    ones before the CEA (Wait-Conn-Ack, Wait-I-CEA) are the connect/accept code itself, and there is
+    no election: we open one connection per peer, so Wait-Conn-Ack/Elect and Wait-Returns never occur."""
 
     CLOSED = "Closed"
-    WAIT_CONN_ACK = "Wait-Conn-Ack"
-    WAIT_I_CEA = "Wait-I-CEA"
     I_OPEN = "I-Open"  # we initiated the connection
     R_OPEN = "R-Open"  # the peer initiated it
     CLOSING = "Closing"  # DPR sent or received: the receiver of the DPA disconnects (RFC 6733 5.4)
