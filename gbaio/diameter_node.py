@@ -262,10 +262,12 @@ class Connection:
             # RFC 6733 5.4 / 5.6: Rcv-DPR -> Snd-DPA, Closing. The sender of the DPR disconnects on
             # our DPA; what is in flight either way is still answered, new requests go to a new
             # connection, and if the peer does not disconnect we do.
-            cause = d.find(env.avps, d.Avps.DISCONNECT_CAUSE)
-            log.info("peer %s sent DPR (Disconnect-Cause %s)", self.peer.origin_host, cause.value if cause else None)
             self._send(d.disconnect_peer_answer(env, ident.origin_host, ident.origin_realm).encode())
-            if self.state is not d.PeerState.CLOSING:
+            if self.state is not d.PeerState.CLOSING:  # logged once: a peer may repeat its DPR at will
+                cause = d.find(env.avps, d.Avps.DISCONNECT_CAUSE)
+                log.info(
+                    "peer %s sent DPR (Disconnect-Cause %s)", self.peer.origin_host, cause.value if cause else None
+                )
                 self.state = d.PeerState.CLOSING
                 task = asyncio.create_task(self._disconnect_after_dpa())
                 self._tasks.add(task)
