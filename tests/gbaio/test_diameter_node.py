@@ -396,3 +396,25 @@ async def test_answers_with_unknown_hop_by_hop_ids_are_logged_once_per_interval(
     refused = [m for m in lines if m.startswith("refused")]
     assert len(unknown) == 1 and unknown[0].startswith("1 answer(s)"), unknown
     assert len(refused) == 1, refused
+
+
+async def test_the_proxy_info_of_a_request_comes_back_in_its_answer() -> None:
+    """RFC 6733 6.2: any Proxy-Info AVPs in the request go in the answer, in their order (a stateless
+    Zn-Proxy keeps its state there), whether the handler answers or the node refuses."""
+    calls: list[d.Envelope] = []
+    server, port = await _served(calls)
+    conn = await connect(NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+    infos = [
+        d.new_avp(d.Avps.PROXY_INFO, [d.new_avp(d.Avps.PROXY_HOST, b"proxy.test"), d.Avp(33, 0, state, 0x40)])
+        for state in (b"one", b"two")
+    ]
+    try:
+        served = await conn.request(_bir_with(*infos), timeout=5)
+        refused = await conn.request(_bir_with(*infos, d.Avp(9999, 0, b"\0\0\0\1", 0x40)), timeout=5)
+    finally:
+        await conn.close()
+        await server.close()
+    for answer in (served, refused):
+        echoed = d.find_all(answer.avps, d.Avps.PROXY_INFO)
+        assert [bytes(p.payload) for p in echoed] == [bytes(p.payload) for p in infos]
+    assert served.result() == (d.ResultCode.SUCCESS, None) and refused.result() == (d.ResultCode.AVP_UNSUPPORTED, None)
