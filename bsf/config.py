@@ -42,6 +42,8 @@ class BsfConfig:
     hss_realm: str = "gba.test"
     challenge_lifetime: int = 60  # seconds a 401 nonce stays usable (single use)
     zh_timeout: float = 5.0
+    # SIP-Number-Auth-Items in the Zh MAR: not in its ABNF (TS 29.109 4.2), only for a Cx-derived HSS that needs it.
+    zh_sip_number_auth_items: bool = False
     hss_reconnect_interval: float = 30.0  # Tc (RFC 6733 12): Zh connection attempts while there is none
     ub_idle_timeout: float = 75.0  # seconds an idle keep-alive Ub connection stays open
     ub_request_timeout: float = 30.0  # seconds a Ub request may take to arrive whole (408 past it)

@@ -64,6 +64,7 @@ class ZhClient:
             self.config.hss_realm,
             impi,
             resync_info=resync_info,
+            sip_number_auth_items=1 if self.config.zh_sip_number_auth_items else None,
         )
         start = time.perf_counter()
         try:

@@ -63,8 +63,10 @@ class Avps(enum.IntEnum):
     """AVP codes used on Zh and Zn (RFC 6733; TS 29.229 clause 6.3; TS 29.109 clause 6.3)."""
 
     USER_NAME = 1
+    PROXY_STATE = 33
     HOST_IP_ADDRESS = 257
     AUTH_APPLICATION_ID = 258
+    ACCT_APPLICATION_ID = 259
     VENDOR_SPECIFIC_APPLICATION_ID = 260
     SESSION_ID = 263
     ORIGIN_HOST = 264
@@ -77,11 +79,13 @@ class Avps(enum.IntEnum):
     AUTH_SESSION_STATE = 277
     ORIGIN_STATE_ID = 278
     FAILED_AVP = 279
+    PROXY_HOST = 280
     ERROR_MESSAGE = 281
     ROUTE_RECORD = 282
     DESTINATION_REALM = 283
     PROXY_INFO = 284
     DESTINATION_HOST = 293
+    ERROR_REPORTING_HOST = 294
     ORIGIN_REALM = 296
     EXPERIMENTAL_RESULT = 297
     EXPERIMENTAL_RESULT_CODE = 298
@@ -135,6 +139,8 @@ class ResultCode(enum.IntEnum):
     AVP_UNSUPPORTED = 5001
     INVALID_AVP_VALUE = 5004
     MISSING_AVP = 5005
+    AVP_NOT_ALLOWED = 5008
+    AVP_OCCURS_TOO_MANY_TIMES = 5009
     NO_COMMON_APPLICATION = 5010
     UNABLE_TO_COMPLY = 5012
     INVALID_AVP_LENGTH = 5014
@@ -210,6 +216,16 @@ def register_dictionary() -> None:
     }
     for code, (name, cls) in sip.items():
         avp_registry.register(avp=code, name=name, type_cls=cls, vendor=VENDOR_3GPP, mandatory=True)
+    # RFC 6733 clause 4.5 table: these four base AVPs MUST NOT carry V or M (python-diameter sets M;
+    # a strict peer answers a CER whose Product-Name has M with 3009 DIAMETER_INVALID_AVP_BITS).
+    base_without_m = {
+        267: ("Firmware-Revision", AvpUnsigned32),
+        269: ("Product-Name", AvpUtf8String),
+        281: ("Error-Message", AvpUtf8String),
+        294: ("Error-Reporting-Host", AvpOctetString),
+    }
+    for code, (name, cls) in base_without_m.items():
+        avp_registry.register(avp=code, name=name, type_cls=cls, vendor=None, mandatory=False)
 
 
 register_dictionary()
@@ -559,8 +575,15 @@ def error_answer(
     failed_avp: Avp | None = None,
     message: str | None = None,
 ) -> Envelope:
-    """A protocol or permanent error answer with Failed-AVP / Error-Message (RFC 6733 7.1, 7.2)."""
+    """A protocol or permanent error answer with Failed-AVP / Error-Message (RFC 6733 7.1, 7.2).
+
+    A 3xxx protocol error takes the E bit and the answer-message CCF (RFC 6733 7.2); any other error
+    keeps the command's own CCF (7.1.4, 7.1.5: E bit clear), so a Zh/Zn answer carries the
+    Vendor-Specific-Application-Id and Auth-Session-State of the MAA/BIA ABNF (TS 29.109 4.2, 5.2)."""
+    protocol_error = 3000 <= result_code < 4000
     avps = [new_avp(Avps.SESSION_ID, request.session_id)] if request.session_id else []
+    if not protocol_error and request.application_id in (APP_ZH, APP_ZN):
+        avps += [vendor_specific_app(request.application_id), new_avp(Avps.AUTH_SESSION_STATE, AUTH_SESSION_NO_STATE)]
     avps += [
         new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
         new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
@@ -571,13 +594,18 @@ def error_answer(
     if failed_avp is not None:
         avps.append(new_avp(Avps.FAILED_AVP, [failed_avp]))
     # RFC 6733 7.1.3: 3xxx protocol errors set the E bit.
-    return request.answer(avps, error=3000 <= result_code < 4000)
+    return request.answer(avps, error=protocol_error)
 
 
 def missing_avp_placeholder(code: int, vendor: int) -> Avp:
-    """Failed-AVP content for a missing AVP: the AVP with a zero-filled minimal value (RFC 6733 7.5)."""
-    flags = AVP_FLAG_MANDATORY | (AVP_FLAG_VENDOR if vendor else 0)
-    return Avp(code, vendor, b"", flags)
+    """Failed-AVP content for a missing AVP: the AVP with its flags and a zero-filled value of the
+    type's minimum length (RFC 6733 7.1.5 DIAMETER_MISSING_AVP, 7.5)."""
+    try:
+        cls, flags, _ = _avp_spec(code, vendor)
+    except ValueError:
+        cls, flags = Avp, AVP_FLAG_MANDATORY | (AVP_FLAG_VENDOR if vendor else 0)
+    size = 4 if cls in (AvpUnsigned32, AvpEnumerated, AvpTime) else 0
+    return Avp(code, vendor, bytes(size), flags)
 
 
 # --- Zh: Multimedia-Auth (TS 29.109 clause 4.2, 6.1.1/6.1.2) -------------------------------------
@@ -594,6 +622,9 @@ class MultimediaAuthRequest:
     resync_info: bytes | None = None  # RAND || AUTS in SIP-Authorization (TS 29.109 clause 4.2)
     guss_timestamp: dt.datetime | None = None
     scheme: str = SCHEME_AKA
+    # Not in the Zh MAR ABNF (TS 29.109 clause 4.2 step 1), so off by default: with its M bit a strict
+    # HSS answers 5001. Set (to 1) only for a Cx-derived HSS that requires it (TS 29.229 clause 6.1.7).
+    sip_number_auth_items: int | None = None
 
     def to_envelope(self, hop_by_hop: int, end_to_end: int) -> Envelope:
         avps = [
@@ -607,8 +638,8 @@ class MultimediaAuthRequest:
         if self.destination_host:
             avps.append(new_avp(Avps.DESTINATION_HOST, _identity(self.destination_host)))
         avps.append(new_avp(Avps.USER_NAME, self.user_name))
-        # SIP-Number-Auth-Items is not in the Zh ABNF but Cx-derived HSSs expect it; harmless.
-        avps.append(vendor_avp(Avps.SIP_NUMBER_AUTH_ITEMS, 1))
+        if self.sip_number_auth_items is not None:
+            avps.append(vendor_avp(Avps.SIP_NUMBER_AUTH_ITEMS, self.sip_number_auth_items))
         # TS 29.109 4.2: the item is sent only for resynchronisation or a non-default scheme.
         if self.resync_info is not None or self.scheme != SCHEME_AKA:
             item = [vendor_avp(Avps.SIP_AUTHENTICATION_SCHEME, self.scheme)]
@@ -839,12 +870,14 @@ def capabilities_avps(
     origin_state_id: int,
     product: str = "gbagw",
 ) -> list[Avp]:
-    """CER/CEA body (RFC 6733 5.3.1); 3GPP applications go in Vendor-Specific-Application-Id."""
+    """CER/CEA body (RFC 6733 5.3.1, 5.3.2); 3GPP applications go in Vendor-Specific-Application-Id.
+    Vendor-Id names the vendor of the Diameter software: gbagw has no enterprise number, and 0 says
+    "ignore this field" (RFC 6733 5.3.3); Supported-Vendor-Id 10415 says we speak 3GPP AVPs (5.3.6)."""
     avps = [
         new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
         new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
         new_avp(Avps.HOST_IP_ADDRESS, host_ip),
-        new_avp(Avps.VENDOR_ID, VENDOR_3GPP),
+        new_avp(Avps.VENDOR_ID, 0),
         new_avp(Avps.PRODUCT_NAME, product),
         new_avp(Avps.ORIGIN_STATE_ID, origin_state_id),
         new_avp(Avps.SUPPORTED_VENDOR_ID, VENDOR_3GPP),
@@ -863,3 +896,216 @@ def advertised_apps(avps: Sequence[Avp]) -> set[int]:
         if inner is not None:
             apps.add(inner)
     return apps
+
+
+def capabilities_exchange_request(identity_avps: Sequence[Avp]) -> Envelope:
+    """CER (RFC 6733 5.3.1): not proxiable, ids set by the sender."""
+    return Envelope(CMD_CAPABILITIES_EXCHANGE, APP_COMMON, FLAG_REQUEST, 0, 0, list(identity_avps))
+
+
+def device_watchdog_request(origin_host: str, origin_realm: str, origin_state_id: int) -> Envelope:
+    """DWR (RFC 6733 5.5.1): {Origin-Host} {Origin-Realm} [Origin-State-Id]."""
+    avps = [
+        new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
+        new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
+        new_avp(Avps.ORIGIN_STATE_ID, origin_state_id),
+    ]
+    return Envelope(CMD_DEVICE_WATCHDOG, APP_COMMON, FLAG_REQUEST, 0, 0, avps)
+
+
+def device_watchdog_answer(
+    request: Envelope, origin_host: str, origin_realm: str, origin_state_id: int, result_code: int = ResultCode.SUCCESS
+) -> Envelope:
+    """DWA (RFC 6733 5.5.2): {Result-Code} {Origin-Host} {Origin-Realm} [Origin-State-Id]."""
+    avps = [
+        new_avp(Avps.RESULT_CODE, result_code),
+        new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
+        new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
+        new_avp(Avps.ORIGIN_STATE_ID, origin_state_id),
+    ]
+    return request.answer(avps)
+
+
+def disconnect_peer_request(origin_host: str, origin_realm: str, cause: int) -> Envelope:
+    """DPR (RFC 6733 5.4.1): {Origin-Host} {Origin-Realm} {Disconnect-Cause}."""
+    avps = [
+        new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
+        new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
+        new_avp(Avps.DISCONNECT_CAUSE, cause),
+    ]
+    return Envelope(CMD_DISCONNECT_PEER, APP_COMMON, FLAG_REQUEST, 0, 0, avps)
+
+
+def disconnect_peer_answer(
+    request: Envelope, origin_host: str, origin_realm: str, result_code: int = ResultCode.SUCCESS
+) -> Envelope:
+    """DPA (RFC 6733 5.4.2): exactly {Result-Code} {Origin-Host} {Origin-Realm}; the DPA ABNF has no
+    Origin-State-Id, and a strict peer refuses one."""
+    avps = [
+        new_avp(Avps.RESULT_CODE, result_code),
+        new_avp(Avps.ORIGIN_HOST, _identity(origin_host)),
+        new_avp(Avps.ORIGIN_REALM, _identity(origin_realm)),
+    ]
+    return request.answer(avps)
+
+
+class PeerState(enum.Enum):
+    """Peer states of RFC 6733 clause 5.6 that an established connection of ours passes through. The
+    ones before the CEA (Wait-Conn-Ack, Wait-I-CEA) are the connect/accept code itself, and there is
+    no election: we open one connection per peer, so Wait-Conn-Ack/Elect and Wait-Returns never occur."""
+
+    CLOSED = "Closed"
+    I_OPEN = "I-Open"  # we initiated the connection
+    R_OPEN = "R-Open"  # the peer initiated it
+    CLOSING = "Closing"  # DPR sent or received: the receiver of the DPA disconnects (RFC 6733 5.4)
+
+
+# --- request validation at our servers (RFC 6733 6.1, 7; TS 29.109 ABNF) ---------------------------
+
+# AVPs this code understands (RFC 6733 4.1: an AVP with M set that the receiver does not understand
+# fails the request with 5001).
+UNDERSTOOD_AVPS = frozenset((int(a), VENDOR_3GPP if a >= 400 else 0) for a in Avps)
+
+_ANY = None  # no upper bound on occurrences ("*[...]")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRules:
+    """The CCF of one request (RFC 6733 3.2): (min, max) occurrences of each AVP it names; max None
+    means unbounded. Zh and Zn requests end with *[AVP], so other AVPs may appear, but an AVP with M
+    set must be understood (5001) and must not be one the CCF leaves out (5008)."""
+
+    name: str
+    avps: dict[tuple[int, int], tuple[int, int | None]]
+
+
+def _rules(name: str, *entries: tuple[int, int, int | None]) -> CommandRules:
+    return CommandRules(name, {(code, VENDOR_3GPP if code >= 400 else 0): (lo, hi) for code, lo, hi in entries})
+
+
+# TS 29.109 clause 4.2 step 1: the Zh Multimedia-Auth-Request.
+MAR_RULES = _rules(
+    "Multimedia-Auth-Request",
+    (Avps.SESSION_ID, 1, 1),
+    (Avps.VENDOR_SPECIFIC_APPLICATION_ID, 1, 1),
+    (Avps.AUTH_SESSION_STATE, 1, 1),
+    (Avps.ORIGIN_HOST, 1, 1),
+    (Avps.ORIGIN_REALM, 1, 1),
+    (Avps.DESTINATION_REALM, 1, 1),
+    (Avps.DESTINATION_HOST, 0, 1),
+    (Avps.USER_NAME, 0, 1),
+    (Avps.PUBLIC_IDENTITY, 0, 1),
+    (Avps.SIP_AUTH_DATA_ITEM, 0, 1),
+    (Avps.GUSS_TIMESTAMP, 0, 1),
+    # Not in the Zh ABNF but in the Cx MAR this one derives from (TS 29.229 6.1.7), and understood
+    # here (one vector is all Zh gives): a Cx-derived BSF that sends it is served, not refused.
+    (Avps.SIP_NUMBER_AUTH_ITEMS, 0, 1),
+    (Avps.PROXY_INFO, 0, _ANY),
+    (Avps.ROUTE_RECORD, 0, _ANY),
+)
+
+# TS 29.109 clause 5.2 step 1: the Zn Bootstrapping-Info-Request.
+BIR_RULES = _rules(
+    "Bootstrapping-Info-Request",
+    (Avps.SESSION_ID, 1, 1),
+    (Avps.VENDOR_SPECIFIC_APPLICATION_ID, 1, 1),
+    (Avps.AUTH_SESSION_STATE, 0, 1),
+    (Avps.ORIGIN_HOST, 1, 1),
+    (Avps.ORIGIN_REALM, 1, 1),
+    (Avps.DESTINATION_REALM, 1, 1),
+    (Avps.DESTINATION_HOST, 0, 1),
+    (Avps.GAA_SERVICE_IDENTIFIER, 0, _ANY),
+    (Avps.TRANSACTION_IDENTIFIER, 1, 1),
+    (Avps.NAF_ID, 1, 1),
+    (Avps.GBA_U_AWARENESS_INDICATOR, 0, 1),
+    (Avps.PROXY_INFO, 0, _ANY),
+    (Avps.ROUTE_RECORD, 0, _ANY),
+)
+
+REQUEST_RULES: dict[tuple[int, int], CommandRules] = {
+    (APP_ZH, CMD_MULTIMEDIA_AUTH): MAR_RULES,
+    (APP_ZN, CMD_BOOTSTRAPPING_INFO): BIR_RULES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError:
+    """Why a request is refused before its handler sees it: the Result-Code, the Failed-AVP content
+    (RFC 6733 7.5) and a short text for Error-Message and the log."""
+
+    result_code: int
+    reason: str
+    failed_avp: Avp | None = None
+
+
+def check_header(env: Envelope) -> RequestError | None:
+    """A request with the E bit is an invalid combination (RFC 6733 3: E is for answers; 7.1.3
+    DIAMETER_INVALID_HDR_BITS)."""
+    if env.is_request and env.is_error:
+        return RequestError(ResultCode.INVALID_HDR_BITS, "request with the E bit set")
+    return None
+
+
+def _first_identity(avps: Sequence[Avp], code: int) -> str | None:
+    a = find(avps, code)
+    return None if a is None else bytes(a.payload).decode("utf-8", "replace").lower()
+
+
+def check_routing(env: Envelope, host: str, realms: Iterable[str]) -> RequestError | None:
+    """Whether the request is ours to process (RFC 6733 6.1.4); a node that relays nothing answers the
+    others with a protocol error: a Destination-Host that is another host (or given without a
+    Destination-Realm) -> 3002 DIAMETER_UNABLE_TO_DELIVER, a realm we do not serve -> 3003
+    DIAMETER_REALM_NOT_SERVED (6.1, 7.1.3). DiameterIdentities compare without case (RFC 6733 4.3.1)."""
+    dest_host = _first_identity(env.avps, Avps.DESTINATION_HOST)
+    dest_realm = _first_identity(env.avps, Avps.DESTINATION_REALM)
+    if dest_host is not None and dest_realm is None:
+        return RequestError(ResultCode.UNABLE_TO_DELIVER, "Destination-Host without Destination-Realm")
+    if dest_host is not None:
+        if dest_host != host.lower():
+            return RequestError(ResultCode.UNABLE_TO_DELIVER, f"Destination-Host {dest_host!r} is not this host")
+        return None
+    if dest_realm is not None and dest_realm not in {r.lower() for r in realms}:
+        return RequestError(ResultCode.REALM_NOT_SERVED, f"Destination-Realm {dest_realm!r} is not served here")
+    return None
+
+
+def check_avps(env: Envelope, rules: CommandRules) -> RequestError | None:
+    """The request against its CCF, first error first (RFC 6733 7: report the first one found):
+    an AVP with M that is not understood -> 5001 DIAMETER_AVP_UNSUPPORTED, an understood AVP with M
+    the CCF does not list -> 5008 DIAMETER_AVP_NOT_ALLOWED, an AVP past its maximum -> 5009
+    DIAMETER_AVP_OCCURS_TOO_MANY_TIMES (with the first instance past it), a required one absent ->
+    5005 DIAMETER_MISSING_AVP (7.1.5). Failed-AVP carries the offending AVP itself (7.5). AVPs
+    without M that the CCF does not list are ignored (4.1)."""
+    seen: dict[tuple[int, int], int] = {}
+    for avp in env.avps:
+        key = (avp.code, avp.vendor_id)
+        bounds = rules.avps.get(key)
+        if bounds is None:
+            if not avp.flags & AVP_FLAG_MANDATORY:
+                continue
+            if key not in UNDERSTOOD_AVPS:
+                return RequestError(ResultCode.AVP_UNSUPPORTED, f"unsupported AVP {_key_text(key)} with the M bit", avp)
+            return RequestError(
+                ResultCode.AVP_NOT_ALLOWED, f"AVP {_name(avp.code)} is not allowed in a {rules.name}", avp
+            )
+        seen[key] = seen.get(key, 0) + 1
+        if bounds[1] is not None and seen[key] > bounds[1]:
+            return RequestError(
+                ResultCode.AVP_OCCURS_TOO_MANY_TIMES, f"AVP {_name(avp.code)} occurs too many times", avp
+            )
+    for key, (low, _high) in rules.avps.items():
+        if seen.get(key, 0) < low:
+            return RequestError(ResultCode.MISSING_AVP, f"missing AVP {_name(key[0])}", missing_avp_placeholder(*key))
+    return None
+
+
+def _key_text(key: tuple[int, int]) -> str:
+    return f"{key[0]} (vendor {key[1]})" if key[1] else str(key[0])
+
+
+def check_request(env: Envelope, host: str, realms: Iterable[str]) -> RequestError | None:
+    """Header bits, then routing, then the command's CCF when we know it (RFC 6733 6.1, 7)."""
+    error = check_header(env) or check_routing(env, host, realms)
+    if error is None and (rules := REQUEST_RULES.get((env.application_id, env.command_code))) is not None:
+        error = check_avps(env, rules)
+    return error

@@ -262,6 +262,12 @@ def _non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _positive(name: str, value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
@@ -350,6 +356,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         hss_realm=_fqdn("bsf.hss_realm", s["hss_realm"]),
         challenge_lifetime=int(_positive("bsf.challenge_lifetime", s["challenge_lifetime"])),
         zh_timeout=_positive("bsf.zh_timeout", s["zh_timeout"]),
+        zh_sip_number_auth_items=_bool("bsf.zh_sip_number_auth_items", s["zh_sip_number_auth_items"]),
         hss_reconnect_interval=_positive("bsf.hss_reconnect_interval", s["hss_reconnect_interval"]),
         ub_idle_timeout=_positive("bsf.ub_idle_timeout", s["ub_idle_timeout"]),
         ub_request_timeout=_positive("bsf.ub_request_timeout", s["ub_request_timeout"]),

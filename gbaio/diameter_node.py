@@ -30,6 +30,13 @@ Handler = Callable[[d.Envelope, "PeerInfo"], Awaitable[d.Envelope]]
 DISCONNECT_REBOOTING = 0  # Disconnect-Cause (RFC 6733 clause 5.4.3)
 DISCONNECT_DO_NOT_WANT_TO_TALK = 2
 
+# A peer decides how often these happen; one log line per interval, with the count, keeps what it can
+# make us write bounded (issue 27 class 9: unknown hop-by-hop ids logged per message).
+LOG_INTERVAL = 10.0
+# RFC 6733 5.6 Closing state: how long the receiver of a DPR waits for its answers in flight before it
+# disconnects itself, should the DPR's sender not do so on our DPA (5.4).
+DPA_LINGER = 2.0
+
 
 class DiameterError(Exception):
     """Base of the transport errors."""
@@ -65,6 +72,30 @@ class NodeIdentity:
     apps: tuple[int, ...]
     host_ip: str = "127.0.0.1"
     origin_state_id: int = field(default_factory=lambda: int(time.time()) & 0xFFFFFFFF)
+    extra_realms: tuple[str, ...] = ()  # Destination-Realms served besides origin_realm
+
+    @property
+    def served_realms(self) -> tuple[str, ...]:
+        """Destination-Realms answered here, others get 3003: our realm, and our own FQDN, which is the
+        realm a NAF takes from a B-TID's domain part (TS 29.109 5.2 step 1, TS 33.220 Annex K)."""
+        return (self.origin_realm, self.origin_host, *self.extra_realms)
+
+
+class _Throttled:
+    """Counts an event a peer can repeat at will and says when to log it: at most once per
+    LOG_INTERVAL, with the number of events since the last line."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._next = 0.0
+
+    def hit(self) -> int | None:
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        count, self._count, self._next = self._count, 0, now + LOG_INTERVAL
+        return count
 
 
 class _Ids:
@@ -103,9 +134,13 @@ class Connection:
         handler: Handler | None,
         ids: _Ids,
         watchdog_interval: float,
+        *,
+        initiator: bool = False,
     ) -> None:
         self.identity = identity
         self.peer = peer
+        # RFC 6733 5.6: the capabilities exchange is done when a Connection exists.
+        self.state = d.PeerState.I_OPEN if initiator else d.PeerState.R_OPEN
         self._reader = reader
         self._writer = writer
         self._handler = handler
@@ -113,8 +148,10 @@ class Connection:
         self._pending: dict[int, asyncio.Future[d.Envelope]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
-        self._closing = False
         self._watchdog_interval = watchdog_interval
+        self._unknown_answers = _Throttled()
+        self._undecodable = _Throttled()
+        self._refused = _Throttled()
         # A fresh context each: a connection a request opened outlives it, and its events (DPR, watchdog,
         # disconnection) must not carry that request's ids (gbaio.logs).
         self._reader_task = asyncio.create_task(
@@ -130,8 +167,8 @@ class Connection:
 
     @property
     def usable(self) -> bool:
-        """Open for new requests: not closed or closing, and no DPR sent or received (RFC 6733 5.4)."""
-        return not self._closed.is_set() and not self._closing and not self._writer.is_closing()
+        """Open for new requests: I-Open or R-Open, not Closing (a DPR sent or received, RFC 6733 5.4, 5.6)."""
+        return self.state in (d.PeerState.I_OPEN, d.PeerState.R_OPEN) and not self._writer.is_closing()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -185,9 +222,13 @@ class Connection:
                     fut = self._pending.get(env.hop_by_hop)
                     if fut is not None and not fut.done():
                         fut.set_result(env)
-                    else:
+                    elif (count := self._unknown_answers.hit()) is not None:
+                        # RFC 6733 6.2.1: ignored. The peer picks how many: one line per interval.
                         log.warning(
-                            "answer with unknown hop-by-hop id %#x from %s", env.hop_by_hop, self.peer.origin_host
+                            "%d answer(s) with unknown hop-by-hop ids from %s (latest %#x)",
+                            count,
+                            self.peer.origin_host,
+                            env.hop_by_hop,
                         )
         except d.DiameterDecodeError as exc:
             log.warning("closing connection to %s: unframeable data (%s)", self.peer.origin_host, exc)
@@ -198,7 +239,8 @@ class Connection:
 
     def _on_undecodable(self, raw: bytes, exc: d.DiameterDecodeError) -> None:
         """Framing was intact but the AVPs were not: answer requests with the RFC 6733 code."""
-        log.warning("undecodable message from %s: %s", self.peer.origin_host, exc)
+        if (count := self._undecodable.hit()) is not None:
+            log.warning("%d undecodable message(s) from %s (latest: %s)", count, self.peer.origin_host, exc)
         if len(raw) >= d.HEADER_LEN and raw[4] & d.FLAG_REQUEST:
             req = d.Envelope(
                 int.from_bytes(raw[5:8], "big"),
@@ -214,33 +256,73 @@ class Connection:
                 self._send(ans.encode())
 
     def _dispatch(self, env: d.Envelope) -> None:
+        ident = self.identity
+        if (bad_header := d.check_header(env)) is not None:
+            self._send(self._refusal(env, bad_header).encode())
+            return
         if env.command_code == d.CMD_DEVICE_WATCHDOG:
-            self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
+            dwa = d.device_watchdog_answer(env, ident.origin_host, ident.origin_realm, ident.origin_state_id)
+            self._send(dwa.encode())
             return
         if env.command_code == d.CMD_DISCONNECT_PEER:
-            # RFC 6733 5.4: the sender of the DPR closes the transport once it has our DPA. What we
-            # have in flight is still answered here; new requests go to a new connection.
-            cause = d.find(env.avps, d.Avps.DISCONNECT_CAUSE)
-            log.info("peer %s sent DPR (Disconnect-Cause %s)", self.peer.origin_host, cause.value if cause else None)
-            self._send(env.answer(self._base_answer_avps(d.ResultCode.SUCCESS)).encode())
-            self._closing = True
+            # RFC 6733 5.4 / 5.6: Rcv-DPR -> Snd-DPA, Closing. The sender of the DPR disconnects on
+            # our DPA; what is in flight either way is still answered, new requests go to a new
+            # connection, and if the peer does not disconnect we do.
+            self._send(d.disconnect_peer_answer(env, ident.origin_host, ident.origin_realm).encode())
+            if self.state is not d.PeerState.CLOSING:  # logged once: a peer may repeat its DPR at will
+                cause = d.find(env.avps, d.Avps.DISCONNECT_CAUSE)
+                log.info(
+                    "peer %s sent DPR (Disconnect-Cause %s)", self.peer.origin_host, cause.value if cause else None
+                )
+                self.state = d.PeerState.CLOSING
+                task = asyncio.create_task(self._disconnect_after_dpa())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return
         task = asyncio.create_task(self._handle(env))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _base_answer_avps(self, rc: int) -> list[d.Avp]:
-        return [
-            d.new_avp(d.Avps.RESULT_CODE, rc),
-            d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
-            d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
-            d.new_avp(d.Avps.ORIGIN_STATE_ID, self.identity.origin_state_id),
-        ]
+    async def _disconnect_after_dpa(self) -> None:
+        """The Closing state after our DPA: let the answers in flight both ways arrive (bounded by
+        DPA_LINGER), then disconnect unless the peer already has."""
+        current = asyncio.current_task()
+        deadline = asyncio.get_running_loop().time() + DPA_LINGER
+        while not self.closed and asyncio.get_running_loop().time() < deadline:
+            if not self._pending and not (self._tasks - {current}):
+                break
+            await asyncio.sleep(0.01)
+        if not self.closed:
+            self._writer.close()
+
+    def _refusal(self, env: d.Envelope, error: d.RequestError) -> d.Envelope:
+        """The answer to a request refused before any handler (RFC 6733 7.1.3, 7.1.5), logged at most
+        once per interval: the peer chooses how many it sends."""
+        if (count := self._refused.hit()) is not None:
+            log.warning(
+                "refused %d request(s) from %s (latest: command %d, result %d, %s)",
+                count,
+                self.peer.origin_host,
+                env.command_code,
+                error.result_code,
+                error.reason,
+            )
+        ident = self.identity
+        return d.error_answer(
+            env,
+            error.result_code,
+            ident.origin_host,
+            ident.origin_realm,
+            failed_avp=error.failed_avp,
+            message=error.reason,
+        )
 
     async def _handle(self, env: d.Envelope) -> None:
         ident = self.identity
         if env.application_id not in ident.apps:
             ans = d.error_answer(env, d.ResultCode.APPLICATION_UNSUPPORTED, ident.origin_host, ident.origin_realm)
+        elif (refused := d.check_request(env, ident.origin_host, ident.served_realms)) is not None:
+            ans = self._refusal(env, refused)
         elif self._handler is None:
             ans = d.error_answer(env, d.ResultCode.COMMAND_UNSUPPORTED, ident.origin_host, ident.origin_realm)
         else:
@@ -258,6 +340,10 @@ class Connection:
             except Exception:
                 log.exception("handler failed for command %d from %s", env.command_code, self.peer.origin_host)
                 ans = d.error_answer(env, d.ResultCode.UNABLE_TO_COMPLY, ident.origin_host, ident.origin_realm)
+        # RFC 6733 6.2: the request's Proxy-Info AVPs go back in the answer, in their order.
+        proxy_info = d.find_all(env.avps, d.Avps.PROXY_INFO)
+        if proxy_info and not d.find(ans.avps, d.Avps.PROXY_INFO):
+            ans.avps.extend(proxy_info)
         with contextlib.suppress(PeerUnavailable, ConnectionError, OSError):
             self._send(ans.encode())
             await self._writer.drain()
@@ -266,18 +352,8 @@ class Connection:
         """RFC 3539 / RFC 6733 5.5: DWR after Tw of silence; a missing DWA closes the connection."""
         while True:
             await asyncio.sleep(self._watchdog_interval)
-            env = d.Envelope(
-                d.CMD_DEVICE_WATCHDOG,
-                0,
-                d.FLAG_REQUEST,
-                0,
-                0,
-                [
-                    d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
-                    d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
-                    d.new_avp(d.Avps.ORIGIN_STATE_ID, self.identity.origin_state_id),
-                ],
-            )
+            ident = self.identity
+            env = d.device_watchdog_request(ident.origin_host, ident.origin_realm, ident.origin_state_id)
             try:
                 await self.request(env, timeout=self._watchdog_interval)
             except DiameterError:
@@ -289,6 +365,7 @@ class Connection:
         if self._closed.is_set():
             return
         self._closed.set()
+        self.state = d.PeerState.CLOSED
         self._watchdog_task.cancel()
         for fut in self._pending.values():
             if not fut.done():
@@ -305,21 +382,12 @@ class Connection:
         if self.closed:
             return
         await self._handlers_done(timeout)
-        dpr = d.Envelope(
-            d.CMD_DISCONNECT_PEER,
-            0,
-            d.FLAG_REQUEST,
-            0,
-            0,
-            [
-                d.new_avp(d.Avps.ORIGIN_HOST, self.identity.origin_host.encode()),
-                d.new_avp(d.Avps.ORIGIN_REALM, self.identity.origin_realm.encode()),
-                d.new_avp(d.Avps.DISCONNECT_CAUSE, DISCONNECT_REBOOTING),
-            ],
-        )
-        with contextlib.suppress(DiameterError):
-            await self.request(dpr, timeout=timeout)
-        self._closing = True
+        dpr = d.disconnect_peer_request(self.identity.origin_host, self.identity.origin_realm, DISCONNECT_REBOOTING)
+        if self.usable:
+            with contextlib.suppress(DiameterError):
+                await self.request(dpr, timeout=timeout)
+        # RFC 6733 5.6: Snd-DPR -> Closing; on the DPA (or its timeout) the sender of the DPR disconnects.
+        self.state = d.PeerState.CLOSING
         # A request the peer sent before it read our DPR arrives before its DPA: answer it too, or a
         # NAF's key fetch fails at every rolling restart of the BSFs.
         await self._handlers_done(timeout)
@@ -336,7 +404,7 @@ def _cer_envelope(identity: NodeIdentity) -> d.Envelope:
     avps = d.capabilities_avps(
         identity.origin_host, identity.origin_realm, identity.host_ip, identity.apps, identity.origin_state_id
     )
-    return d.Envelope(d.CMD_CAPABILITIES_EXCHANGE, 0, d.FLAG_REQUEST, 0, 0, avps)
+    return d.capabilities_exchange_request(avps)
 
 
 def _peer_from(env: d.Envelope, address: str) -> PeerInfo:
@@ -477,7 +545,7 @@ async def connect(
         writer.close()
         raise PeerUnavailable(f"{host}:{port} refused the capabilities exchange with result {rc}")
     peer = replace(_peer_from(cea, f"{host}:{port}"), certificate=_peer_certificate(writer))
-    return Connection(identity, reader, writer, peer, handler, ids, watchdog_interval)
+    return Connection(identity, reader, writer, peer, handler, ids, watchdog_interval, initiator=True)
 
 
 class DiameterClient:

@@ -16,7 +16,7 @@ from tests.pcaptool import decode_with_tshark, tshark_available, write_pcap
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.UTC)
 
 
-def _mar(resync: bytes | None = None) -> d.Envelope:
+def _mar(resync: bytes | None = None, number_auth_items: int | None = None) -> d.Envelope:
     return d.MultimediaAuthRequest(
         "bsf.gba.test;1;1",
         "bsf.gba.test",
@@ -25,6 +25,7 @@ def _mar(resync: bytes | None = None) -> d.Envelope:
         "001@ims.test",
         resync_info=resync,
         guss_timestamp=NOW,
+        sip_number_auth_items=number_auth_items,
     ).to_envelope(7, 8)
 
 
@@ -228,11 +229,13 @@ EXPECTED = {
 def test_tshark_decodes_mar_maa_bir_bia(tmp_path: Path) -> None:
     assert tshark_available(), "tshark is required (apt-get install tshark; .ci/run installs it)"
     mar, bir = _mar(bytes(30)), _bir()
+    cx_style = _mar(number_auth_items=1)  # the bsf.zh_sip_number_auth_items option
     err = bir.answer(
         d.BootstrappingInfoAnswer("s", "bsf", "gba.test", result_code=None, experimental_result=5402).avps()
     )
     pcap = tmp_path / "zh_zn.pcap"
-    write_pcap(pcap, [mar.encode(), _maa(mar).encode(), bir.encode(), _bia(bir).encode(), err.encode()])
+    messages = [mar, _maa(mar), cx_style, bir, _bia(bir), err]
+    write_pcap(pcap, [m.encode() for m in messages])
     avps, problems = decode_with_tshark(pcap)
     assert problems == []
     assert all("Unknown" not in a.name for a in avps), [a.name for a in avps if "Unknown" in a.name]
@@ -240,3 +243,105 @@ def test_tshark_decodes_mar_maa_bir_bia(tmp_path: Path) -> None:
     for key, flags in EXPECTED.items():
         assert key in seen, f"AVP {key} not on the wire"
         assert seen[key] == flags, f"AVP {key}: flags {seen[key]:#x}, expected {flags:#x}"
+
+
+def test_mar_carries_only_the_zh_abnf_by_default() -> None:
+    """TS 29.109 4.2 step 1: no SIP-Number-Auth-Items (a strict HSS answers 5001 for it, M bit set);
+    a normal bootstrap sends no SIP-Auth-Data-Item either (NOTE 3)."""
+    env = d.Envelope.from_bytes(_mar().encode())
+    assert d.find(env.avps, d.Avps.SIP_NUMBER_AUTH_ITEMS, d.VENDOR_3GPP) is None
+    assert d.find(env.avps, d.Avps.SIP_AUTH_DATA_ITEM, d.VENDOR_3GPP) is None
+    assert d.check_avps(env, d.MAR_RULES) is None
+    with_option = d.Envelope.from_bytes(_mar(number_auth_items=1).encode())
+    item = d.find(with_option.avps, d.Avps.SIP_NUMBER_AUTH_ITEMS, d.VENDOR_3GPP)
+    assert item is not None and item.flags == 0xC0 and item.payload == b"\0\0\0\1"
+
+
+def _with(env: d.Envelope, *avps: d.Avp) -> d.Envelope:
+    return d.Envelope.from_bytes(
+        d.Envelope(env.command_code, env.application_id, env.flags, 1, 1, [*env.avps, *avps]).encode()
+    )
+
+
+def _raw_avp(code: int, flags: int, vendor: int = 0, payload: bytes = b"\0\0\0\1") -> d.Avp:
+    return d.Avp(code, vendor, payload, flags)
+
+
+@pytest.mark.parametrize(
+    ("extra", "result"),
+    [
+        ((_raw_avp(9999, 0x40),), d.ResultCode.AVP_UNSUPPORTED),  # unknown base AVP with M
+        ((_raw_avp(3999, 0xC0, d.VENDOR_3GPP),), d.ResultCode.AVP_UNSUPPORTED),  # unknown 3GPP AVP with M
+        ((_raw_avp(9999, 0x00), _raw_avp(3999, 0x80, d.VENDOR_3GPP)), None),  # without M: ignored
+        ((d.new_avp(d.Avps.RESULT_CODE, 2001),), d.ResultCode.AVP_NOT_ALLOWED),  # understood, not in the BIR
+        ((d.vendor_avp(d.Avps.ME_KEY_MATERIAL, bytes(32)),), d.ResultCode.AVP_NOT_ALLOWED),
+        ((d.new_avp(d.Avps.SESSION_ID, "second"),), d.ResultCode.AVP_OCCURS_TOO_MANY_TIMES),
+        ((d.vendor_avp(d.Avps.NAF_ID, b"x\1\0\0\0\2"),), d.ResultCode.AVP_OCCURS_TOO_MANY_TIMES),
+        ((d.vendor_avp(d.Avps.GAA_SERVICE_IDENTIFIER, b"7"),) * 3, None),  # *[GAA-Service-Identifier]
+    ],
+)
+def test_bir_checked_against_its_abnf(extra: tuple[d.Avp, ...], result: int | None) -> None:
+    """RFC 6733 7.1.5 against the TS 29.109 5.2 BIR ABNF; Failed-AVP is the offending AVP itself (7.5)."""
+    env = _with(_bir(), *extra)
+    error = d.check_request(env, "bsf.gba.test", ("gba.test",))
+    if result is None:
+        assert error is None
+        return
+    assert error is not None and error.result_code == result
+    assert error.failed_avp is not None and error.failed_avp.code == extra[0].code
+    if result == d.ResultCode.AVP_OCCURS_TOO_MANY_TIMES:
+        assert error.failed_avp.payload == extra[0].payload  # the first instance past the maximum
+
+
+def test_mar_checked_against_its_abnf() -> None:
+    mar = _mar(bytes(30))
+    assert d.check_request(mar, "hss.gba.test", ("gba.test",)) is None
+    # A Cx-derived BSF's SIP-Number-Auth-Items is understood and served (one vector is all Zh gives).
+    assert d.check_request(_mar(number_auth_items=1), "hss.gba.test", ("gba.test",)) is None
+    missing = d.Envelope(mar.command_code, mar.application_id, mar.flags, 1, 1, [a for a in mar.avps if a.code != 277])
+    error = d.check_request(missing, "hss.gba.test", ("gba.test",))
+    assert error is not None and error.result_code == d.ResultCode.MISSING_AVP
+    assert error.failed_avp is not None and error.failed_avp.code == 277 and error.failed_avp.payload == bytes(4)
+    stray = _with(mar, d.vendor_avp(d.Avps.TRANSACTION_IDENTIFIER, b"btid@bsf"))
+    error = d.check_request(stray, "hss.gba.test", ("gba.test",))
+    assert error is not None and error.result_code == d.ResultCode.AVP_NOT_ALLOWED
+
+
+def test_request_header_and_routing_checks() -> None:
+    """RFC 6733 7.1.3: E bit in a request -> 3008; 6.1.4: foreign Destination-Host -> 3002, foreign
+    Destination-Realm -> 3003; identities compare without case."""
+    bir = _bir()
+    flagged = d.Envelope(bir.command_code, bir.application_id, bir.flags | d.FLAG_ERROR, 1, 1, bir.avps)
+    assert (e := d.check_request(flagged, "bsf.gba.test", ("gba.test",))) and e.result_code == 3008
+    assert d.check_request(bir, "BSF.gba.test", ("GBA.Test",)) is None
+    assert (e := d.check_request(bir, "bsf.gba.test", ("other.test",))) and e.result_code == 3003
+    to_host = _with(bir, d.new_avp(d.Avps.DESTINATION_HOST, b"bsf.gba.test"))
+    assert d.check_request(to_host, "bsf.gba.test", ("gba.test",)) is None
+    assert (e := d.check_request(to_host, "bsf2.gba.test", ("gba.test",))) and e.result_code == 3002
+    no_realm = d.Envelope(
+        bir.command_code, bir.application_id, bir.flags, 1, 1, [a for a in to_host.avps if a.code != 283]
+    )
+    assert (e := d.check_request(no_realm, "bsf.gba.test", ("gba.test",))) and e.result_code == 3002
+
+
+def test_base_messages_follow_their_abnf() -> None:
+    """RFC 6733 5.4.2: the DPA carries exactly Result-Code, Origin-Host, Origin-Realm; 5.5: DWR/DWA."""
+    dpr = d.disconnect_peer_request("a.test", "test", 0)
+    assert [a.code for a in dpr.avps] == [264, 296, 273] and dpr.is_request
+    dpa = d.Envelope.from_bytes(d.disconnect_peer_answer(dpr, "b.test", "test").encode())
+    assert [a.code for a in dpa.avps] == [268, 264, 296] and not dpa.is_request and not dpa.is_error
+    dwr = d.device_watchdog_request("a.test", "test", 7)
+    assert [a.code for a in dwr.avps] == [264, 296, 278]
+    dwa = d.device_watchdog_answer(dwr, "b.test", "test", 8)
+    assert [a.code for a in dwa.avps] == [268, 264, 296, 278]
+
+
+def test_permanent_error_answer_keeps_the_command_abnf() -> None:
+    """RFC 6733 7.1.5: 5xxx go in the command's own answer (E clear), so a BIA/MAA error keeps
+    Vendor-Specific-Application-Id and Auth-Session-State; 3xxx use the answer-message CCF (7.2)."""
+    ans = d.error_answer(_bir(), d.ResultCode.AVP_UNSUPPORTED, "bsf", "gba.test", failed_avp=_raw_avp(9999, 0x40))
+    codes = [a.code for a in d.Envelope.from_bytes(ans.encode()).avps]
+    assert not ans.is_error and codes == [263, 260, 277, 264, 296, 268, 279]
+    ans = d.error_answer(_bir(), d.ResultCode.REALM_NOT_SERVED, "bsf", "gba.test", message="no")
+    assert ans.is_error and [a.code for a in ans.avps] == [263, 264, 296, 268, 281]
+    assert d.find(ans.avps, d.Avps.ERROR_MESSAGE).flags == 0  # type: ignore[union-attr]

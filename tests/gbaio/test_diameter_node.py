@@ -19,6 +19,7 @@ from gbaio.diameter_node import (
     DiameterServer,
     NodeIdentity,
     PeerInfo,
+    connect,
 )
 from tests.procs import free_port
 
@@ -263,3 +264,157 @@ async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def _served(handler_calls: list[d.Envelope]) -> tuple[DiameterServer, int]:
+    async def handler(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+        handler_calls.append(req)
+        return req.answer([d.new_avp(d.Avps.RESULT_CODE, d.ResultCode.SUCCESS)])
+
+    server = DiameterServer(OURS, handler)
+    return server, await server.start("127.0.0.1", 0)
+
+
+async def _echo(req: d.Envelope, _peer: PeerInfo) -> d.Envelope:
+    return req.answer([d.new_avp(d.Avps.RESULT_CODE, d.ResultCode.SUCCESS)])
+
+
+def _bir_with(*extra: d.Avp, flags: int = 0, drop: int | None = None) -> d.Envelope:
+    env = _request(0)
+    env.avps = [a for a in env.avps if a.code != drop] + list(extra)
+    env.flags |= flags
+    return env
+
+
+@pytest.mark.parametrize(
+    ("request_env", "result", "e_bit", "failed"),
+    [
+        (_bir_with(d.Avp(9999, 0, b"\0\0\0\1", 0x40)), d.ResultCode.AVP_UNSUPPORTED, False, 9999),
+        (_bir_with(d.Avp(3999, d.VENDOR_3GPP, b"\0\0\0\1", 0xC0)), d.ResultCode.AVP_UNSUPPORTED, False, 3999),
+        (_bir_with(d.new_avp(d.Avps.SESSION_ID, "s;2")), d.ResultCode.AVP_OCCURS_TOO_MANY_TIMES, False, 263),
+        (_bir_with(d.new_avp(d.Avps.RESULT_CODE, 2001)), d.ResultCode.AVP_NOT_ALLOWED, False, 268),
+        (_bir_with(flags=d.FLAG_ERROR), d.ResultCode.INVALID_HDR_BITS, True, None),
+        (
+            _bir_with(d.new_avp(d.Avps.DESTINATION_REALM, b"other.test"), drop=d.Avps.DESTINATION_REALM),
+            d.ResultCode.REALM_NOT_SERVED,
+            True,
+            None,
+        ),
+        (_bir_with(d.new_avp(d.Avps.DESTINATION_HOST, b"bsf2.gba.test")), d.ResultCode.UNABLE_TO_DELIVER, True, None),
+        (_bir_with(d.Avp(9999, 0, b"\0\0\0\1", 0x00)), d.ResultCode.SUCCESS, False, None),  # no M: ignored
+        (_bir_with(d.new_avp(d.Avps.DESTINATION_HOST, b"BSF.gba.test")), d.ResultCode.SUCCESS, False, None),
+    ],
+)
+async def test_requests_are_checked_before_any_handler(
+    request_env: d.Envelope, result: int, e_bit: bool, failed: int | None
+) -> None:
+    """RFC 6733 6.1.4, 7.1.3, 7.1.5 at every server of ours, before the application handler: never a
+    2001 (with keys) for a request a strict peer would refuse."""
+    calls: list[d.Envelope] = []
+    server, port = await _served(calls)
+    conn = await connect(NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+    try:
+        answer = await conn.request(request_env, timeout=5)
+    finally:
+        await conn.close()
+        await server.close()
+    assert answer.result() == (result, None) and answer.is_error == e_bit
+    assert len(calls) == (1 if result == d.ResultCode.SUCCESS else 0)
+    failed_avp = d.find(answer.avps, d.Avps.FAILED_AVP)
+    if failed is None:
+        assert failed_avp is None
+    else:
+        assert failed_avp is not None and [a.code for a in failed_avp.value] == [failed]
+
+
+async def test_the_receiver_of_a_dpr_answers_exactly_the_dpa_abnf_then_disconnects() -> None:
+    """RFC 6733 5.4.2 DPA ABNF (no Origin-State-Id) and 5.6 (Rcv-DPR -> Snd-DPA, Closing): a peer that
+    sends a DPR and does not disconnect on our DPA is disconnected by us."""
+    server = DiameterServer(OURS, _echo)
+    port = await server.start("127.0.0.1", 0)
+    peer = RawPeer(*await asyncio.open_connection("127.0.0.1", port))
+    try:
+        peer.send(_cer())
+        await peer.read()
+        (conn,) = server.connections
+        assert conn.state is d.PeerState.R_OPEN
+        peer.send(d.disconnect_peer_request("naf.gba.test", "gba.test", DISCONNECT_REBOOTING))
+        dpa = await asyncio.wait_for(peer.read(), 5)
+        assert dpa.command_code == d.CMD_DISCONNECT_PEER and not dpa.is_request
+        assert [a.code for a in dpa.avps] == [d.Avps.RESULT_CODE, d.Avps.ORIGIN_HOST, d.Avps.ORIGIN_REALM]
+        assert await asyncio.wait_for(peer.reader.read(), 5) == b""  # we disconnected
+        assert conn.state in (d.PeerState.CLOSED,)  # (not narrowed: the state moved under the await)
+    finally:
+        peer.writer.close()
+        await server.close()
+
+
+async def test_the_sender_of_a_dpr_disconnects_on_the_dpa() -> None:
+    """RFC 6733 5.4: the receiver of the DPA initiates the transport disconnect."""
+    listener = RawListener()
+    client = await listener.start()
+    try:
+        await client.ensure_connected()
+        conn = client._conn
+        assert conn is not None and conn.state is d.PeerState.I_OPEN
+        await asyncio.wait_for(client.close(), 5)
+        assert conn.state in (d.PeerState.CLOSED,)  # (not narrowed: the state moved under the await)
+        n, dpr = await listener.next()
+        assert n == 1 and dpr.command_code == d.CMD_DISCONNECT_PEER and dpr.is_request
+        assert await asyncio.wait_for(listener.connections[0].reader.read(), 5) == b""
+    finally:
+        listener.close()
+
+
+async def test_answers_with_unknown_hop_by_hop_ids_are_logged_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RFC 6733 6.2.1: ignored; a peer that sends thousands must not make us write a line for each
+    (issue 27 class 9): one line per interval, with the count."""
+    caplog.set_level(logging.INFO, "gbagw.diameter")
+    server = DiameterServer(OURS, _echo)
+    port = await server.start("127.0.0.1", 0)
+    peer = RawPeer(*await asyncio.open_connection("127.0.0.1", port))
+    try:
+        peer.send(_cer())
+        await peer.read()
+        stray = d.device_watchdog_answer(d.device_watchdog_request("naf.gba.test", "gba.test", 1), "naf", "gba.test", 1)
+        for hop in range(2000):
+            stray.hop_by_hop = hop
+            peer.send(stray)
+        peer.send(d.device_watchdog_request("naf.gba.test", "gba.test", 1))  # answered after all the above
+        assert (await asyncio.wait_for(peer.read(), 5)).command_code == d.CMD_DEVICE_WATCHDOG
+        for _ in range(2000):
+            peer.send(d.Envelope(d.CMD_DEVICE_WATCHDOG, 0, d.FLAG_REQUEST | d.FLAG_ERROR, 5, 5, []))
+        for _ in range(2000):
+            assert (await asyncio.wait_for(peer.read(), 5)).result() == (d.ResultCode.INVALID_HDR_BITS, None)
+    finally:
+        peer.writer.close()
+        await server.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gbagw.diameter"]
+    unknown = [m for m in lines if "unknown hop-by-hop" in m]
+    refused = [m for m in lines if m.startswith("refused")]
+    assert len(unknown) == 1 and unknown[0].startswith("1 answer(s)"), unknown
+    assert len(refused) == 1, refused
+
+
+async def test_the_proxy_info_of_a_request_comes_back_in_its_answer() -> None:
+    """RFC 6733 6.2: any Proxy-Info AVPs in the request go in the answer, in their order (a stateless
+    Zn-Proxy keeps its state there), whether the handler answers or the node refuses."""
+    calls: list[d.Envelope] = []
+    server, port = await _served(calls)
+    conn = await connect(NodeIdentity("naf.gba.test", "gba.test", (d.APP_ZN,)), "127.0.0.1", port)
+    infos = [
+        d.new_avp(d.Avps.PROXY_INFO, [d.new_avp(d.Avps.PROXY_HOST, b"proxy.test"), d.Avp(33, 0, state, 0x40)])
+        for state in (b"one", b"two")
+    ]
+    try:
+        served = await conn.request(_bir_with(*infos), timeout=5)
+        refused = await conn.request(_bir_with(*infos, d.Avp(9999, 0, b"\0\0\0\1", 0x40)), timeout=5)
+    finally:
+        await conn.close()
+        await server.close()
+    for answer in (served, refused):
+        echoed = d.find_all(answer.avps, d.Avps.PROXY_INFO)
+        assert [bytes(p.payload) for p in echoed] == [bytes(p.payload) for p in infos]
+    assert served.result() == (d.ResultCode.SUCCESS, None) and refused.result() == (d.ResultCode.AVP_UNSUPPORTED, None)
