@@ -232,7 +232,8 @@ async def test_every_message_on_zh_and_zn_follows_the_spec_tables(lab_dir: Path)
             ub = (await asyncio.to_thread(bsf.wait_for, r"Ub on (http://\S+/)")).group(1)
             await asyncio.to_thread(bsf.wait_for, r"Zn Diameter on")
             # Zh: CER/CEA, MAR/MAA with a vector and a GUSS, MAA with an Experimental-Result.
-            me = ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), IMPI, "bsf.gba.test")
+            # A GBA_U subscription: the UICC must be GBA-aware (TS 33.220 5.3.2), or it fails MAC*.
+            me = ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), IMPI, "bsf.gba.test", mode=ue.UeMode.GBA_U)
             boot = await bootstrap(ub, me)
             stranger = ue.UeClient(ue.Usim(bytes(16), bytes(16)), "nobody@ims.test", "bsf.gba.test")
             with pytest.raises(UbRefused):
