@@ -225,6 +225,7 @@ def test_keys_never_logged(hss: tuple[Proc, int, Path]) -> None:
     proc, _, _ = hss
     text = proc.logs
     assert "vector for" in text
+    assert "hss.allowed_peers is empty" not in text  # this HSS lists its peers
     for secret in (K, OPC.hex()):
         assert secret not in text.lower()
 
