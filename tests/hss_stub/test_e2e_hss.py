@@ -104,15 +104,18 @@ async def test_vector_sqn_resync_and_errors(hss: tuple[Proc, int, Path]) -> None
         resynced = await _ask(client, _mar(IMPI, rand + milenage.build_auts(mil, rand, sqn_ms)))
         assert _check_vector(resynced) == next_sqn(sqn_ms)
 
-        good_auts = milenage.build_auts(mil, rand, sqn_ms)
-        bad_auts = good_auts[:-1] + bytes([good_auts[-1] ^ 0x01])  # MAC-S off by one bit
-        refused = await _ask(client, _mar(IMPI, rand + bad_auts))
-        assert refused.result_code == d.ResultCode.AUTHENTICATION_REJECTED and refused.sip_authenticate is None
+        # MAC-S off by one bit, claiming a USIM further ahead: DIAMETER_SUCCESS with a fresh vector, and
+        # SQN_HE stays (TS 29.109 4.2 step 2, TS 33.102 6.3.5).
+        good_auts = milenage.build_auts(mil, rand, 9000 << 5)
+        bad_auts = good_auts[:-1] + bytes([good_auts[-1] ^ 0x01])
+        forged = await _ask(client, _mar(IMPI, rand + bad_auts))
+        assert forged.result_code == d.ResultCode.SUCCESS and forged.experimental_result is None
+        assert _check_vector(forged) == next_sqn(next_sqn(sqn_ms))
         short = await _ask(client, _mar(IMPI, b"\x00" * 10))
-        assert short.result_code == d.ResultCode.INVALID_AVP_LENGTH
+        assert short.result_code == d.ResultCode.UNABLE_TO_COMPLY and short.sip_authenticate is None
 
         unknown = await _ask(client, _mar("nobody@ims.test"))
-        assert unknown.experimental_result == 5001 and unknown.result_code is None
+        assert unknown.experimental_result == 5401 and unknown.result_code is None
         twog = await _ask(client, _mar(IMPI, scheme=d.SCHEME_AKA_2G))
         assert twog.experimental_result == 5006
     finally:
