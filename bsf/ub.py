@@ -89,7 +89,9 @@ class UbHandler:
     async def _challenge(
         self, impi: str, ua_uicc: bool, resync_info: bytes | None = None, stale: bool = False, source: str = ""
     ) -> HttpResponse:
-        if resync_info is None and (refused := self._ration(impi, source)) is not None:
+        # Resynchronisations too: the HSS answers even a forged AUTS with a fresh vector (TS 29.109 4.2),
+        # and anyone can send one (its digest uses an empty password), so a chain of them is no cheaper.
+        if (refused := self._ration(impi, source)) is not None:
             return refused
         try:
             vec = await self.zh.fetch_vector(impi, resync_info)
@@ -174,7 +176,7 @@ class UbHandler:
             return self._plain(403, "bootstrapping refused", "wrong_response")
         if cred.auts is not None:
             # TS 24.109 4.5 / TS 33.102 6.3.5: Zh resync with RAND || AUTS, then a fresh challenge.
-            return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts)
+            return await self._challenge(cred.username, ua_uicc, resync_info=pending.rand + cred.auts, source=source)
         return await self._success(cred, pending)
 
     def _check_fields(self, cred: digest.Credentials, p: PendingChallenge, request: HttpRequest) -> str | None:
