@@ -39,7 +39,8 @@ def hss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, int, P
     data = ["--data-dir", str(tmp)]
     guss = tmp / "guss.xml"
     guss.write_bytes(GUSS)
-    for impi, extra in ((IMPI, ["--sqn", "000000000040"]), (IMPI_GUSS, ["--guss", str(guss)]), (IMPI_CONC, [])):
+    # The GUSS subscriber last: test_guss_and_timestamp reads its GUSS stamp from the file's mtime.
+    for impi, extra in ((IMPI, ["--sqn", "000000000040"]), (IMPI_CONC, []), (IMPI_GUSS, ["--guss", str(guss)])):
         r = run_cli(["hss", "add-subscriber", *data, "--impi", impi, "--k", K, "--op", OP, *extra])
         assert r.returncode == 0, r.stderr
     env = {"GBAGW_HSS_ZH_PORT": "0", "GBAGW_HSS_ALLOWED_PEERS": "bsf.gba.test,other.gba.test"}
