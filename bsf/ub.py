@@ -108,7 +108,9 @@ class UbHandler:
     async def _challenge(
         self, impi: str, username: str, resync_info: bytes | None = None, stale: bool = False, source: str = ""
     ) -> HttpResponse:
-        if resync_info is None and (refused := self._ration(impi, source)) is not None:
+        # Resynchronisations too: the HSS answers even a forged AUTS with a fresh vector (TS 29.109 4.2),
+        # and anyone can send one (its digest uses an empty password), so a chain of them is no cheaper.
+        if (refused := self._ration(impi, source)) is not None:
             return refused
         try:
             vec = await self.zh.fetch_vector(impi, resync_info)
@@ -205,7 +207,9 @@ class UbHandler:
             return self._plain(403, "bootstrapping refused", "wrong_response")
         if cred.auts is not None:
             # TS 24.109 4.5 / TS 33.102 6.3.5: Zh resync with RAND || AUTS, then a fresh challenge.
-            return await self._challenge(pending.impi, cred.username, resync_info=pending.rand + cred.auts)
+            return await self._challenge(
+                pending.impi, cred.username, resync_info=pending.rand + cred.auts, source=source
+            )
         tmpi_ue = digest.TMPI_PRODUCT in digest.product_tokens(request.header("user-agent"))
         return await self._success(cred, pending, tmpi_ue)
 

@@ -179,7 +179,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--k", required=True, help="subscriber key K, 32 hex digits")
     p.add_argument("--op", help="operator variant OP, 32 hex digits")
     p.add_argument("--opc", help="OPc, 32 hex digits")
-    p.add_argument("--amf", help="AMF, 4 hex digits (default 8000)")
+    p.add_argument("--amf", help="AMF, 4 hex digits (default 0000)")
     p.add_argument("--sqn", help="last used SQN, 12 hex digits (default 000000000000)")
     p.add_argument("--guss", type=Path, help="GUSS XML file (TS 29.109 Annex A)")
     p = subcommand(cmds, "list-subscribers", "list subscribers (never prints K or OPc)", cmd_hss_list)

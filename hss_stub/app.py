@@ -31,6 +31,12 @@ class HssService:
     async def start(self) -> int:
         self.port = await self.server.start(self.config.zh_host, self.config.zh_port)
         log.info("HSS stub %s listening for Zh on %s:%d", self.config.fqdn, self.config.zh_host, self.port)
+        if self.config.allowed_peers is None:
+            # The lab default; anyone who reaches the port may ask for vectors of any IMPI.
+            log.warning(
+                "hss.allowed_peers is empty: any Diameter peer may connect to Zh and fetch vectors; "
+                "list the BSFs' Origin-Hosts there outside a lab"
+            )
         return self.port
 
     async def stop(self) -> None:

@@ -17,5 +17,7 @@ class HssConfig:
     # Diameter Origin-Hosts allowed to connect; None accepts any peer (lab default).
     allowed_peers: tuple[str, ...] | None = None
     watchdog_interval: float = 30.0
-    default_amf: bytes = b"\x80\x00"
+    # AMF of subscribers provisioned without one. TS 33.102 Annex H: bit 0 (the separation bit) is for
+    # EPS/5G vectors (TS 33.401, 33.501), bits 1-7 are 0; a GBA (UMTS AKA) vector has none of them set.
+    default_amf: bytes = b"\x00\x00"
     admin_port: int = 9181  # /metrics /healthz /readyz

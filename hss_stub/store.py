@@ -22,6 +22,8 @@ from gba.nai import impi_problem
 from gbaio import sqlite
 
 IND_BITS = 5
+# C.2.1 / C.3.2: the USIM accepts a SEQ at most DELTA above its SEQ_MS; the HE assumes the profile's value.
+DELTA = 1 << 28
 OPENED_CACHE_SIZE = 100_000  # subscribers whose unsealed keys are kept (~300 bytes each)
 SQN_MASK = (1 << 48) - 1
 
@@ -41,6 +43,9 @@ CREATE TABLE IF NOT EXISTS subscribers (
 
 # Next SQN: SEQ + 1 with IND + 1 mod 32 (see module docstring), masked to 48 bits.
 _NEXT_SQN = f"((((sqn >> {IND_BITS}) + 1) << {IND_BITS}) | (((sqn & 31) + 1) & 31)) & {SQN_MASK}"
+# sqn_in_range() in SQL, with the SEQ of SQN_MS bound as parameter ?3.
+_NEXT_SEQ = f"(({_NEXT_SQN}) >> {IND_BITS})"
+_IN_RANGE = f"({_NEXT_SEQ} > ?3 AND {_NEXT_SEQ} - ?3 <= {DELTA})"
 
 
 class StoreError(RuntimeError):
@@ -86,6 +91,17 @@ class SubscriberSummary:
 
 def next_sqn(sqn: int) -> int:
     return ((((sqn >> IND_BITS) + 1) << IND_BITS) | (((sqn & 31) + 1) & 31)) & SQN_MASK
+
+
+def sqn_in_range(sqn_he: int, sqn_ms: int) -> bool:
+    """TS 33.102 6.3.5 step 2: would the USIM that reports ``sqn_ms`` accept the next SQN from ``sqn_he``?
+
+    The HE knows only SQN_MS, the highest SQN the USIM accepted (C.2), not its per-IND array. A SEQ
+    above SEQ_MS is fresh in every array slot (C.2.2 a), and at most DELTA above it passes the
+    wrap-around check (C.2.1); a SEQ at or below SEQ_MS may be refused, so it counts as out of range.
+    """
+    seq, seq_ms = next_sqn(sqn_he) >> IND_BITS, sqn_ms >> IND_BITS
+    return seq_ms < seq <= seq_ms + DELTA
 
 
 class SubscriberStore:
@@ -216,12 +232,17 @@ class SubscriberStore:
         )
         return self._open(rows[0]) if rows else None
 
-    async def resync(self, impi: str, sqn_ms: int) -> Subscriber | None:
-        """SQN_HE := SQN_MS and take the SQN after it (TS 33.102 clause 6.3.5), in one statement."""
+    async def reset_to_sqn_ms(self, impi: str, sqn_ms: int) -> Subscriber | None:
+        """TS 33.102 6.3.5 steps 2-5, for an AUTS whose MAC-S verified: when SQN_HE is out of range
+        (``sqn_in_range``), SQN_HE := SQN_MS and return the subscriber carrying the SQN after it.
+
+        None when SQN_HE is in range (it stays, the caller takes the next SQN as for any vector) or
+        the IMPI is unknown. Check and reset are one statement: no concurrent MAR slips in between.
+        """
         rows = await self._update(
-            "UPDATE subscribers SET sqn = ? WHERE impi = ? "
+            f"UPDATE subscribers SET sqn = ?1 WHERE impi = ?2 AND NOT {_IN_RANGE} "  # noqa: S608 - constants
             "RETURNING impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp",
-            (next_sqn(sqn_ms & SQN_MASK), impi),
+            (next_sqn(sqn_ms & SQN_MASK), impi, (sqn_ms & SQN_MASK) >> IND_BITS),
         )
         return self._open(rows[0]) if rows else None
 

@@ -67,8 +67,12 @@ class ZhHandler:
         else:
             sub = await self.store.take_next_sqn(mar.user_name)
         if sub is None:
-            log.info("zh: MAR from %s for unknown IMPI (5001)", peer.origin_host)
-            return self._answer(req, mar, result_code=None, experimental_result=d.ExperimentalResult.ERROR_USER_UNKNOWN)
+            # TS 29.109 4.2 step 2 and 6.2.2.1: an unknown IMPI raises 5401, inside Experimental-Result
+            # with no Result-Code (6.2). Cx's 5001 (TS 29.229) is not a Zh code.
+            log.info("zh: MAR from %s for unknown IMPI (5401)", peer.origin_host)
+            return self._answer(
+                req, mar, result_code=None, experimental_result=d.ExperimentalResult.ERROR_IDENTITY_UNKNOWN
+            )
         rand = os.urandom(16)
         av = milenage.generate_vector(sub.milenage, rand, sub.sqn, sub.amf)
         log.info(
@@ -91,23 +95,40 @@ class ZhHandler:
         )
 
     async def _resync(self, mar: d.MultimediaAuthRequest) -> Subscriber | None:
+        """A MAR with RAND || AUTS in SIP-Authorization: TS 33.102 6.3.5, answered with a fresh vector
+        and DIAMETER_SUCCESS whatever AUTS holds (TS 29.109 4.2 step 2).
+
+        SQN_HE moves to SQN_MS only when the next SQN would not be accepted by the USIM and MAC-S
+        verifies; otherwise the vector takes the next SQN as usual (step 6). MAC-S is checked first
+        here (the spec checks the range first): both orders give the same vector and the same SQN_HE.
+        """
         info = mar.resync_info or b""
         if len(info) != RESYNC_INFO_LEN:
-            log.info("zh: resync for %s with %d-octet SIP-Authorization refused", mar.user_name, len(info))
-            raise _Refused(d.ResultCode.INVALID_AVP_LENGTH)
+            # TS 29.109 4.2 step 2: any other case is an error, DIAMETER_UNABLE_TO_COMPLY with no vector.
+            log.info("zh: resync for %s with %d-octet SIP-Authorization refused (5012)", mar.user_name, len(info))
+            raise _Refused(d.ResultCode.UNABLE_TO_COMPLY)
         current = self.store.get(mar.user_name)
         if current is None:
             return None
+        # AK* = f5*(RAND) and MAC-S = f1*(SQN_MS || RAND || AMF 0000) are over the RAND of the challenge
+        # the USIM answered, which the BSF sends with AUTS (TS 33.102 6.3.3, 6.3.5).
         rand, auts = info[:16], info[16:]
         sqn_ms = milenage.recover_sqn_ms(current.milenage, rand, auts)
         if sqn_ms is None:
-            # TS 33.102 6.3.5: MAC-S failed, no new vector. TS 29.229 names no code; 4001 says it best.
-            log.info("zh: resync for %s: MAC-S does not verify (4001)", mar.user_name)
+            # A USIM with other keys fails MAC-A before it ever builds an AUTS: this is a forged or
+            # corrupted AUTS (or a RAND that is not the challenge's). SQN_HE stays (6.3.5 steps 4-6).
+            log.warning("zh: resync for %s: MAC-S does not verify; SQN_HE %#x kept", mar.user_name, current.sqn)
             self.metrics.resync.labels("mac_s_failure").inc()
-            raise _Refused(d.ResultCode.AUTHENTICATION_REJECTED)
-        log.info("zh: resync for %s: SQN_HE %#x -> SQN_MS %#x", mar.user_name, current.sqn, sqn_ms)
-        self.metrics.resync.labels("resynchronised").inc()
-        return await self.store.resync(mar.user_name, sqn_ms)
+            return await self.store.take_next_sqn(mar.user_name)
+        reset = await self.store.reset_to_sqn_ms(mar.user_name, sqn_ms)
+        if reset is not None:
+            log.info("zh: resync for %s: SQN_HE %#x -> SQN_MS %#x", mar.user_name, current.sqn, sqn_ms)
+            self.metrics.resync.labels("resynchronised").inc()
+            return reset
+        # 6.3.5 step 3: SQN_HE in range (e.g. the USIM refused an older vector): no reset.
+        log.info("zh: resync for %s: SQN_HE %#x in range of SQN_MS %#x, kept", mar.user_name, current.sqn, sqn_ms)
+        self.metrics.resync.labels("in_range").inc()
+        return await self.store.take_next_sqn(mar.user_name)
 
     @staticmethod
     def _guss_for(sub: Subscriber, bsf_timestamp: dt.datetime | None) -> bytes | None:

@@ -123,8 +123,17 @@ async def test_ub_invalid_auts_and_unknown_impi(lab: tuple[Lab, str, int]) -> No
         qop=cred.qop or "auth-int",
         body=b"",
     )
-    status, _, _ = await _get(url, _with(answer, auts=bad, response=resp))  # type: ignore[arg-type]
-    assert status == 403  # the HSS refuses the MAC-S (4001): no new vector
+    status, headers, _ = await _get(url, _with(answer, auts=bad, response=resp))  # type: ignore[arg-type]
+    # TS 29.109 4.2 step 2, TS 33.102 6.3.5: the HSS answers a bad MAC-S with a fresh vector and keeps
+    # SQN_HE, so the new challenge still carries a SQN the USIM (far ahead) refuses.
+    assert status == 401
+    again = client.on_challenge(headers["WWW-Authenticate"])
+    assert digest.Credentials.parse(again).auts is not None
+    status, headers, _ = await _get(url, again)  # the genuine AUTS resynchronises the HSS
+    assert status == 401
+    final = client.on_challenge(headers["WWW-Authenticate"])
+    assert digest.Credentials.parse(final).auts is None
+    assert (await _get(url, final))[0] == 200
     status, _, body = await _get(
         url,
         digest.Credentials(username="ghost@ims.test", realm="bsf.gba.test", nonce="", uri="/", response="").to_header(),

@@ -39,7 +39,8 @@ def hss(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, int, P
     data = ["--data-dir", str(tmp)]
     guss = tmp / "guss.xml"
     guss.write_bytes(GUSS)
-    for impi, extra in ((IMPI, ["--sqn", "000000000040"]), (IMPI_GUSS, ["--guss", str(guss)]), (IMPI_CONC, [])):
+    # The GUSS subscriber last: test_guss_and_timestamp reads its GUSS stamp from the file's mtime.
+    for impi, extra in ((IMPI, ["--sqn", "000000000040"]), (IMPI_CONC, []), (IMPI_GUSS, ["--guss", str(guss)])):
         r = run_cli(["hss", "add-subscriber", *data, "--impi", impi, "--k", K, "--op", OP, *extra])
         assert r.returncode == 0, r.stderr
     env = {"GBAGW_HSS_ZH_PORT": "0", "GBAGW_HSS_ALLOWED_PEERS": "bsf.gba.test,other.gba.test"}
@@ -80,7 +81,7 @@ def _check_vector(maa: d.MultimediaAuthAnswer) -> int:
     rand, autn = maa.sip_authenticate[:16], maa.sip_authenticate[16:]
     mil = milenage.Milenage(bytes.fromhex(K), OPC)
     check = milenage.open_autn(mil, rand, autn)
-    assert check.mac_ok and check.amf == b"\x80\x00"
+    assert check.mac_ok and check.amf == b"\x00\x00"  # the default AMF (TS 33.102 Annex H)
     res, ck, ik, _ = mil.f2345(rand)
     assert (maa.sip_authorization, maa.ck, maa.ik) == (res, ck, ik)
     assert maa.scheme == d.SCHEME_AKA
@@ -104,15 +105,18 @@ async def test_vector_sqn_resync_and_errors(hss: tuple[Proc, int, Path]) -> None
         resynced = await _ask(client, _mar(IMPI, rand + milenage.build_auts(mil, rand, sqn_ms)))
         assert _check_vector(resynced) == next_sqn(sqn_ms)
 
-        good_auts = milenage.build_auts(mil, rand, sqn_ms)
-        bad_auts = good_auts[:-1] + bytes([good_auts[-1] ^ 0x01])  # MAC-S off by one bit
-        refused = await _ask(client, _mar(IMPI, rand + bad_auts))
-        assert refused.result_code == d.ResultCode.AUTHENTICATION_REJECTED and refused.sip_authenticate is None
+        # MAC-S off by one bit, claiming a USIM further ahead: DIAMETER_SUCCESS with a fresh vector, and
+        # SQN_HE stays (TS 29.109 4.2 step 2, TS 33.102 6.3.5).
+        good_auts = milenage.build_auts(mil, rand, 9000 << 5)
+        bad_auts = good_auts[:-1] + bytes([good_auts[-1] ^ 0x01])
+        forged = await _ask(client, _mar(IMPI, rand + bad_auts))
+        assert forged.result_code == d.ResultCode.SUCCESS and forged.experimental_result is None
+        assert _check_vector(forged) == next_sqn(next_sqn(sqn_ms))
         short = await _ask(client, _mar(IMPI, b"\x00" * 10))
-        assert short.result_code == d.ResultCode.INVALID_AVP_LENGTH
+        assert short.result_code == d.ResultCode.UNABLE_TO_COMPLY and short.sip_authenticate is None
 
         unknown = await _ask(client, _mar("nobody@ims.test"))
-        assert unknown.experimental_result == 5001 and unknown.result_code is None
+        assert unknown.experimental_result == 5401 and unknown.result_code is None
         twog = await _ask(client, _mar(IMPI, scheme=d.SCHEME_AKA_2G))
         assert twog.experimental_result == 5006
     finally:
@@ -225,6 +229,7 @@ def test_keys_never_logged(hss: tuple[Proc, int, Path]) -> None:
     proc, _, _ = hss
     text = proc.logs
     assert "vector for" in text
+    assert "hss.allowed_peers is empty" not in text  # this HSS lists its peers
     for secret in (K, OPC.hex()):
         assert secret not in text.lower()
 
