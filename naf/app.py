@@ -13,7 +13,7 @@ from naf.demo import create_demo_naf
 from naf.key_cache import KeyCache
 from naf.metrics import NafMetrics
 from naf.ua_digest import UaDigestAuth
-from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnNoRoute, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw.naf")
@@ -34,6 +34,9 @@ class NafService:
         try:
             with self.metrics.zn_latency.time():
                 key = await self.zn.fetch_key(btid, naf_id)
+        except ZnNoRoute:
+            self.metrics.zn.labels("no_route").inc()
+            raise
         except ZnRefused as exc:
             self.metrics.zn.labels(str(exc.code)).inc()
             raise

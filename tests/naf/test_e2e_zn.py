@@ -19,9 +19,9 @@ from gba import digest, kdf, ue
 from gba.ua import KeyKind, answer_challenge, digest_password
 from gbagw.ue_client import bootstrap
 from gbaio import logs
-from naf.config import NafConfig
+from naf.config import BsfRoute, NafConfig
 from naf.tls_psk import PskClient, PskHandshakeError, PskServer
-from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnNoRoute, ZnRefused
 from naf.zn_http_clients import create_zn_client
 from tests.pcaptool import decode_with_tshark
 from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
@@ -185,7 +185,7 @@ async def test_zn_refusals(lab: Lab) -> None:
     boot = await bootstrap(lab.ub, _ue())
     cases = [
         ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),  # unknown B-TID
-        ("not a b-tid", DIGEST_NAF, "naf.gba.test", 5403),
+        ("not a b-tid@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),
         (boot.btid, kdf.NafId("intruder.gba.test", kdf.UaProtocol.HTTP_DIGEST), "intruder.gba.test", 5402),
         (boot.btid, kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST), "naf.gba.test", 5402),  # other FQDN
         (boot.btid, kdf.NafId("strict.gba.test", kdf.UaProtocol.HTTP_DIGEST), "strict.gba.test", 5402),  # no USS
@@ -362,6 +362,31 @@ async def test_the_bsf_logs_each_zn_lookup_under_the_id_the_naf_sent(lab: Lab, v
         decision["msg"]
         == f"zn/{via}: naf.gba.test for naf.gba.test btid={boot.btid}: authorized (group default, 0 USS, uicc=False)"
     )
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_zn_goes_to_the_bsf_of_the_btid_realm(lab: Lab, via: str) -> None:
+    """TS 29.109 5.2/5.3, 33.220 Annex K: a NAF whose home BSF is elsewhere (a closed port here) reaches
+    the BSF of the B-TID's realm (bsf.gba.test is in gba.test) through naf.bsf_realms, whatever the flavour;
+    a B-TID of a realm nobody configured is refused without any Zn request."""
+    boot = await bootstrap(lab.ub, _ue())
+    closed = free_port()
+    cfg = NafConfig(
+        bsf_realm="home.test",
+        bsf_port=closed,
+        sbi_url=f"http://127.0.0.1:{closed}",
+        soap_url=f"http://127.0.0.1:{closed}/GBAService",
+        zn_via=via,
+        bsf_realms=(BsfRoute("gba.test", "127.0.0.1", lab.zn_port, lab.sbi_url, lab.soap_url),),
+    )
+    client = create_zn_client(cfg)
+    try:
+        key = await client.fetch_key(boot.btid, DIGEST_NAF)
+        assert key.me_key == boot.naf_keys(DIGEST_NAF)[0]
+        with pytest.raises(ZnNoRoute, match="no BSF is configured for its realm"):
+            await client.fetch_key("AAAAAAAAAAAAAAAAAAAAAA==@bsf.elsewhere.test", DIGEST_NAF)
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize("via", ["sbi", "soap"])
