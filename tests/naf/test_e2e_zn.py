@@ -318,7 +318,9 @@ def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
     creds = ["--impi", IMPI, "--k", K, "--opc", OPC]
     r = run_cli(["ue", "bootstrap", "--bsf", lab.ub, *creds, "--state", str(state)])
     assert r.returncode == 0, r.stderr
-    r = run_cli(["ue", "ua-get", "--state", str(state), "--url", lab.naf_url + "hello?x=1"])
+    r = run_cli(
+        ["ue", "ua-get", "--state", str(state), "--url", lab.naf_url + "hello?x=1", "--naf-fqdn", "naf.gba.test"]
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["impi"] == IMPI and r.stdout.endswith("}\n")  # the demo NAF's answer, a line
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # the state file holds Ks
