@@ -420,6 +420,8 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         raise ConfigError("naf.gsids must be a list of GSIDs")
     if bool(s["tls_cert"]) != bool(s["tls_key"]):
         raise ConfigError("naf.tls_cert and naf.tls_key go together")
+    if bool(s["ua_tls_cert"]) != bool(s["ua_tls_key"]):
+        raise ConfigError("naf.ua_tls_cert and naf.ua_tls_key go together")
     config = NafConfig(
         fqdn=_fqdn("naf.fqdn", s["fqdn"]),
         realm=_fqdn("naf.realm", s["realm"]),
@@ -440,10 +442,13 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         tls_key=_optional_input(cfg, "naf.tls_key", s["tls_key"]),
         tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
         tls_server_name=str(s["tls_server_name"]) or None,
+        ua_tls_cert=_optional_input(cfg, "naf.ua_tls_cert", s["ua_tls_cert"]),
+        ua_tls_key=_optional_input(cfg, "naf.ua_tls_key", s["ua_tls_key"]),
         bsf_realms=_bsf_realms(s["bsf_realms"], _fqdn("naf.bsf_realm", s["bsf_realm"])),
         onem2m_ua_id=_onem2m_ua_id("naf.onem2m_ua_id", s["onem2m_ua_id"]),
     )
     check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
+    check_tls(("naf.ua_tls_cert", config.ua_tls_cert, "naf.ua_tls_key", config.ua_tls_key))
     return config
 
 

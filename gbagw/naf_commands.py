@@ -54,7 +54,7 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         port = await service.start()
-        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
+        print(f"naf: demo NAF on {service.scheme}://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
     admin = admin_server(service.metrics.registry, readiness=[service.readiness], certificates=naf.certificates)
     asyncio.run(serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))

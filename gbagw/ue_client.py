@@ -106,7 +106,10 @@ def _is_address(host: str) -> bool:
 def _ua_protocol_id(resp: aiohttp.ClientResponse, tls: ssl.SSLContext | None) -> bytes:
     """0100000002 for Ua digest over HTTP; behind HTTPS, (01,00,01,yy,zz) of the negotiated suite
     (TS 33.220 Annex H.3; TS 33.222 5.3)."""
-    transport = resp.connection.transport if resp.connection is not None else None
+    # aiohttp hands a fully read response's connection back to its pool (resp.connection is then None);
+    # the protocol it ran on still knows the TLS session.
+    protocol = getattr(resp, "_protocol", None)
+    transport = protocol.transport if protocol is not None else None
     tls_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if tls_object is None:
         return UaProtocol.HTTP_DIGEST.value
@@ -132,21 +135,29 @@ async def _ua_get(
                 return resp.status, await resp.read()
             www = resp.headers.get("WWW-Authenticate", "")
             ua_id = _ua_protocol_id(resp, tls)
-        kind, fqdn = parse_naf_realm(digest.Challenge.parse(www).realm)
-        if fqdn.lower() != naf_fqdn.lower():
-            # TS 24.109 5.2.2.1: the realm must name the NAF the UE is talking to; otherwise this NAF
-            # relays another NAF's challenge and would get a response keyed for that other NAF.
-            raise UaRefused(f"the challenge is for NAF {fqdn!r}, not {naf_fqdn!r} that this request goes to")
-        me, uicc = boot.naf_keys(NafId(fqdn, ua_id))
-        key = uicc if kind is KeyKind.UICC else me
-        if key is None:
-            raise UaRefused("the NAF asks for a UICC key but this bootstrap is GBA_ME")
-        cred = answer_challenge(www, boot.btid, key, method="GET", uri=uri)
-        headers = {"Authorization": cred.to_header(), "User-Agent": ua_product_tokens(kind)}
-        async with session.get(url, headers=headers) as resp:
-            body = await resp.read()
-            if resp.status == 200:
-                info = digest.AuthenticationInfo.parse(resp.headers.get("Authentication-Info", ""))
-                if not digest.responses_equal(cred.expected_rspauth(digest_password(key), body), info.rspauth):
-                    raise UaRefused("rspauth from the NAF does not verify")
-            return resp.status, body
+        answered: set[str] = set()
+        while True:
+            ch = digest.Challenge.parse(www)
+            kind, fqdn = parse_naf_realm(ch.realm)
+            if fqdn.lower() != naf_fqdn.lower():
+                # TS 24.109 5.2.2.1: the realm must name the NAF the UE is talking to; otherwise this NAF
+                # relays another NAF's challenge and would get a response keyed for that other NAF.
+                raise UaRefused(f"the challenge is for NAF {fqdn!r}, not {naf_fqdn!r} that this request goes to")
+            me, uicc = boot.naf_keys(NafId(fqdn, ua_id))
+            key = uicc if kind is KeyKind.UICC else me
+            if key is None:
+                raise UaRefused("the NAF asks for a UICC key but this bootstrap is GBA_ME")
+            answered.add(ch.realm)
+            cred = answer_challenge(www, boot.btid, key, method="GET", uri=uri)
+            headers = {"Authorization": cred.to_header(), "User-Agent": ua_product_tokens(kind)}
+            async with session.get(url, headers=headers) as resp:
+                body = await resp.read()
+                www = resp.headers.get("WWW-Authenticate", "")
+                if resp.status == 200:
+                    info = digest.AuthenticationInfo.parse(resp.headers.get("Authentication-Info", ""))
+                    if not digest.responses_equal(cred.expected_rspauth(digest_password(key), body), info.rspauth):
+                        raise UaRefused("rspauth from the NAF does not verify")
+            # One more answer when the NAF asks for the other key (USS keyChoice, TS 24.109 5.2.2);
+            # the same realm again means this key failed (bootstrap again), never answered twice.
+            if resp.status != 401 or not www or digest.Challenge.parse(www).realm in answered:
+                return resp.status, body

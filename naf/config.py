@@ -50,6 +50,8 @@ class NafConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address
+    ua_tls_cert: Path | None = None  # HTTPS on Ua (TS 33.222 5.3): the NAF's certificate chain and key
+    ua_tls_key: Path | None = None
     bsf_realms: tuple[BsfRoute, ...] = ()  # other realms' BSFs (or Zn-Proxies), by B-TID domain
     onem2m_ua_id: bytes = UA_ID_DEFAULT  # Ua id of NAF_Id for oneM2M Km over GBA (gba.onem2m)
 
@@ -69,8 +71,9 @@ class NafConfig:
 
     @property
     def certificates(self) -> dict[str, Path]:
-        """The certificate chain this NAF presents on Zn, by configuration key (for its expiry metric)."""
-        return {} if self.tls_cert is None else {"naf.tls_cert": self.tls_cert}
+        """The certificate chains this NAF presents on Zn and Ua, by configuration key (expiry metric)."""
+        found = {"naf.tls_cert": self.tls_cert, "naf.ua_tls_cert": self.ua_tls_cert}
+        return {k: v for k, v in found.items() if v is not None}
 
     @property
     def zn_target(self) -> str:
