@@ -12,6 +12,8 @@ import hmac
 import re
 import unicodedata
 
+from gba.kdf import NafId
+
 EXPORT_LABEL_BOOTSTRAP = b"EXPORTER-oneM2M-Bootstrap"  # TS-0003 10.3.1
 EXPORT_LEN = 48  # first 16 octets RelativeKeID, last 32 octets Ke; no context
 KM_LABEL = b"oneM2M Enrolment Key to Master Credential derivation"  # TS-0003 10.3.2
@@ -46,6 +48,11 @@ def parse_ua_id(text: str) -> bytes:
     if len(raw) != 5:
         raise OneM2MError(f"a Ua security protocol id is 10 hex digits, got {text!r}")
     return raw
+
+
+def maf_naf_id(maf_fqdn: str, ua_id: bytes = UA_ID_DEFAULT) -> NafId:
+    """NAF_Id for Km over GBA: the MAF-FQDN (TS-0003 Annex A: NAF FQDN - MAF-ID) and the profile's Ua id."""
+    return NafId(maf_fqdn, ua_id)
 
 
 def split_export(material: bytes) -> tuple[bytes, bytes]:
