@@ -12,11 +12,21 @@ import hmac
 import re
 import unicodedata
 
+from gba.kdf import NafId
+
 EXPORT_LABEL_BOOTSTRAP = b"EXPORTER-oneM2M-Bootstrap"  # TS-0003 10.3.1
 EXPORT_LEN = 48  # first 16 octets RelativeKeID, last 32 octets Ke; no context
 KM_LABEL = b"oneM2M Enrolment Key to Master Credential derivation"  # TS-0003 10.3.2
 KPSA_LABEL = b"oneM2M Enrolment Key to Provisioned Secure Connection Key derivation"  # TS-0003 10.3.3
 SUID_MAF = 21  # m2m:suid: RSPF-provisioned key shared with a MAF (TS-0003 8.8.2.3)
+
+# GBA-based framework (TS-0003 8.3.2.3): Km = Ks_(ext/int)_NAF with NAF_Id = MAF-FQDN || Ua security
+# protocol id. Neither TS-0003 nor TS 33.220 Annex H assigns oneM2M an id, so this is a profile choice,
+# the same at the Enrolee, the MAF (NAF kit) and the MEF/BSF (keys ``naf.onem2m_ua_id``,
+# ``mef.onem2m_ua_id``, ``--onem2m-ua-id``; docs/mef-api.md). Default: Annex H.2's organisation 0x00
+# id 00 00 00 00 00 ("protocols not specified otherwise"), one id whatever the (D)TLS suite, so Km
+# does not change with the suite a handshake happens to negotiate.
+UA_ID_DEFAULT = bytes(5)
 
 _KEYID_RE = re.compile(r"([0-9a-fA-F]{32})@(.+)")
 
@@ -27,6 +37,22 @@ class OneM2MError(ValueError):
 
 def _utf8(s: str) -> bytes:
     return unicodedata.normalize("NFKC", s).encode("utf-8")
+
+
+def parse_ua_id(text: str) -> bytes:
+    """A Ua security protocol id written as 10 hex digits (TS 33.220 Annex H: 5 octets)."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 5:
+        raise OneM2MError(f"a Ua security protocol id is 10 hex digits, got {text!r}")
+    return raw
+
+
+def maf_naf_id(maf_fqdn: str, ua_id: bytes = UA_ID_DEFAULT) -> NafId:
+    """NAF_Id for Km over GBA: the MAF-FQDN (TS-0003 Annex A: NAF FQDN - MAF-ID) and the profile's Ua id."""
+    return NafId(maf_fqdn, ua_id)
 
 
 def split_export(material: bytes) -> tuple[bytes, bytes]:

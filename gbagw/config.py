@@ -19,9 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 from bsf.config import BsfConfig, NafEntry
 from bsf.mef.config import EnroleeEntry, MefConfig
 from gba import digest
+from gba import onem2m
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
-from naf.config import NafConfig
+from naf.config import BsfRoute, NafConfig
 
 ENV_PREFIX = "GBAGW_"
 
@@ -389,6 +390,54 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     return config
 
 
+def _onem2m_ua_id(name: str, value: Any) -> bytes:
+    try:
+        return onem2m.parse_ua_id(value if isinstance(value, str) else repr(value))
+    except onem2m.OneM2MError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _url(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _bsf_realms(entries: Any, home: str) -> tuple[BsfRoute, ...]:
+    """``naf.bsf_realms``: the BSFs (or Zn-Proxies) of realms other than the home ``naf.bsf_realm``."""
+    if not isinstance(entries, list):
+        raise ConfigError("naf.bsf_realms must be a list of tables (realm, host, port, sbi_url, soap_url)")
+    routes: list[BsfRoute] = []
+    seen = {home.lower()}
+    for i, e in enumerate(entries):
+        where = f"naf.bsf_realms[{i}]"
+        if not isinstance(e, dict):
+            raise ConfigError(f"{where} must be a table with realm, host, port")
+        if problem := unknown_keys(e, ("realm", "host", "port", "sbi_url", "soap_url")):
+            raise ConfigError(f"{where}: {problem}")
+        if "realm" not in e or "host" not in e or "port" not in e:
+            raise ConfigError(f"{where} needs realm, host and port")
+        realm = _fqdn(f"{where}.realm", e["realm"])
+        if realm.lower() in seen:
+            raise ConfigError(f"{where}.realm {realm!r} is configured twice (naf.bsf_realm is the home realm)")
+        seen.add(realm.lower())
+        host = e["host"]
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{where}.host must be a host name or address, got {host!r}")
+        routes.append(
+            BsfRoute(
+                realm,
+                host,
+                _port(f"{where}.port", e["port"]),
+                _url(f"{where}.sbi_url", e.get("sbi_url")),
+                _url(f"{where}.soap_url", e.get("soap_url")),
+            )
+        )
+    return tuple(routes)
+
+
 def naf_config(cfg: LoadedConfig) -> NafConfig:
     s = cfg.section("naf")
     gsids = s["gsids"]
@@ -396,6 +445,8 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         raise ConfigError("naf.gsids must be a list of GSIDs")
     if bool(s["tls_cert"]) != bool(s["tls_key"]):
         raise ConfigError("naf.tls_cert and naf.tls_key go together")
+    if bool(s["ua_tls_cert"]) != bool(s["ua_tls_key"]):
+        raise ConfigError("naf.ua_tls_cert and naf.ua_tls_key go together")
     config = NafConfig(
         fqdn=_fqdn("naf.fqdn", s["fqdn"]),
         realm=_fqdn("naf.realm", s["realm"]),
@@ -417,11 +468,16 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         tls_ca=_optional_input(cfg, "naf.tls_ca", s["tls_ca"]),
         tls_server_name=str(s["tls_server_name"]) or None,
         bsf_tls=bool(s["bsf_tls"]),
+        ua_tls_cert=_optional_input(cfg, "naf.ua_tls_cert", s["ua_tls_cert"]),
+        ua_tls_key=_optional_input(cfg, "naf.ua_tls_key", s["ua_tls_key"]),
+        bsf_realms=_bsf_realms(s["bsf_realms"], _fqdn("naf.bsf_realm", s["bsf_realm"])),
+        onem2m_ua_id=_onem2m_ua_id("naf.onem2m_ua_id", s["onem2m_ua_id"]),
     )
     if config.bsf_tls and (config.tls_ca is None or config.tls_cert is None):
         # RFC 6733 13.1: mutual authentication; the NAF checks the BSF and proves itself with its certificate.
         raise ConfigError("naf.bsf_tls needs naf.tls_ca (to check the BSF) and naf.tls_cert / naf.tls_key")
     check_tls(("naf.tls_cert", config.tls_cert, "naf.tls_key", config.tls_key), ("naf.tls_ca", config.tls_ca))
+    check_tls(("naf.ua_tls_cert", config.ua_tls_cert, "naf.ua_tls_key", config.ua_tls_key))
     return config
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from OpenSSL import SSL
 
 from gba import onem2m
+from gba.ue import Bootstrap
 from gbaio.tls import TlsError, cert_context, connect, install_client_psk, peer_names, request_json, tls12_context
 
 PSK_SUITES = "PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256"
@@ -63,3 +64,20 @@ def enrol_cert(host: str, port: int, mef_fqdn: str, cert: Path, key: Path, ca: P
         conn.shutdown()
         raise EnrolmentError(f"the MEF certificate does not name {mef_fqdn}")
     return _enrol(conn, mef_fqdn)
+
+
+@dataclass(frozen=True, slots=True)
+class GbaKm:
+    kmid: str
+    km: bytes = field(repr=False)
+
+
+def km_over_gba(boot: Bootstrap, maf_fqdn: str, ua_id: bytes = onem2m.UA_ID_DEFAULT, *, uicc: bool = False) -> GbaKm:
+    """GBA-based framework (TS-0003 8.3.2.3): KmID = KeID = B-TID, Km = Ks_(ext)_NAF, or Ks_int_NAF when
+    the client runs in the UICC, for NAF_Id = MAF-FQDN || the oneM2M Ua id profile (gba.onem2m)."""
+    me, internal = boot.naf_keys(onem2m.maf_naf_id(maf_fqdn, ua_id))
+    if uicc:
+        if internal is None:
+            raise EnrolmentError("no Ks_int_NAF: this bootstrap is not GBA_U")
+        return GbaKm(boot.btid, internal)
+    return GbaKm(boot.btid, me)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bsf.app import open_store
 from bsf.mef.server import create_mef
-from gba import onem2m, pki
+from gba import kdf, onem2m, pki
 from gbagw import config as cfgmod
 from gbagw.bsf_commands import serving_keyring
 from gbagw.cli_common import (
@@ -28,8 +28,9 @@ from gbagw.cli_common import (
     serve_until_signal,
     subcommand,
 )
-from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
+from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk, km_over_gba
 from gbagw.listeners import check_listeners, mef_listeners
+from gbagw.ue_commands import _saved_bootstrap as saved_bootstrap  # the one reader of the UE's state file
 from gbaio.errors import os_reason
 from gbaio.private_files import private_dir
 
@@ -120,6 +121,21 @@ def cmd_enrolee_enrol(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_enrolee_gba_km(args: argparse.Namespace) -> int:
+    boot = saved_bootstrap(args.state)
+    try:
+        ua = onem2m.parse_ua_id(args.onem2m_ua_id) if args.onem2m_ua_id else onem2m.UA_ID_DEFAULT
+        cred = km_over_gba(boot, args.maf, ua, uicc=args.uicc)
+    except (onem2m.OneM2MError, kdf.KdfError) as exc:
+        raise CliError(str(exc)) from None
+    except EnrolmentError as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    out: dict[str, Any] = {"kmid": cred.kmid, "maf": args.maf, "ua_id": ua.hex()}
+    out["km"] = cred.km.hex() if args.show_keys else f"(derived for {args.maf})"
+    emit(out, args.json)
+    return EXIT_OK
+
+
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "mef", "oneM2M MEF direct frameworks (TLS-PSK / certificates, Km for MAFs)")
     subcommand(cmds, "serve", "run the Enrolee and MAF TLS listeners", cmd_mef_serve)
@@ -146,4 +162,17 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--ca", type=Path, help="trust anchors for the MEF certificate")
     p.add_argument("--maf", help="also derive Km for this MAF-ID")
     p.add_argument("--show-keys", action="store_true", help="print Ke / Km (lab use)")
+    p.add_argument("--json", action="store_true")
+    p = subcommand(
+        cmds,
+        "gba-km",
+        "GBA-based framework: KmID and Km for a MAF from a saved UE bootstrap",
+        cmd_enrolee_gba_km,
+        config=False,
+    )
+    p.add_argument("--state", type=Path, required=True, help="state file of `gbagw ue bootstrap --state`")
+    p.add_argument("--maf", required=True, help="the MAF's FQDN (NAF FQDN in NAF_Id)")
+    p.add_argument("--onem2m-ua-id", help="Ua id in NAF_Id, 10 hex digits (default 0000000000, docs/mef-api.md)")
+    p.add_argument("--uicc", action="store_true", help="the client runs in the UICC: Km = Ks_int_NAF")
+    p.add_argument("--show-keys", action="store_true", help="print Km (lab use)")
     p.add_argument("--json", action="store_true")

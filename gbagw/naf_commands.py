@@ -54,7 +54,7 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         port = await service.start()
-        print(f"naf: demo NAF on http://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
+        print(f"naf: demo NAF on {service.scheme}://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
     admin = admin_server(service.metrics.registry, readiness=[service.readiness], certificates=naf.certificates)
     asyncio.run(serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
@@ -63,8 +63,13 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
 
 def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
     naf = cfgmod.naf_config(load_config(args))
+    if args.onem2m and args.ua_id:
+        raise CliError("--onem2m takes the Ua id from naf.onem2m_ua_id; leave out --ua-id")
     try:
-        naf_id = kdf.NafId(args.naf_fqdn, ua_id(args.ua_id))
+        if args.onem2m:  # Km over GBA for this MAF (TS-0003 8.3.2.3): the oneM2M Ua id profile
+            naf_id = onem2m.maf_naf_id(args.naf_fqdn, naf.onem2m_ua_id)
+        else:
+            naf_id = kdf.NafId(args.naf_fqdn, ua_id(args.ua_id))
     except kdf.KdfError as exc:
         raise CliError(str(exc)) from None
     if args.via:
@@ -95,6 +100,8 @@ def cmd_naf_fetch_key(args: argparse.Namespace) -> int:
     out["ks_naf" if key.uicc_key is None else "ks_ext_naf"] = key.me_key.hex()
     if key.uicc_key is not None:
         out["ks_int_naf"] = key.uicc_key.hex()
+    if args.onem2m:
+        out["kmid"] = key.btid  # KmID = KeID = B-TID; Km is Ks_(ext)_NAF, or Ks_int_NAF for a UICC client
     emit(out, args.json)
     return EXIT_OK
 
@@ -108,6 +115,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--ua-id", help="Ua security protocol id, 10 hex digits (default 0100000002)")
     p.add_argument("--gsid", action="append", default=[])
     p.add_argument("--via", choices=("diameter", "sbi", "soap"), help="Zn flavour (default: naf.zn_via)")
+    p.add_argument("--onem2m", action="store_true", help="as a MAF: Km for this KmID (Ua id: naf.onem2m_ua_id)")
     p.add_argument("--json", action="store_true")
     p = subcommand(
         cmds, "fetch-km", "as a MAF, fetch Km by KeID from the MEF (mutual TLS)", cmd_naf_fetch_km, config=False

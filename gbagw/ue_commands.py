@@ -141,7 +141,7 @@ def _saved_bootstrap(state: Path) -> ue.Bootstrap:
 def cmd_ue_ua_get(args: argparse.Namespace) -> int:
     boot = _saved_bootstrap(args.state)
     try:
-        status, body = asyncio.run(ua_get(args.url, boot))
+        status, body = asyncio.run(ua_get(args.url, boot, naf_fqdn=args.naf_fqdn))
     except UaRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     except (OSError, TimeoutError) as exc:
@@ -194,3 +194,4 @@ def register(sub: Subcommands) -> None:
     )
     p.add_argument("--state", type=Path, required=True)
     p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8090/hello")
+    p.add_argument("--naf-fqdn", help="the NAF's FQDN, needed when the URL holds an address (TS 24.109 5.2.2.1)")

@@ -99,6 +99,27 @@ def install_client_psk(ctx: SSL.Context, on_psk: Callable[[bytes | None], tuple[
     return handle
 
 
+def install_suite_watch(ctx: SSL.Context, on_suite: Callable[[Any, int], None]) -> Any:
+    """``on_suite(ssl, code)`` with the IANA code of the suite in the ServerHello, sent or received:
+    the PSK callbacks run before OpenSSL makes that suite current, and a key that depends on the suite
+    (TS 33.222 5.4: NAF_Id = FQDN || 01 00 01 yy zz) needs it there. Returns the cffi handle to keep."""
+
+    def callback(_write_p: int, _version: int, content_type: int, buf: Any, length: int, ssl: Any, _arg: Any) -> None:
+        if content_type != 22 or length < 39:  # handshake record; ServerHello: type, len(3), version(2), random(32)
+            return
+        data = bytes(ffi.buffer(buf, length))
+        at = 39 + data[38]  # past the session id
+        if data[0] == 2 and len(data) >= at + 2:
+            try:
+                on_suite(ssl, int.from_bytes(data[at : at + 2], "big"))
+            except Exception:  # an exception must never unwind into OpenSSL
+                return
+
+    handle = ffi.callback("void(int, int, int, const void *, size_t, SSL *, void *)", callback)
+    lib.SSL_CTX_set_msg_callback(ctx._context, handle)
+    return handle
+
+
 # --- certificates ---------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from naf.demo import create_demo_naf
 from naf.key_cache import KeyCache
 from naf.metrics import NafMetrics
 from naf.ua_digest import UaDigestAuth
-from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnNoRoute, ZnRefused, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw.naf")
@@ -26,7 +27,8 @@ class NafService:
         self.metrics = metrics
         self.keys = KeyCache(self._fetch)
         metrics.cached_keys.set_function(lambda: len(self.keys))
-        self.auth = UaDigestAuth(config, self.keys, metrics)
+        self.tls = _ua_tls(config)
+        self.auth = UaDigestAuth(config, self.keys, metrics, self.tls)
         self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None)
         self.port: int | None = None
 
@@ -34,6 +36,9 @@ class NafService:
         try:
             with self.metrics.zn_latency.time():
                 key = await self.zn.fetch_key(btid, naf_id)
+        except ZnNoRoute:
+            self.metrics.zn.labels("no_route").inc()
+            raise
         except ZnRefused as exc:
             self.metrics.zn.labels(str(exc.code)).inc()
             raise
@@ -54,20 +59,34 @@ class NafService:
 
     async def start(self) -> int:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.tls).start()
         self.port = int(self._runner.addresses[0][1])
         log.info(
-            "demo NAF %s on http://%s:%d/ (Zn via %s)",
+            "demo NAF %s on %s://%s:%d/ (Zn via %s)",
             self.config.fqdn,
+            self.scheme,
             self.config.host,
             self.port,
             self.config.zn_target,
         )
         return self.port
 
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls is None else "https"
+
     async def stop(self) -> None:
         await self._runner.cleanup()
         await self.zn.close()
+
+
+def _ua_tls(config: NafConfig) -> ssl.SSLContext | None:
+    """HTTPS on Ua, server-authenticated (TS 33.222 5.3): the UE authenticates with Ua digest inside."""
+    if config.ua_tls_cert is None or config.ua_tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(config.ua_tls_cert, config.ua_tls_key)
+    return ctx
 
 
 def create_naf(config: NafConfig, zn: ZnKeySource | None = None, metrics: NafMetrics | None = None) -> NafService:

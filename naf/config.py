@@ -5,6 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gba.onem2m import UA_ID_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class BsfRoute:
+    """Where the Zn requests for the B-TIDs of one realm go (TS 29.109 5.2, 5.3; TS 33.220 Annex K).
+
+    ``realm`` matches a B-TID whose domain part is the realm or one of its subdomains; it is also the
+    Diameter Destination-Realm. ``host``/``port`` is the Diameter peer (the BSF, or a Zn-Proxy for a
+    visited NAF); the URLs are the Nbsp_GBA apiRoot and the Zn-WS endpoint of that realm's BSF.
+    """
+
+    realm: str
+    host: str
+    port: int
+    sbi_url: str | None = None
+    soap_url: str | None = None
+
+    def matches(self, domain: str) -> bool:
+        domain, realm = domain.lower().rstrip("."), self.realm.lower()
+        return domain == realm or domain.endswith("." + realm)
+
 
 @dataclass(frozen=True, slots=True)
 class NafConfig:
@@ -29,11 +51,30 @@ class NafConfig:
     tls_ca: Path | None = None
     tls_server_name: str | None = None  # name to expect in the BSF certificate when the URL holds an address
     bsf_tls: bool = False  # Diameter Zn over TLS from connection start (RFC 6733 13), with tls_cert/key/ca
+    ua_tls_cert: Path | None = None  # HTTPS on Ua (TS 33.222 5.3): the NAF's certificate chain and key
+    ua_tls_key: Path | None = None
+    bsf_realms: tuple[BsfRoute, ...] = ()  # other realms' BSFs (or Zn-Proxies), by B-TID domain
+    onem2m_ua_id: bytes = UA_ID_DEFAULT  # Ua id of NAF_Id for oneM2M Km over GBA (gba.onem2m)
+
+    @property
+    def home_route(self) -> BsfRoute:
+        """The home BSF: bsf_host/bsf_port for Diameter, sbi_url/soap_url for the HTTP flavours."""
+        return BsfRoute(self.bsf_realm, self.bsf_host, self.bsf_port, self.sbi_url, self.soap_url)
+
+    def route_for(self, btid: str) -> BsfRoute | None:
+        """The route of a B-TID: the configured realm that is, or is the closest parent of, its
+        domain part (TS 29.109 5.2: Destination-Realm from the B-TID); None for an unknown realm."""
+        _, sep, domain = btid.rpartition("@")
+        if not sep or not domain:
+            return None
+        found = [r for r in (self.home_route, *self.bsf_realms) if r.matches(domain)]
+        return max(found, key=lambda r: len(r.realm), default=None)
 
     @property
     def certificates(self) -> dict[str, Path]:
-        """The certificate chain this NAF presents on Zn, by configuration key (for its expiry metric)."""
-        return {} if self.tls_cert is None else {"naf.tls_cert": self.tls_cert}
+        """The certificate chains this NAF presents on Zn and Ua, by configuration key (expiry metric)."""
+        found = {"naf.tls_cert": self.tls_cert, "naf.ua_tls_cert": self.ua_tls_cert}
+        return {k: v for k, v in found.items() if v is not None}
 
     @property
     def zn_target(self) -> str:

@@ -14,7 +14,7 @@ from gba.uss import Uss, UssError, parse_uss_list
 from gbaio import logs
 from gbaio.diameter_node import DiameterClient, DiameterError, NodeIdentity
 from gbaio.tls import client_ssl_context
-from naf.config import NafConfig
+from naf.config import BsfRoute, NafConfig
 
 log = logging.getLogger("gbagw.naf.zn")
 
@@ -48,6 +48,40 @@ class ZnRefused(Exception):
         self.code = code
 
 
+class ZnNoRoute(ZnRefused):
+    """No BSF is configured for the realm of a B-TID: refused here, no Zn request is sent."""
+
+    def __init__(self, btid: str, why: str = "") -> None:
+        why = why or "no BSF is configured for its realm (naf.bsf_realm, naf.bsf_realms)"
+        Exception.__init__(self, f"B-TID {btid!r}: {why}")
+        self.code = None
+
+
+def route_for(config: NafConfig, btid: str) -> BsfRoute:
+    """The BSF (or Zn-Proxy) for a B-TID, from the domain after its last ``@`` (TS 29.109 5.2 step 1,
+    5.3; TS 33.220 Annex K: a visited NAF reaches the home BSF of the B-TID's realm)."""
+    found = config.route_for(btid)
+    if found is None:
+        raise ZnNoRoute(btid)
+    return found
+
+
+def sbi_url_for(config: NafConfig, btid: str) -> str:
+    """The Nbsp_GBA apiRoot of the B-TID's realm."""
+    url = route_for(config, btid).sbi_url
+    if not url:
+        raise ZnNoRoute(btid, "its realm has no Nbsp_GBA apiRoot (sbi_url in naf.bsf_realms)")
+    return url
+
+
+def soap_url_for(config: NafConfig, btid: str) -> str:
+    """The Zn-WS endpoint of the B-TID's realm."""
+    url = route_for(config, btid).soap_url
+    if not url:
+        raise ZnNoRoute(btid, "its realm has no Zn-WS endpoint (soap_url in naf.bsf_realms)")
+    return url
+
+
 @dataclass(frozen=True, slots=True)
 class NafKey:
     """What the BSF returned for (B-TID, NAF_Id): keys, identities, lifetime (TS 29.109 5.2)."""
@@ -75,32 +109,50 @@ class ZnKeySource(Protocol):
 
 
 class ZnClient:
+    """Diameter Zn: one peer connection per configured BSF (or Zn-Proxy) address, opened on first use;
+    ``client`` is the home BSF's."""
+
     def __init__(self, config: NafConfig, client: DiameterClient | None = None) -> None:
         self.config = config
-        self.client = client or DiameterClient(
-            NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,)),
-            config.bsf_host,
-            config.bsf_port,
-            timeout=config.zn_timeout,
-            tls=client_ssl_context(config.tls_ca, config.tls_cert, config.tls_key) if config.bsf_tls else None,
-            server_name=config.tls_server_name,
-        )
+        self.client = client or self._connect(config.home_route)
+        self._peers: dict[tuple[str, int], DiameterClient] = {(config.bsf_host, config.bsf_port): self.client}
         self._sessions = logs.RequestIds(config.fqdn)
+
+    def _connect(self, route: BsfRoute) -> DiameterClient:
+        cfg = self.config
+        home = route == cfg.home_route
+        return DiameterClient(
+            NodeIdentity(cfg.fqdn, cfg.realm, (d.APP_ZN,)),
+            route.host,
+            route.port,
+            timeout=cfg.zn_timeout,
+            # Zn over TLS from connection start (RFC 6733 13) to every BSF or Zn-Proxy, with one client
+            # certificate; tls_server_name names the home BSF only, others are checked against their host.
+            tls=client_ssl_context(cfg.tls_ca, cfg.tls_cert, cfg.tls_key) if cfg.bsf_tls else None,
+            server_name=cfg.tls_server_name if home else None,
+        )
+
+    def _peer(self, route: BsfRoute) -> DiameterClient:
+        peer = self._peers.get((route.host, route.port))
+        if peer is None:
+            peer = self._peers[(route.host, route.port)] = self._connect(route)
+        return peer
 
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)
+        route = route_for(self.config, btid)
         bir = d.BootstrappingInfoRequest(
             self._sessions.send_next(),  # the BSF logs this BIR under its Session-Id
             self.config.fqdn,
             self.config.realm,
-            self.config.bsf_realm,
+            route.realm,  # Destination-Realm: the B-TID's realm, a Zn-Proxy routes on it (33.220 Annex K)
             btid,
             naf_id.encode(),
             gsids=gsids,
             gba_u_aware=self.config.gba_u_aware,
         )
         try:
-            env = await self.client.request(bir.to_envelope(0, 0))
+            env = await self._peer(route).request(bir.to_envelope(0, 0))
         except DiameterError as exc:
             raise ZnUnavailable(str(exc)) from None
         bia = d.BootstrappingInfoAnswer.from_envelope(env)
@@ -133,4 +185,5 @@ class ZnClient:
         )
 
     async def close(self) -> None:
-        await self.client.close()
+        for peer in self._peers.values():
+            await peer.close()

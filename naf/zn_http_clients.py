@@ -20,7 +20,16 @@ from gba.safexml import XmlError
 from gba.uss import Uss, UssError, parse_uss_list
 from gbaio import logs
 from naf.config import NafConfig
-from naf.zn_client import TRANSIENT_RESULT_CODES, NafKey, ZnClient, ZnKeySource, ZnRefused, ZnUnavailable
+from naf.zn_client import (
+    TRANSIENT_RESULT_CODES,
+    NafKey,
+    ZnClient,
+    ZnKeySource,
+    ZnRefused,
+    ZnUnavailable,
+    sbi_url_for,
+    soap_url_for,
+)
 
 # RFC 9110 15.6.3-15.6.5: a gateway or the BSF itself says "not now" (the 500s stay refusals).
 _TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -134,7 +143,7 @@ class SbiZnClient:
         if gsids:
             body["gsIds"] = [int(g) for g in gsids]
         headers = {"Authorization": f"Bearer {self.config.sbi_token}"} if self.config.sbi_token else {}
-        url = self.config.sbi_url.rstrip("/") + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+        url = sbi_url_for(self.config, btid).rstrip("/") + "/nbsp-gba/v1/bootstrapping-info-retrieval"
         try:
             resp = await self._http.post(url, json=body, headers=headers, extensions=_sni(self.config))
         except httpx.HTTPError as exc:
@@ -175,7 +184,7 @@ class SoapZnClient:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{zn_soap.SOAP_ACTION}"'}
         try:
             resp = await self._http.post(
-                self.config.soap_url, content=req, headers=headers, extensions=_sni(self.config)
+                soap_url_for(self.config, btid), content=req, headers=headers, extensions=_sni(self.config)
             )
         except httpx.HTTPError as exc:
             raise ZnUnavailable(f"Zn SOAP request failed: {exc}") from None

@@ -152,7 +152,16 @@ def test_the_compose_lab_bootstraps_serves_zn_and_survives_a_bsf_stop(lab: Lab, 
     r = run_cli(fetch, env={"GBAGW_NAF_BSF_PORT": str(PUBLISHED["bsf2 Zn"])})
     assert r.returncode == 0, r.stderr
     assert ks_naf in r.stdout and IMPI in r.stdout
-    ua_get = ["ue", "ua-get", "--state", str(state), "--url", "http://127.0.0.1:8090/hello"]
+    ua_get = [
+        "ue",
+        "ua-get",
+        "--state",
+        str(state),
+        "--url",
+        "http://127.0.0.1:8090/hello",
+        "--naf-fqdn",
+        "naf.gba.test",
+    ]
     r = run_cli(ua_get)  # the demo NAF in its container, Zn to "bsf"
     assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
 
@@ -284,7 +293,18 @@ def test_the_grafana_dashboard_shows_the_lab(lab: Lab, tmp_path: Path) -> None:
             fetch = ["naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test"]
             r = run_cli(fetch, env={"GBAGW_NAF_BSF_PORT": str(PUBLISHED[zn])})
             assert r.returncode == 0, r.stderr
-        r = run_cli(["ue", "ua-get", "--state", str(state), "--url", "http://127.0.0.1:8090/hello"])
+        r = run_cli(
+            [
+                "ue",
+                "ua-get",
+                "--state",
+                str(state),
+                "--url",
+                "http://127.0.0.1:8090/hello",
+                "--naf-fqdn",
+                "naf.gba.test",
+            ]
+        )
         assert r.returncode == 0, r.stdout + r.stderr
 
     # Twice, a scrape apart: a rate needs two samples of a series, and a labelled series first appears with
@@ -345,7 +365,17 @@ def test_the_systemd_units_run_the_services(built: str) -> None:
                "--state", "ue.json")  # fmt: skip
         assert r.returncode == 0, r.stdout + r.stderr
         btid = json.loads(sh("cat", "ue.json").stdout)["bootstrap"]["btid"]
-        r = sh("gbagw", "ue", "ua-get", "--state", "ue.json", "--url", "http://127.0.0.1:8090/hello")
+        r = sh(
+            "gbagw",
+            "ue",
+            "ua-get",
+            "--state",
+            "ue.json",
+            "--url",
+            "http://127.0.0.1:8090/hello",
+            "--naf-fqdn",
+            "naf.gba.test",
+        )
         assert r.returncode == 0 and IMPI in r.stdout, r.stdout + r.stderr
         r = sh("gbagw", "naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test", "--json")
         assert r.returncode == 0, r.stdout + r.stderr

@@ -162,7 +162,7 @@ def test_every_dashboard_panel_shows_gbagw_up_scraped_by_prometheus(tmp_path: Pa
 
         def traffic() -> None:
             cli("ue", "bootstrap", "--bsf", ub, "--impi", impi, "--k", K, "--op", OP, "--state", state)
-            cli("ue", "ua-get", "--state", state, "--url", naf + "hello")
+            cli("ue", "ua-get", "--state", state, "--url", naf + "hello", "--naf-fqdn", "naf.gba.test")
             btid = json.loads((tmp_path / "ue.json").read_text())["bootstrap"]["btid"]
             cli("naf", "fetch-key", "--btid", btid, "--naf-fqdn", "naf.gba.test")
             enrol = ["enrolee", "enrol", "--mef", f"tls://127.0.0.1:{mef.group(1)}", "--psk-id"]

@@ -33,3 +33,16 @@ def test_bad_keids(bad: str) -> None:
 def test_export_length_checked() -> None:
     with pytest.raises(onem2m.OneM2MError):
         onem2m.split_export(bytes(47))
+
+
+def test_the_onem2m_ua_id_profile() -> None:
+    """No Ua id is registered for oneM2M (TS 33.220 Annex H): the profile default is the organisation
+    0x00 id, the same for every TLS suite; any 5-octet id can be configured instead."""
+    from gba.kdf import NafId
+
+    assert bytes(5) == onem2m.UA_ID_DEFAULT
+    assert onem2m.maf_naf_id("maf.gba.test") == NafId("maf.gba.test", bytes(5))
+    assert onem2m.parse_ua_id("FF00000001") == bytes.fromhex("ff00000001")
+    for bad in ("0100", "zz00000000", "010000000200"):
+        with pytest.raises(onem2m.OneM2MError, match="10 hex digits"):
+            onem2m.parse_ua_id(bad)

@@ -50,3 +50,29 @@ def test_psk_identities() -> None:
     for bad in (b"other;b@bsf", b"\xff"):
         with pytest.raises(ua.UaError):
             ua.parse_psk_identity(bad)
+
+
+def test_key_choice_decides_which_ua_keys_a_naf_accepts() -> None:
+    """TS 29.109 Annex A keyChoice, TS 33.220 4.4.6: UICC-based-key admits only Ks_int_NAF."""
+    from gba.ua import KeyKind, allowed_key_kinds
+
+    both = frozenset({KeyKind.ME, KeyKind.UICC})
+    assert allowed_key_kinds([]) == both and allowed_key_kinds([None, "ME-UICC-based-keys"]) == both
+    assert allowed_key_kinds(["UICC-based-key"]) == {KeyKind.UICC}
+    assert allowed_key_kinds([None, "ME-based-key"]) == {KeyKind.ME}
+    assert allowed_key_kinds(["ME-based-key", "UICC-based-key"]) == frozenset()  # cannot be met
+
+
+def test_ua_product_tokens_and_https_ua_id() -> None:
+    from gba.ua import KeyKind, UaError, ua_https_id, ua_product_tokens
+
+    assert ua_product_tokens(KeyKind.ME) == "3gpp-gba"  # TS 24.109 5.2.1
+    assert ua_product_tokens(KeyKind.UICC, KeyKind.ME) == "3gpp-gba-uicc 3gpp-gba"
+    ciphers = [
+        {"name": "ECDHE-ECDSA-AES128-GCM-SHA256", "id": 0x0300C02B},
+        {"name": "TLS_AES_128_GCM_SHA256", "id": 0x03001301},
+    ]
+    assert ua_https_id("ECDHE-ECDSA-AES128-GCM-SHA256", ciphers) == bytes.fromhex("010001c02b")  # Annex H.3
+    assert ua_https_id("TLS_AES_128_GCM_SHA256", ciphers) == bytes.fromhex("0100011301")
+    with pytest.raises(UaError, match="no IANA code known"):
+        ua_https_id("NOPE", ciphers)

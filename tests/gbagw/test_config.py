@@ -6,6 +6,7 @@ import pytest
 
 from gba import pki
 from gbagw import config
+from naf.config import BsfRoute
 from tests.pki_files import write_pair
 from tests.procs import run_cli
 
@@ -160,3 +161,28 @@ def test_import_refuses_unknown_keys_and_tables(tmp_path: Path) -> None:
     r = run_cli(["hss", "import", str(f), "--data-dir", str(tmp_path)])
     assert r.returncode == 2 and "expected [[subscriber]] tables only" in r.stderr
     assert run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)]).stdout == ""
+
+
+def test_naf_bsf_realms_are_checked_at_load(tmp_path: Path) -> None:
+    """naf.bsf_realms routes Zn by the B-TID's realm (TS 29.109 5.2); each bad entry is named."""
+    f = tmp_path / "gbagw.toml"
+    f.write_text(
+        '[naf]\nonem2m_ua_id = "ff00000001"\n[[naf.bsf_realms]]\nrealm = "home2.test"\nhost = "10.0.0.2"\n'
+        'port = 3870\nsbi_url = "https://bsf.home2.test"\n'
+    )
+    naf = config.naf_config(config.load(f, tmp_path, {}))
+    assert naf.bsf_realms == (BsfRoute("home2.test", "10.0.0.2", 3870, "https://bsf.home2.test", None),)
+    assert naf.route_for("x@bsf.home2.test") == naf.bsf_realms[0] and naf.route_for("x@bsf.gba.test") == naf.home_route
+    assert naf.onem2m_ua_id == bytes.fromhex("ff00000001")
+    for entry, message in (
+        ('realm = "gba.test"\nhost = "h"\nport = 1', r"naf\.bsf_realms\[0\]\.realm 'gba\.test' is configured twice"),
+        ('realm = "x.test"\nhost = "h"', r"naf\.bsf_realms\[0\] needs realm, host and port"),
+        ('realm = "x.test"\nhost = "h"\nport = 70000', r"naf\.bsf_realms\[0\]\.port must be a TCP port"),
+        ('realm = "x.test"\nhost = "h"\nport = 1\nsoap_url = "ftp://x"', r"bsf_realms\[0\]\.soap_url must be an http"),
+        ('realm = "x.test"\nhost = "h"\nport = 1\nhots = "y"', r"bsf_realms\[0\]: unknown key 'hots'"),
+    ):
+        f.write_text(f"[[naf.bsf_realms]]\n{entry}\n")
+        with pytest.raises(config.ConfigError, match=message):
+            config.naf_config(config.load(f, tmp_path, {}))
+    with pytest.raises(config.ConfigError, match=r"naf\.onem2m_ua_id: a Ua security protocol id is 10 hex digits"):
+        config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_ONEM2M_UA_ID": "0100"}))

@@ -50,7 +50,7 @@ def test_up_serves_everything_and_exposes_metrics(tmp_path: Path) -> None:
         r = run_cli(["ue", "bootstrap", "--bsf", ub, "--impi", IMPI, "--k", K, "--op", OP, "--state", str(state)])
         assert r.returncode == 0, r.stderr
         assert "@bsf.gba.test" in r.stdout
-        r = run_cli(["ue", "ua-get", "--state", str(state), "--url", naf + "hello"])
+        r = run_cli(["ue", "ua-get", "--state", str(state), "--url", naf + "hello", "--naf-fqdn", "naf.gba.test"])
         assert r.returncode == 0 and IMPI in r.stdout, r.stderr
 
         _, metrics = _get(admin + "/metrics")

@@ -73,14 +73,17 @@ async def test_a_401_without_a_challenge_is_a_refusal(serve: Callable[[Handler],
     assert "Traceback" not in err and "401 without a WWW-Authenticate challenge" in err
 
 
-def _state(tmp_path: Path) -> Path:
+NAF = ("--naf-fqdn", "naf.test")
+
+
+def _state(tmp_path: Path, mode: ue.UeMode = ue.UeMode.GBA_ME) -> Path:
     boot = ue.Bootstrap(
         "u@ims.test",
         "AAAA@bsf.gba.test",
         dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
         os.urandom(16),
         os.urandom(32),
-        ue.UeMode.GBA_ME,
+        mode,
     )
     path = tmp_path / "ue.json"
     path.write_text(json.dumps(ue.state_to_dict(ue.Usim(bytes(16), bytes(16)), boot)))
@@ -101,7 +104,7 @@ async def test_a_naf_challenge_that_is_not_for_this_bootstrap(
     async def challenge(_request: web.Request) -> web.Response:
         return web.Response(status=401, headers={"WWW-Authenticate": www})
 
-    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(challenge))
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(challenge), *NAF)
     assert code == 3, err
     assert "Traceback" not in err and message in err
 
@@ -114,9 +117,56 @@ async def test_a_naf_whose_rspauth_does_not_verify(tmp_path: Path, serve: Callab
         info = 'rspauth="00000000000000000000000000000000", qop=auth, nc=00000001, cnonce="x"'
         return web.Response(text="hello", headers={"Authentication-Info": info})
 
-    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(naf))
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", await serve(naf), *NAF)
     assert code == 3, err
     assert "Traceback" not in err and "rspauth from the NAF does not verify" in err
+
+
+async def test_a_challenge_relayed_from_another_naf_is_refused(
+    tmp_path: Path, serve: Callable[[Handler], Awaitable[str]]
+) -> None:
+    """TS 24.109 5.2.2.1: the realm names the NAF; a NAF that relays another NAF's challenge must not get
+    a response keyed for that other NAF."""
+    answered: list[str] = []
+
+    async def relay(request: web.Request) -> web.Response:
+        if "Authorization" in request.headers:
+            answered.append(request.headers["Authorization"])
+        www = 'Digest realm="3GPP-bootstrapping@bank.test", nonce="bm9uY2U=", qop="auth", algorithm=MD5'
+        return web.Response(status=401, headers={"WWW-Authenticate": www})
+
+    url = await serve(relay)
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", url, *NAF)
+    assert code == 3, err
+    assert "the challenge is for NAF 'bank.test', not 'naf.test' that this request goes to" in err
+    assert answered == []
+    # With an address in the URL the UE cannot tell which NAF it talks to: it asks for the name.
+    code, err = await _cli("ue", "ua-get", "--state", str(_state(tmp_path)), "--url", url)
+    assert code == 3 and "the URL holds no NAF FQDN (127.0.0.1): name the NAF with --naf-fqdn" in err, err
+
+
+@pytest.mark.parametrize(
+    ("mode", "realm", "first", "second"),
+    [
+        (ue.UeMode.GBA_ME, "3GPP-bootstrapping", "3gpp-gba", "3gpp-gba"),
+        (ue.UeMode.GBA_U, "3GPP-bootstrapping", "3gpp-gba-uicc 3gpp-gba", "3gpp-gba"),
+        (ue.UeMode.GBA_U, "3GPP-bootstrapping-uicc", "3gpp-gba-uicc 3gpp-gba", "3gpp-gba-uicc"),
+    ],
+)
+async def test_ua_requests_carry_the_gba_product_tokens(
+    tmp_path: Path, serve: Callable[[Handler], Awaitable[str]], mode: ue.UeMode, realm: str, first: str, second: str
+) -> None:
+    """TS 24.109 5.2.1: User-Agent says the UE can use GBA keys (3gpp-gba, 3gpp-gba-uicc for a GBA-aware
+    UICC); the answer carries the token of the key it used."""
+    agents: list[str] = []
+
+    async def naf(request: web.Request) -> web.Response:
+        agents.append(request.headers.get("User-Agent", ""))
+        www = f'Digest realm="{realm}@naf.test", nonce="bm9uY2U=", qop="auth", algorithm=MD5'
+        return web.Response(status=401, headers={"WWW-Authenticate": www})
+
+    code, _ = await _cli("ue", "ua-get", "--state", str(_state(tmp_path, mode)), "--url", await serve(naf), *NAF)
+    assert code == 3 and agents == [first, second]
 
 
 async def test_a_state_file_that_cannot_be_read_or_saved_stops_before_the_bootstrap(

@@ -8,22 +8,28 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from OpenSSL import SSL
 
-from gba import digest, kdf, ue
-from gba.ua import KeyKind, answer_challenge, digest_password
+from gba import digest, kdf, onem2m, pki, ue
+from gba.ua import KeyKind, answer_challenge, digest_password, psk_identity
 from gbagw.ue_client import bootstrap
 from gbaio import logs
-from naf.config import NafConfig
+from gbaio.tls import TlsError, cert_context, install_client_psk
+from gbaio.tls import handshake as tls_handshake
+from gbaio.tls import tls12_context as tls_context
+from naf.config import BsfRoute, NafConfig
 from naf.tls_psk import PskClient, PskHandshakeError, PskServer
-from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnRefused
+from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnNoRoute, ZnRefused
 from naf.zn_http_clients import create_zn_client
 from tests.pcaptool import decode_with_tshark
+from tests.pki_files import write_pair
 from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
 
 pytestmark = pytest.mark.e2e
@@ -185,7 +191,7 @@ async def test_zn_refusals(lab: Lab) -> None:
     boot = await bootstrap(lab.ub, _ue())
     cases = [
         ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),  # unknown B-TID
-        ("not a b-tid", DIGEST_NAF, "naf.gba.test", 5403),
+        ("not a b-tid@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),
         (boot.btid, kdf.NafId("intruder.gba.test", kdf.UaProtocol.HTTP_DIGEST), "intruder.gba.test", 5402),
         (boot.btid, kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST), "naf.gba.test", 5402),  # other FQDN
         (boot.btid, kdf.NafId("strict.gba.test", kdf.UaProtocol.HTTP_DIGEST), "strict.gba.test", 5402),  # no USS
@@ -210,21 +216,27 @@ async def test_expired_btid(lab: Lab) -> None:
     assert exc.value.code == 5403
 
 
-async def test_tls_psk_ua_handshake(lab: Lab) -> None:
+async def test_tls_psk_ua_handshake(lab: Lab, tmp_path: Path) -> None:
+    """TS 33.222 5.4: the UE offers PSK and certificate suites (step 1), the PSK is the key for
+    NAF_Id = FQDN || 01 00 01 yy zz of the suite the NAF chose, and an identity prefix must be one of the
+    hints the NAF offered (step 3). oneM2M bare KmIDs use one Ua id whatever the suite (gba.onem2m)."""
     boot = await bootstrap(lab.ub, _ue())
     loop = asyncio.get_running_loop()
     zn = lab.zn()
     assert isinstance(zn, ZnClient)
+    asked: list[kdf.NafId] = []
 
     def lookup(kind: KeyKind, btid: str, naf_id: kdf.NafId) -> bytes | None:
+        asked.append(naf_id)
         try:
             return asyncio.run_coroutine_threadsafe(zn.fetch_key(btid, naf_id), loop).result(10).me_key
         except ZnRefused:
             return None
 
-    server = PskServer("naf.gba.test", lookup)
+    suites = ("PSK-AES128-GCM-SHA256", "PSK-AES128-CBC-SHA256")
+    server = PskServer("naf.gba.test", lookup, suites, onem2m_ua_id=onem2m.UA_ID_DEFAULT)
 
-    def handshake(key_for: object, bare: bool = False) -> tuple[bytes | None, str | None]:
+    def run(connect: Callable[[socket.socket], SSL.Connection]) -> tuple[bytes | None, str | None]:
         a, b = socket.socketpair()
         result: dict[str, object] = {}
 
@@ -241,29 +253,92 @@ async def test_tls_psk_ua_handshake(lab: Lab) -> None:
         t = threading.Thread(target=serve)
         t.start()
         try:
-            client = PskClient("naf.gba.test", boot.btid, key_for, bare_identity=bare)  # type: ignore[arg-type]
-            conn = client.connect(b)
+            conn = connect(b)
             conn.sendall(b"ping")
             reply: bytes | None = conn.recv(100)
-            assert client.hint == b"3GPP-bootstrapping"
-        except PskHandshakeError:
+        except (PskHandshakeError, TlsError, SSL.Error):
             reply = None
         finally:
             b.close()
             t.join(15)
         return reply, result.get("btid")  # type: ignore[return-value]
 
+    def handshake(key_for: Callable[[kdf.NafId], bytes], **options: Any) -> tuple[bytes | None, str | None]:
+        client = PskClient("naf.gba.test", boot.btid, key_for, **options)
+        reply = run(client.connect)
+        assert reply[0] is None or client.hint == b"3GPP-bootstrapping"
+        return reply
+
+    def me_key(naf_id: kdf.NafId) -> bytes:
+        return boot.naf_keys(naf_id)[0]
+
     try:
-        reply, btid = await asyncio.to_thread(handshake, lambda naf_id: boot.naf_keys(naf_id)[0])
-        assert reply == b"PING" and btid == boot.btid
-        # oneM2M MAF handshakes send the bare KmID (= B-TID) as identity: accepted too.
-        reply, _ = await asyncio.to_thread(handshake, lambda naf_id: boot.naf_keys(naf_id)[0], True)
-        assert reply == b"PING"
-        # PSK derived for the HTTP digest Ua id instead of TLS (01 00 01 00 AE): wrong key, no session.
-        reply, btid = await asyncio.to_thread(handshake, lambda _naf_id: boot.naf_keys(DIGEST_NAF)[0])
+        for offered, code in ((suites[1:], "00ae"), (suites[:1], "00a8")):
+            asked.clear()
+            reply, btid = await asyncio.to_thread(handshake, me_key, suites=offered)
+            assert reply == b"PING" and btid == boot.btid
+            assert asked == [kdf.NafId("naf.gba.test", bytes.fromhex("010001" + code))]
+        # oneM2M MAF handshakes send the bare KmID (= B-TID): one Ua id (profile) for every suite.
+        for offered in (suites[:1], suites[1:]):
+            asked.clear()
+            reply, _ = await asyncio.to_thread(handshake, me_key, suites=offered, onem2m_ua_id=onem2m.UA_ID_DEFAULT)
+            assert reply == b"PING" and asked == [kdf.NafId("naf.gba.test", bytes(5))]
+        # PSK derived for the HTTP digest Ua id instead of TLS (01 00 01 yy zz): wrong key, no session.
+        reply, btid = await asyncio.to_thread(handshake, lambda _naf_id: me_key(DIGEST_NAF))
         assert reply is None and btid is None
+
+        # A client that ignores the hint and sends the -uicc prefix the NAF did not offer: refused before Zn.
+        def uicc_identity(sock: socket.socket) -> SSL.Connection:
+            ctx = tls_context(suites[1])
+            handle = install_client_psk(ctx, lambda _hint: (psk_identity(boot.btid, KeyKind.UICC), bytes(32)))
+            conn = SSL.Connection(ctx, sock)
+            conn.set_connect_state()
+            conn.set_app_data(handle)
+            tls_handshake(conn)
+            return conn
+
+        asked.clear()
+        assert await asyncio.to_thread(run, uicc_identity) == (None, None) and asked == []
     finally:
         await zn.close()
+
+    # Step 1: certificate suites are offered too; a NAF that picks one must prove its name with a
+    # certificate the UE can verify, else no session (never an unauthenticated one).
+    ca = pki.make_ca()
+    cert, key = write_pair(tmp_path, "naf.gba.test", ca)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    probe = PskClient("naf.gba.test", boot.btid, me_key)
+    offered_names = SSL.Connection(probe.context, None).get_cipher_list()
+    assert "PSK-AES128-CBC-SHA256" in offered_names and "ECDHE-ECDSA-AES128-GCM-SHA256" in offered_names
+    cert_ctx = cert_context("ECDHE-ECDSA-AES128-GCM-SHA256", cert, key, tmp_path / "ca.pem", require_peer=False)
+
+    def cert_naf(ca_file: Path | None) -> str:
+        a, b = socket.socketpair()
+
+        def serve() -> None:
+            conn = SSL.Connection(cert_ctx, a)
+            conn.set_accept_state()
+            try:
+                tls_handshake(conn)
+                conn.sendall(b"hi")
+            except (TlsError, SSL.Error):
+                pass
+            finally:
+                a.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            conn = PskClient("naf.gba.test", boot.btid, me_key, ca=ca_file).connect(b)
+            return str(conn.get_cipher_name())
+        except PskHandshakeError as exc:
+            return str(exc)
+        finally:
+            b.close()
+            t.join(15)
+
+    assert "could not be verified for naf.gba.test" in await asyncio.to_thread(cert_naf, None)
+    assert await asyncio.to_thread(cert_naf, tmp_path / "ca.pem") == "ECDHE-ECDSA-AES128-GCM-SHA256"
 
 
 async def test_tshark_decodes_live_zn_capture(lab: Lab, tmp_path: Path) -> None:
@@ -318,7 +393,9 @@ def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
     creds = ["--impi", IMPI, "--k", K, "--opc", OPC]
     r = run_cli(["ue", "bootstrap", "--bsf", lab.ub, *creds, "--state", str(state)])
     assert r.returncode == 0, r.stderr
-    r = run_cli(["ue", "ua-get", "--state", str(state), "--url", lab.naf_url + "hello?x=1"])
+    r = run_cli(
+        ["ue", "ua-get", "--state", str(state), "--url", lab.naf_url + "hello?x=1", "--naf-fqdn", "naf.gba.test"]
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["impi"] == IMPI and r.stdout.endswith("}\n")  # the demo NAF's answer, a line
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # the state file holds Ks
@@ -329,6 +406,41 @@ def test_ue_cli_bootstrap_then_ua_get(lab: Lab) -> None:
     second = json.loads(state.read_text())
     assert second["bootstrap"]["btid"] != first["bootstrap"]["btid"] and max(second["seq_ms"]) > max(first["seq_ms"])
     assert [p.name for p in lab.tmp.glob("ue-cli.json*")] == ["ue-cli.json"]
+
+
+def test_onem2m_km_over_gba_is_one_profile_at_enrolee_and_maf(lab: Lab) -> None:
+    """TS-0003 8.3.2.3: Km = Ks_NAF for NAF_Id = MAF-FQDN || Ua id. No Ua id is registered for oneM2M
+    (TS 33.220 Annex H), so both ends take the profile's (default 0000000000, one for every suite)."""
+    state = lab.tmp / "enrolee.json"
+    r = run_cli(["ue", "bootstrap", "--bsf", lab.ub, "--impi", IMPI, "--k", K, "--opc", OPC, "--state", str(state)])
+    assert r.returncode == 0, r.stderr
+    kms = []
+    for ua_id in ("", "ff00000001"):
+        enrolee_args = ["--onem2m-ua-id", ua_id] if ua_id else []
+        r = run_cli(
+            [
+                "enrolee",
+                "gba-km",
+                "--state",
+                str(state),
+                "--maf",
+                "naf.gba.test",
+                "--show-keys",
+                "--json",
+                *enrolee_args,
+            ]
+        )
+        assert r.returncode == 0, r.stderr
+        enrolee = json.loads(r.stdout)
+        assert enrolee["ua_id"] == (ua_id or "0000000000")
+        env = {"GBAGW_NAF_BSF_PORT": str(lab.zn_port), **({"GBAGW_NAF_ONEM2M_UA_ID": ua_id} if ua_id else {})}
+        cmd = ["naf", "fetch-key", "--btid", enrolee["kmid"], "--naf-fqdn", "naf.gba.test", "--onem2m", "--json"]
+        r = run_cli(cmd, env=env)
+        assert r.returncode == 0, r.stderr
+        maf = json.loads(r.stdout)
+        assert maf["kmid"] == enrolee["kmid"] and maf["ks_naf"] == enrolee["km"]
+        kms.append(enrolee["km"])
+    assert kms[0] != kms[1]
 
 
 VIAS = ("diameter", "sbi", "soap")
@@ -362,6 +474,31 @@ async def test_the_bsf_logs_each_zn_lookup_under_the_id_the_naf_sent(lab: Lab, v
         decision["msg"]
         == f"zn/{via}: naf.gba.test for naf.gba.test btid={boot.btid}: authorized (group default, 0 USS, uicc=False)"
     )
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_zn_goes_to_the_bsf_of_the_btid_realm(lab: Lab, via: str) -> None:
+    """TS 29.109 5.2/5.3, 33.220 Annex K: a NAF whose home BSF is elsewhere (a closed port here) reaches
+    the BSF of the B-TID's realm (bsf.gba.test is in gba.test) through naf.bsf_realms, whatever the flavour;
+    a B-TID of a realm nobody configured is refused without any Zn request."""
+    boot = await bootstrap(lab.ub, _ue())
+    closed = free_port()
+    cfg = NafConfig(
+        bsf_realm="home.test",
+        bsf_port=closed,
+        sbi_url=f"http://127.0.0.1:{closed}",
+        soap_url=f"http://127.0.0.1:{closed}/GBAService",
+        zn_via=via,
+        bsf_realms=(BsfRoute("gba.test", "127.0.0.1", lab.zn_port, lab.sbi_url, lab.soap_url),),
+    )
+    client = create_zn_client(cfg)
+    try:
+        key = await client.fetch_key(boot.btid, DIGEST_NAF)
+        assert key.me_key == boot.naf_keys(DIGEST_NAF)[0]
+        with pytest.raises(ZnNoRoute, match="no BSF is configured for its realm"):
+            await client.fetch_key("AAAAAAAAAAAAAAAAAAAAAA==@bsf.elsewhere.test", DIGEST_NAF)
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize("via", ["sbi", "soap"])

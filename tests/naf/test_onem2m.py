@@ -33,3 +33,24 @@ def test_uicc_km_needs_a_gba_u_key() -> None:
     gba_me = NafKey(KEY.btid, KEY.naf_id, None, KEY.me_key, None, KEY.expires, None, 0, ())
     with pytest.raises(ValueError, match="Ks_int_NAF"):
         km_from_naf_key(gba_me, uicc=True)
+
+
+async def test_a_maf_asks_zn_for_the_onem2m_naf_id() -> None:
+    from collections.abc import Sequence
+
+    from naf.config import NafConfig
+    from naf.onem2m import fetch_km
+
+    asked: list[NafId] = []
+
+    class Zn:
+        async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
+            asked.append(naf_id)
+            return KEY
+
+        async def close(self) -> None:
+            pass
+
+    config = NafConfig(fqdn="maf.gba.test", onem2m_ua_id=bytes.fromhex("ff00000001"))
+    cred = await fetch_km(Zn(), config, "b@bsf.gba.test")
+    assert cred.kmid == "b@bsf.gba.test" and asked == [NafId("maf.gba.test", bytes.fromhex("ff00000001"))]
