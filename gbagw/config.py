@@ -18,8 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bsf.config import BsfConfig, NafEntry
 from bsf.mef.config import EnroleeEntry, MefConfig
-from gba import digest
-from gba import onem2m
+from gba import digest, onem2m
 from gba.btid import is_fqdn
 from hss_stub.config import HssConfig
 from naf.config import BsfRoute, NafConfig
