@@ -15,6 +15,8 @@ class NafEntry:
     group: str | None = None
     # GSIDs whose USS must be in the subscriber's GUSS, asked for or not (TS 33.220 4.4.6 local policy).
     required_gsids: tuple[str, ...] = ()
+    # GSIDs this NAF may ask for (TS 29.109 5.2 step 2, TS 33.220 4.4.6); another one -> 5402. None = any.
+    allowed_gsids: tuple[str, ...] | None = None
     send_impi: bool = True  # privacy policy: the B-TID alone may act as a pseudonym
 
 
@@ -56,6 +58,8 @@ class BsfConfig:
     admin_port: int = 9180  # /metrics /healthz /readyz
     gauge_interval: float = 10.0  # seconds between refreshes of the live-context gauge (a store count)
     sbi_port: int = 29309  # Zn as Nbsp_GBA (TS 29.309), HTTP/2 (h2c or TLS) with HTTP/1.1 fallback
+    # The path part of the Nbsp_GBA {apiRoot} (TS 29.501 4.4.1: a deployment-specific prefix), "" or "/a/b".
+    sbi_api_prefix: str = ""
     soap_port: int = 29109  # Zn over SOAP (TS 29.109 Annex D)
     # TLS for the SBI and SOAP listeners; with zn_tls_ca set, NAFs must present a certificate (their identity).
     # With all three set, Diameter Zn over TLS from connection start listens on zn_tls_port too.

@@ -28,6 +28,11 @@ class NafPolicy:
     def __init__(self, nafs: tuple[NafEntry, ...]) -> None:
         self._by_pair = {(n.diameter_host.lower(), n.fqdn.lower()): n for n in nafs}
         self._hosts = {n.diameter_host.lower() for n in nafs}
+        self._owner = {n.fqdn.lower(): n.diameter_host for n in nafs}
+
+    def owner_of(self, naf_fqdn: str) -> str | None:
+        """The NAF host configured for this FQDN (the last entry naming it), if any."""
+        return self._owner.get(naf_fqdn.lower())
 
     def decide(
         self, origin_host: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, ctx: BootstrapContext
@@ -37,6 +42,12 @@ class NafPolicy:
             if origin_host.lower() in self._hosts:
                 return Decision(False, f"NAF {origin_host} may not ask for keys for FQDN {naf_id.fqdn}")
             return Decision(False, f"NAF {origin_host} is not an authorized NAF")
+        if naf.allowed_gsids is not None:
+            # TS 29.109 5.2 step 2: "a certain NAF is not authorized to use a certain GAA-Service-Identifier"
+            # -> 5402 (TS 33.220 4.4.6: the BSF sends a NAF only the USSs it may see).
+            denied = sorted(set(gsids) - set(naf.allowed_gsids))
+            if denied:
+                return Decision(False, f"NAF {origin_host} may not ask for GSID {', '.join(denied)}", naf)
         guss = None
         if ctx.guss is not None:
             try:

@@ -43,6 +43,18 @@ class ZnService:
         self.store = store
         self.policy = policy
 
+    def http_naf_identity(self, authenticated: str | None, naf_id: NafId, *, plain_lab: bool, remedy: str) -> str:
+        """The NAF identity for the policy on the HTTP flavours (SOAP, Nbsp_GBA): the authenticated one
+        (TLS client certificate, OAuth2 token subject). Without one, only the plain lab listener assumes the
+        configured owner of the requested nafFqdn; on TLS there is no identity and the request is refused
+        (fail closed, 5402)."""
+        if authenticated is not None:
+            return authenticated
+        if not plain_lab:
+            log.info("zn: request for %s without a NAF identity on a TLS listener -> 5402", naf_id.fqdn)
+            raise ZnRefusal(ExperimentalResult.ERROR_NOT_AUTHORIZED, f"no NAF identity: {remedy}")
+        return self.policy.owner_of(naf_id.fqdn) or naf_id.fqdn
+
     async def retrieve(
         self, naf_host: str, btid: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, via: str
     ) -> ZnKeys:

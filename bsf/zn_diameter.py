@@ -85,5 +85,5 @@ class ZnHandler:
             key_expiry=keys.expires,
             bootstrap_creation=keys.created,
             uss=uss_list_to_xml(keys.uss) if keys.uss else None,
-            gba_type=d.GbaType.GBA_3G,
+            # No GBA-Type: 3G GBA, the only type this BSF runs (TS 29.109 5.2 step 3: sent only if other).
         )

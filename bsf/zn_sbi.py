@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,17 +26,14 @@ from bsf.config import BsfConfig
 from bsf.sbi_auth import BearerAuth, BearerError
 from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
+from gba import zn_sbi
 from gba.diameter import ExperimentalResult
-from gba.kdf import KdfError, NafId
-from gba.uss import Uss
+from gba.zn_sbi import SbiError
 from gbaio import logs
 
 log = logging.getLogger("gbagw.bsf.sbi")
 
-API_PREFIX = "/nbsp-gba/v1"
-OPERATION = API_PREFIX + "/bootstrapping-info-retrieval"
 MAX_BODY = 16 * 1024
-_UA_ID_RE = re.compile(r"[A-Fa-f0-9]{10}")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -69,63 +65,13 @@ class _Problem(Exception):
         return out
 
 
-def _bad(param: str, reason: str, missing: bool = False) -> _Problem:
+def _bad(exc: SbiError) -> _Problem:
     return _Problem(
         400,
         "Bad Request",
-        "MANDATORY_IE_MISSING" if missing else "MANDATORY_IE_INCORRECT",
-        invalid=[{"param": param, "reason": reason}],
+        "MANDATORY_IE_MISSING" if exc.missing else "MANDATORY_IE_INCORRECT",
+        invalid=[{"param": exc.param, "reason": exc.reason}],
     )
-
-
-def _uss_json(u: Uss) -> dict[str, Any]:
-    uss: dict[str, Any] = {
-        "gsId": int(u.gsid) if u.gsid.isdigit() else u.gsid,
-        "gsType": u.service_type,
-        "ueIds": [{"ueId": uid} for uid in u.uids] or [{"ueId": ""}],
-    }
-    if u.flags:
-        uss["flags"] = [{"flag": f} for f in u.flags]
-    if u.key_choice:
-        uss["keyChoice"] = {
-            "ME-based-key": "ME_BASED_KEY",
-            "UICC-based-key": "UICC_BASED_KEY",
-            "ME-UICC-based-keys": "ME_UICC_BASED_KEYS",
-        }.get(u.key_choice, u.key_choice)
-    return {"uss": uss}
-
-
-def _parse(body: bytes) -> tuple[str, NafId, tuple[str, ...], bool]:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise _bad("/", "the body is not JSON") from None
-    if not isinstance(doc, dict):
-        raise _bad("/", "BootstrappingInfoRequest must be an object")
-    btid = doc.get("btId")
-    if not isinstance(btid, str):  # an empty or malformed B-TID is an unknown one: 404, as 5403 on Diameter
-        raise _bad("/btId", "required string", missing="btId" not in doc)
-    naf = doc.get("nafId")
-    if not isinstance(naf, dict):
-        raise _bad("/nafId", "required object", missing="nafId" not in doc)
-    fqdn, ua = naf.get("nafFqdn"), naf.get("uaSecProtId")
-    if not isinstance(fqdn, str) or not isinstance(ua, str) or not _UA_ID_RE.fullmatch(ua):
-        raise _bad("/nafId", "nafFqdn (string) and uaSecProtId (10 hex digits) are required")
-    try:
-        naf_id = NafId(fqdn, bytes.fromhex(ua))
-    except KdfError as exc:
-        raise _bad("/nafId/nafFqdn", str(exc)) from None
-    aware = doc.get("gbaUAware", False)
-    if not isinstance(aware, bool):
-        raise _bad("/gbaUAware", "boolean")
-    gsids = doc.get("gsIds", [])
-    if (
-        not isinstance(gsids, list)
-        or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 2**32 for g in gsids)
-        or ("gsIds" in doc and not gsids)
-    ):
-        raise _bad("/gsIds", "array of at least one Uint32")
-    return btid, naf_id, tuple(str(g) for g in gsids), aware
 
 
 class NbspGbaApp:
@@ -134,7 +80,8 @@ class NbspGbaApp:
         self.zn = zn
         self.auth = auth
         self._on_result = on_result
-        self._owner = {n.fqdn.lower(): n.diameter_host for n in config.nafs}
+        # TS 29.501 4.4.1: {apiRoot} may end in a deployment-specific path (bsf.sbi_api_prefix).
+        self._operation = config.sbi_api_prefix + zn_sbi.OPERATION_PATH
         # Off the plain lab listener the NAF must prove who it is; hypercorn hides client certificates from
         # the app, so on TLS only a token can do that.
         self._no_identity = auth is None and config.zn_tls_cert is not None
@@ -181,7 +128,7 @@ class NbspGbaApp:
                 body += chunk
             if not msg.get("more_body"):
                 break
-        if scope["path"] != OPERATION:
+        if scope["path"] != self._operation:
             raise _Problem(404, "Not Found", detail=f"no operation at {scope['path']}")
         if scope["method"] != "POST":
             raise _Problem(405, "Method Not Allowed", headers=[(b"allow", b"POST")])
@@ -202,13 +149,18 @@ class NbspGbaApp:
                     detail=str(exc),
                     headers=[(b"www-authenticate", exc.challenge.encode())],
                 ) from None
-        btid, naf_id, gsids, aware = _parse(body)
-        if naf_host is None:
-            if self._no_identity:
-                raise _Problem(403, "Forbidden", "NAF_NOT_AUTHORIZED", "no NAF identity: OAuth2 is not configured")
-            naf_host = self._owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
         try:
-            keys = await self.zn.retrieve(naf_host, btid, naf_id, gsids, aware, "sbi")
+            req = zn_sbi.parse_request(json.loads(body))
+        except ValueError as exc:  # json.JSONDecodeError and SbiError are ValueErrors
+            raise _bad(exc if isinstance(exc, SbiError) else SbiError("/", "the body is not JSON")) from None
+        try:
+            naf_host = self.zn.http_naf_identity(
+                naf_host, req.naf_id, plain_lab=not self._no_identity, remedy="OAuth2 is not configured"
+            )
+        except ZnRefusal as refusal:
+            raise _Problem(403, "Forbidden", "NAF_NOT_AUTHORIZED", refusal.reason) from None
+        try:
+            keys = await self.zn.retrieve(naf_host, req.btid, req.naf_id, req.gsids, req.gba_u_aware, "sbi")
         except StoreUnavailable:
             # RFC 9110 15.6.4: 503 with Retry-After; the consumer retries or selects another BSF.
             raise _Problem(
@@ -221,16 +173,22 @@ class NbspGbaApp:
             if refusal.code == ExperimentalResult.ERROR_TRANSACTION_IDENTIFIER_INVALID:
                 raise _Problem(404, "Not Found", "BTID_NOT_FOUND", "unknown or expired B-TID") from None
             raise _Problem(403, "Forbidden", "NAF_NOT_AUTHORIZED", refusal.reason) from None
-        out: dict[str, Any] = {
-            "meKeyMaterial": keys.me_key.hex(),
-            "keyExpiryTime": keys.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "bootstrappingInfoCreationTime": keys.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "gbaType": "3G_GBA",
-        }
-        if keys.uicc_key is not None:
-            out["uiccKeyMaterial"] = keys.uicc_key.hex()
-        if keys.impi is not None:
-            out["impi"] = keys.impi
-        if keys.uss:
-            out["ussList"] = [_uss_json(u) for u in keys.uss]
-        return 200, out
+        uss = []
+        for u in keys.uss:
+            # Selected by the GSIDs asked for, which are Uint32s here; a USS without a public identity has
+            # no Nbsp_GBA form (Uss.ueIds is required): left out rather than sent with an invented one.
+            if problem := zn_sbi.uss_problem(u):
+                log.warning("zn/sbi: USS left out of the answer for %s: %s", req.btid, problem)
+            else:
+                uss.append(u)
+        # gbaType left out: 3G GBA (TS 29.109 5.2/5.3), the only type this BSF runs.
+        return 200, zn_sbi.build_response(
+            zn_sbi.SbiResponse(
+                me_key=keys.me_key,
+                key_expiry=keys.expires,
+                creation=keys.created,
+                impi=keys.impi,
+                uicc_key=keys.uicc_key,
+                uss=tuple(uss),
+            )
+        )

@@ -16,7 +16,7 @@ from bsf.config import BsfConfig
 from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
 from gba import zn_soap
-from gba.diameter import ExperimentalResult, ResultCode
+from gba.diameter import ResultCode
 from gba.kdf import KdfError, NafId
 from gba.safexml import XmlError
 from gba.uss import uss_list_to_xml
@@ -40,7 +40,6 @@ def _xml(status: int, body: bytes) -> web.Response:
 
 
 def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int], None]) -> web.Application:
-    owner = {n.fqdn.lower(): n.diameter_host for n in config.nafs}
     plain_lab = config.zn_tls_cert is None  # only the plain listener may assume who the NAF is
 
     async def handle(request: web.Request) -> web.Response:
@@ -54,19 +53,10 @@ def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int],
             return _xml(
                 500, zn_soap.build_fault(ResultCode.INVALID_AVP_VALUE, f"malformed request: {exc}", client=True)
             )
-        naf_host = _peer_dns_name(request)
-        if naf_host is None:
-            if not plain_lab:
-                # TLS without a client certificate (no bsf.zn_tls_ca): no NAF identity, fail closed.
-                on_result(ExperimentalResult.ERROR_NOT_AUTHORIZED)
-                return _xml(
-                    500,
-                    zn_soap.build_fault(
-                        ExperimentalResult.ERROR_NOT_AUTHORIZED, "no NAF identity: configure bsf.zn_tls_ca", client=True
-                    ),
-                )
-            naf_host = owner.get(naf_id.fqdn.lower(), naf_id.fqdn)
         try:
+            naf_host = zn.http_naf_identity(
+                _peer_dns_name(request), naf_id, plain_lab=plain_lab, remedy="configure bsf.zn_tls_ca"
+            )
             keys = await zn.retrieve(naf_host, req.btid, naf_id, req.gsids, req.gba_u_aware, "soap")
         except ZnRefusal as refusal:
             on_result(refusal.code)
@@ -80,6 +70,7 @@ def create_soap_app(config: BsfConfig, zn: ZnService, on_result: Callable[[int],
             response.headers["Retry-After"] = str(config.retry_after)
             return response
         on_result(ResultCode.SUCCESS)
+        # gbaType left out: 3G GBA (TS 29.109 5.3 step 3), the only type this BSF runs.
         return _xml(
             200,
             zn_soap.build_response(

@@ -53,13 +53,10 @@ class Guss:
     impi: str | None = None
 
     def select_uss(self, gsids: frozenset[str] | set[str], naf_group: str | None) -> tuple[Uss, ...]:
-        """USSs whose GSID was requested, and whose NAF group matches when the NAF has one
-        (TS 33.220 clause 4.5.3; TS 29.109 clause 5.2)."""
-        return tuple(
-            u
-            for u in self.uss_list
-            if u.gsid in gsids and (naf_group is None or u.naf_group is None or u.naf_group == naf_group)
-        )
+        """USSs whose GSID was requested and that this NAF's group may see (TS 33.220 clause 4.4.6, 4.5.3;
+        TS 29.109 clause 5.2): a USS without nafGroup is for every NAF, one with a nafGroup only for the NAFs
+        of that group; a NAF in no group never gets the USSs of a group."""
+        return tuple(u for u in self.uss_list if u.gsid in gsids and u.naf_group in (None, naf_group))
 
     def has_uss(self, gsid: str, naf_group: str | None) -> bool:
         return bool(self.select_uss({gsid}, naf_group))

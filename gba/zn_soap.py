@@ -1,8 +1,14 @@
 """Zn over Web Services (TS 29.109 clause 5.3, Annex D): the SOAP 1.1 document/literal messages of the
 GBAService operation ``requestBootstrappingInfo``. Building and hardened parsing only; no I/O.
 
-Keys and NAF-Id are xs:base64Binary here (Diameter carries octets, Nbsp_GBA hex). ``gbaType`` carries
-"3G GBA" [inference: the spec says "values as for the AVP"; the AVP enumeration names are used].
+Annex D's schema has no elementFormDefault, so only the three operation elements (requestBootstrappingInfo
+Request / Response / Fault) are in the GBAService namespace; the elements inside them (btid, nafid, ...,
+meKeyMaterial, errorCode) are unqualified, and are built so. The parsers match children by local name, so
+they also accept a peer that wrongly qualifies them.
+
+Keys and NAF-Id are xs:base64Binary here (Diameter carries octets, Nbsp_GBA hex). ``gbaType`` is left out
+for 3G GBA (29.109 5.3 step 3: included only if other than 3G GBA was performed); the only GBA type this
+BSF runs is 3G GBA.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 GBA_NS = "urn:3gpp:gba:GBAService:2010-02"  # WSDL targetNamespace (TS 29.109 Annex D)
 SOAP_ACTION = "urn:3gpp:gba:GBAServiceAction:2007-05"  # binding soapAction (note the 2007 date)
 MAX_LEN = 64 * 1024
-GBA_TYPE_3G = "3G GBA"
 
 
 class SoapError(XmlError):
@@ -42,7 +47,7 @@ class SoapResponse:
     creation: dt.datetime
     impi: str | None = None
     uicc_key: bytes | None = field(default=None, repr=False)
-    gba_type: str | None = GBA_TYPE_3G
+    gba_type: str | None = None  # absent = 3G GBA (29.109 5.3 step 3)
     uss_list: str | None = None  # the Zn ussList XML as a string (CDATA on the wire)
 
 
@@ -60,29 +65,34 @@ def _time(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _local(parent: etree._Element, name: str, text: str | etree.CDATA) -> None:
+    """A local element of Annex D's schema: unqualified (no elementFormDefault)."""
+    etree.SubElement(parent, name).text = text
+
+
 def build_request(req: SoapRequest) -> bytes:
     el = etree.Element(_q(GBA_NS, "requestBootstrappingInfoRequest"))
-    etree.SubElement(el, _q(GBA_NS, "btid")).text = req.btid
-    etree.SubElement(el, _q(GBA_NS, "nafid")).text = base64.b64encode(req.nafid).decode("ascii")
+    _local(el, "btid", req.btid)
+    _local(el, "nafid", base64.b64encode(req.nafid).decode("ascii"))
     for g in req.gsids:
-        etree.SubElement(el, _q(GBA_NS, "gsid")).text = g
-    etree.SubElement(el, _q(GBA_NS, "gbaUAware")).text = "true" if req.gba_u_aware else "false"
+        _local(el, "gsid", g)
+    _local(el, "gbaUAware", "true" if req.gba_u_aware else "false")
     return _envelope(el)
 
 
 def build_response(resp: SoapResponse) -> bytes:
     el = etree.Element(_q(GBA_NS, "requestBootstrappingInfoResponse"))
     if resp.impi is not None:
-        etree.SubElement(el, _q(GBA_NS, "impi")).text = resp.impi
-    etree.SubElement(el, _q(GBA_NS, "meKeyMaterial")).text = base64.b64encode(resp.me_key).decode("ascii")
+        _local(el, "impi", resp.impi)
+    _local(el, "meKeyMaterial", base64.b64encode(resp.me_key).decode("ascii"))
     if resp.uicc_key is not None:
-        etree.SubElement(el, _q(GBA_NS, "uiccKeyMaterial")).text = base64.b64encode(resp.uicc_key).decode("ascii")
-    etree.SubElement(el, _q(GBA_NS, "keyExpiryTime")).text = _time(resp.key_expiry)
-    etree.SubElement(el, _q(GBA_NS, "bootstrappingInfoCreationTime")).text = _time(resp.creation)
+        _local(el, "uiccKeyMaterial", base64.b64encode(resp.uicc_key).decode("ascii"))
+    _local(el, "keyExpiryTime", _time(resp.key_expiry))
+    _local(el, "bootstrappingInfoCreationTime", _time(resp.creation))
     if resp.gba_type is not None:
-        etree.SubElement(el, _q(GBA_NS, "gbaType")).text = resp.gba_type
+        _local(el, "gbaType", resp.gba_type)
     if resp.uss_list is not None:
-        etree.SubElement(el, _q(GBA_NS, "ussList")).text = etree.CDATA(resp.uss_list)
+        _local(el, "ussList", etree.CDATA(resp.uss_list))
     return _envelope(el)
 
 
@@ -93,8 +103,8 @@ def build_fault(error_code: int, error_text: str, *, client: bool) -> bytes:
     etree.SubElement(fault, "faultstring").text = error_text
     detail = etree.SubElement(fault, "detail")
     f = etree.SubElement(detail, _q(GBA_NS, "requestBootstrappingInfoFault"))
-    etree.SubElement(f, _q(GBA_NS, "errorCode")).text = str(error_code)
-    etree.SubElement(f, _q(GBA_NS, "errorText")).text = error_text
+    _local(f, "errorCode", str(error_code))
+    _local(f, "errorText", error_text)
     return _envelope(fault)
 
 
@@ -113,6 +123,14 @@ def _b64(text: str | None, what: str) -> bytes:
         return base64.b64decode((text or "").encode("ascii"), validate=True)
     except (binascii.Error, ValueError):
         raise SoapError(f"{what} is not base64") from None
+
+
+def _integer(text: str | None) -> int:
+    """xs:integer (optional sign, surrounding whitespace); 0 when absent or not an integer."""
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return 0
 
 
 def parse_request(data: bytes) -> SoapRequest:
@@ -136,8 +154,7 @@ def parse_response(data: bytes) -> SoapResponse | tuple[int, str]:
     if local_name(el) == "Fault":
         for d in children(el, "detail"):
             for f in children(d, "requestBootstrappingInfoFault"):
-                code = child_text(f, "errorCode") or "0"
-                return int(code) if code.isdigit() else 0, child_text(f, "errorText") or ""
+                return _integer(child_text(f, "errorCode")), child_text(f, "errorText") or ""
         return 0, child_text(el, "faultstring") or "SOAP fault"
     if local_name(el) != "requestBootstrappingInfoResponse":
         raise SoapError("unexpected response element")

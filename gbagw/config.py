@@ -20,6 +20,7 @@ from bsf.config import BsfConfig, NafEntry
 from bsf.mef.config import EnroleeEntry, MefConfig
 from gba import digest, onem2m
 from gba.btid import is_fqdn
+from gba.zn_sbi import gsid_uint32
 from hss_stub.config import HssConfig
 from naf.config import BsfRoute, NafConfig
 
@@ -250,6 +251,30 @@ def _port(name: str, value: Any) -> int:
     return value
 
 
+def _gsids(name: str, value: Any) -> tuple[str, ...]:
+    """GSIDs as TS 29.309 GsIds (Uint32, the one typed definition; Diameter and SOAP carry any string):
+    the BSF serves Nbsp_GBA too and a NAF may switch to it, so a GSID that JSON cannot carry is refused
+    here rather than at the first request. A TOML integer or a canonical decimal string."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{name} must be a list of GSIDs (integers 0-4294967295), got {value!r}")
+    out = []
+    for g in value:
+        text = str(g) if isinstance(g, int) and not isinstance(g, bool) else g
+        if not isinstance(text, str) or gsid_uint32(text) is None:
+            raise ConfigError(f"{name}: GSID {g!r} is not an integer 0-4294967295 (TS 29.309 GsId, Uint32)")
+        out.append(text)
+    return tuple(out)
+
+
+def _api_prefix(name: str, value: Any) -> str:
+    """The path part of an {apiRoot} (TS 29.501 4.4.1): "" or "/segment[/segment...]", no trailing "/"."""
+    if not isinstance(value, str) or (value and (not value.startswith("/") or value.endswith("/"))):
+        raise ConfigError(f'{name} must be "" or a path like "/bsf-1" (no trailing /), got {value!r}')
+    if any(c in value for c in "?#% ") or "//" in value:
+        raise ConfigError(f"{name} must be a plain path without ?, #, %, spaces or //, got {value!r}")
+    return value
+
+
 def _fqdn(name: str, value: Any) -> str:
     if not isinstance(value, str) or not is_fqdn(value):
         raise ConfigError(f"{name} must be a fully qualified domain name, got {value!r}")
@@ -319,14 +344,18 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
     for i, n in enumerate(s["nafs"]):
         if not isinstance(n, dict) or "fqdn" not in n:
             raise ConfigError(f"bsf.nafs[{i}] needs at least fqdn")
-        if problem := unknown_keys(n, ("fqdn", "diameter_host", "group", "required_gsids", "send_impi")):
+        keys = ("fqdn", "diameter_host", "group", "required_gsids", "allowed_gsids", "send_impi")
+        if problem := unknown_keys(n, keys):
             raise ConfigError(f"bsf.nafs[{i}]: {problem}")
         nafs.append(
             NafEntry(
                 fqdn=_fqdn(f"bsf.nafs[{i}].fqdn", n["fqdn"]),
                 diameter_host=_fqdn(f"bsf.nafs[{i}].diameter_host", n.get("diameter_host", n["fqdn"])),
                 group=n.get("group"),
-                required_gsids=tuple(str(g) for g in n.get("required_gsids", [])),
+                required_gsids=_gsids(f"bsf.nafs[{i}].required_gsids", n.get("required_gsids", [])),
+                allowed_gsids=(
+                    _gsids(f"bsf.nafs[{i}].allowed_gsids", n["allowed_gsids"]) if "allowed_gsids" in n else None
+                ),
                 send_impi=bool(n.get("send_impi", True)),
             )
         )
@@ -366,6 +395,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         admin_port=_port("bsf.admin_port", s["admin_port"]),
         gauge_interval=_positive("bsf.gauge_interval", s["gauge_interval"]),
         sbi_port=_port("bsf.sbi_port", s["sbi_port"]),
+        sbi_api_prefix=_api_prefix("bsf.sbi_api_prefix", s["sbi_api_prefix"]),
         soap_port=_port("bsf.soap_port", s["soap_port"]),
         zn_tls_cert=_optional_input(cfg, "bsf.zn_tls_cert", s["zn_tls_cert"]),
         zn_tls_key=_optional_input(cfg, "bsf.zn_tls_key", s["zn_tls_key"]),
@@ -439,9 +469,6 @@ def _bsf_realms(entries: Any, home: str) -> tuple[BsfRoute, ...]:
 
 def naf_config(cfg: LoadedConfig) -> NafConfig:
     s = cfg.section("naf")
-    gsids = s["gsids"]
-    if not isinstance(gsids, list):
-        raise ConfigError("naf.gsids must be a list of GSIDs")
     if bool(s["tls_cert"]) != bool(s["tls_key"]):
         raise ConfigError("naf.tls_cert and naf.tls_key go together")
     if bool(s["ua_tls_cert"]) != bool(s["ua_tls_key"]):
@@ -455,7 +482,7 @@ def naf_config(cfg: LoadedConfig) -> NafConfig:
         bsf_port=_port("naf.bsf_port", s["bsf_port"]),
         bsf_realm=_fqdn("naf.bsf_realm", s["bsf_realm"]),
         gba_u_aware=bool(s["gba_u_aware"]),
-        gsids=tuple(str(g) for g in gsids),
+        gsids=_gsids("naf.gsids", s["gsids"]),
         zn_timeout=_positive("naf.zn_timeout", s["zn_timeout"]),
         admin_port=_port("naf.admin_port", s["admin_port"]),
         zn_via=_choice("naf.zn_via", s["zn_via"], ("diameter", "sbi", "soap")),

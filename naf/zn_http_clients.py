@@ -1,20 +1,20 @@
 """Zn clients for the HTTP flavours: Nbsp_GBA (TS 29.309, HTTP/2 via httpx) and Zn-WS SOAP (TS 29.109
-Annex D). Both return the same NafKey as the Diameter ZnClient and raise the same ZnRefused/ZnUnavailable
-(with the Diameter-equivalent code: 5403 unknown B-TID, 5402 not authorized).
+Annex D; the SOAP parser takes the answer's children unqualified, as Annex D defines them, and also
+qualified, as some BSFs send them). Both return the same NafKey as the Diameter ZnClient and raise the
+same ZnRefused/ZnUnavailable (with the Diameter-equivalent code: 5403 unknown B-TID, 5402 not authorized).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from gba import zn_soap
-from gba.diameter import ExperimentalResult
+from gba import zn_sbi, zn_soap
+from gba.diameter import ExperimentalResult, ResultCode
 from gba.kdf import NafId
 from gba.safexml import XmlError
 from gba.uss import Uss, UssError, parse_uss_list
@@ -34,11 +34,9 @@ from naf.zn_client import (
 # RFC 9110 15.6.3-15.6.5: a gateway or the BSF itself says "not now" (the 500s stay refusals).
 _TRANSIENT_STATUS = frozenset({502, 503, 504})
 
-KEY_CHOICE = {
-    "ME_BASED_KEY": "ME-based-key",
-    "UICC_BASED_KEY": "UICC-based-key",
-    "ME_UICC_BASED_KEYS": "ME-UICC-based-keys",
-}
+# TS 29.109 5.2/5.3: absent = 3G GBA; a NAF stops on a GBA type it does not support (only 3G GBA here).
+# On SOAP the value is "as for the GBA-Type AVP", whose 3G value some peers write as its name, some as 0.
+_SOAP_3G = frozenset({"3G GBA", "3G_GBA", "0"})
 
 
 def _tls(config: NafConfig) -> ssl.SSLContext | bool:
@@ -104,27 +102,6 @@ class _ZnHttp:
         await self._http.aclose()
 
 
-def _time(text: Any) -> dt.datetime:
-    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
-def _uss_from_json(items: list[dict[str, Any]]) -> tuple[Uss, ...]:
-    out = []
-    for item in items:
-        u = item["uss"]
-        out.append(
-            Uss(
-                gsid=str(u["gsId"]),
-                service_type=int(u["gsType"]),
-                naf_group=u.get("nafGroup"),
-                uids=tuple(str(x["ueId"]) for x in u.get("ueIds", [])),
-                flags=tuple(int(f["flag"]) for f in u.get("flags", [])),
-                key_choice=KEY_CHOICE.get(u.get("keyChoice", ""), u.get("keyChoice")),
-            )
-        )
-    return tuple(out)
-
-
 class SbiZnClient:
     """Nbsp_GBA consumer. HTTP/2: prior knowledge on http://, ALPN on https://."""
 
@@ -135,15 +112,13 @@ class SbiZnClient:
 
     async def fetch_key(self, btid: str, naf_id: NafId, gsids: Sequence[str] | None = None) -> NafKey:
         gsids = tuple(self.config.gsids if gsids is None else gsids)
-        body: dict[str, Any] = {
-            "btId": btid,
-            "nafId": {"nafFqdn": naf_id.fqdn, "uaSecProtId": naf_id.ua_id.hex()},
-            "gbaUAware": self.config.gba_u_aware,
-        }
-        if gsids:
-            body["gsIds"] = [int(g) for g in gsids]
+        try:
+            body = zn_sbi.build_request(zn_sbi.SbiRequest(btid, naf_id, gsids, self.config.gba_u_aware))
+        except zn_sbi.SbiError as exc:  # a GSID that is no Uint32: refused by the configuration check too
+            raise ZnRefused(ExperimentalResult.ERROR_NOT_AUTHORIZED) from exc
         headers = {"Authorization": f"Bearer {self.config.sbi_token}"} if self.config.sbi_token else {}
-        url = sbi_url_for(self.config, btid).rstrip("/") + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+        # The route's sbi_url is the {apiRoot}: scheme://authority plus any deployment prefix (TS 29.501 4.4.1).
+        url = sbi_url_for(self.config, btid).rstrip("/") + zn_sbi.OPERATION_PATH
         try:
             resp = await self._http.post(url, json=body, headers=headers, extensions=_sni(self.config))
         except httpx.HTTPError as exc:
@@ -156,17 +131,24 @@ class SbiZnClient:
             raise ZnRefused(ExperimentalResult.ERROR_NOT_AUTHORIZED)
         if resp.status_code != 200:
             raise ZnRefused(resp.status_code)
-        doc = resp.json()
+        try:
+            answer = zn_sbi.parse_response(resp.json())
+        except ValueError as exc:  # not JSON, or not a BootstrappingInfoResponse
+            raise ZnRefused(ResultCode.INVALID_AVP_VALUE) from exc
+        if answer.key_expiry is None:
+            raise ZnRefused(ResultCode.MISSING_AVP)
+        if answer.gba_type not in (None, zn_sbi.GBA_TYPE_3G):
+            raise ZnRefused(ResultCode.INVALID_AVP_VALUE)
         return NafKey(
             btid,
             naf_id,
-            doc.get("impi"),
-            bytes.fromhex(doc["meKeyMaterial"]),
-            bytes.fromhex(doc["uiccKeyMaterial"]) if "uiccKeyMaterial" in doc else None,
-            _time(doc["keyExpiryTime"]),
-            _time(doc["bootstrappingInfoCreationTime"]) if "bootstrappingInfoCreationTime" in doc else None,
+            answer.impi,
+            answer.me_key,
+            answer.uicc_key,
+            answer.key_expiry,
+            answer.creation,
             0,
-            _uss_from_json(doc.get("ussList", [])),
+            answer.uss,
         )
 
     async def close(self) -> None:
@@ -198,6 +180,8 @@ class SoapZnClient:
             if answer[0] in TRANSIENT_RESULT_CODES:
                 raise ZnUnavailable(f"Zn SOAP fault {answer[0]}")
             raise ZnRefused(answer[0])
+        if answer.gba_type is not None and answer.gba_type.strip() not in _SOAP_3G:
+            raise ZnRefused(ResultCode.INVALID_AVP_VALUE)
         uss: tuple[Uss, ...] = ()
         if answer.uss_list:
             try:

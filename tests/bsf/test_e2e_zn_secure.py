@@ -21,9 +21,19 @@ from gbagw.ue_client import bootstrap
 from naf.config import NafConfig
 from naf.zn_client import ZnRefused, ZnUnavailable
 from naf.zn_http_clients import SoapZnClient
+from tests.conformance.zn_http_tap import ZnHttpTap, zn_http_tap
 from tests.procs import Proc, free_port, run_cli, start_gbagw
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def zn_tap(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZnHttpTap]:
+    """Every SOAP and Nbsp_GBA message crossing TLS in these tests is checked against TS 29.109 Annex D /
+    TS 29.309 (tests/conformance)."""
+    with zn_http_tap(monkeypatch) as tap:
+        yield tap
+
 
 K = "465b5ce8b199b49faa5f0a2ee238a6bc"
 OPC = "cd63cb71954a9f4e48a5994e37a02baf"
@@ -124,7 +134,7 @@ async def test_nbsp_gba_over_tls_h2_with_bearer_tokens(lab: SecureLab) -> None:
         assert foreign.status_code == 403 and foreign.json()["cause"] == "NAF_NOT_AUTHORIZED"
 
 
-async def test_soap_over_https_with_naf_certificates(lab: SecureLab) -> None:
+async def test_soap_over_https_with_naf_certificates(lab: SecureLab, zn_tap: ZnHttpTap) -> None:
     boot = await bootstrap(lab.ub, _ue())
     p = lab.pki
 
@@ -158,6 +168,7 @@ async def test_soap_over_https_with_naf_certificates(lab: SecureLab) -> None:
             await anonymous.fetch_key(boot.btid, NAF_ID, ())
     finally:
         await anonymous.close()
+    assert zn_tap.soap == 4  # two requests and their answer and fault, checked against Annex D
 
 
 def test_the_admin_listener_shows_when_the_zn_certificate_expires(lab: SecureLab) -> None:

@@ -57,3 +57,26 @@ def test_uicc_key_only_for_gba_u_and_aware_naf() -> None:
 def test_unusable_guss_is_refused() -> None:
     d = POLICY.decide("naf1.test", _id("naf1.test"), (), False, _ctx(guss=b"<!DOCTYPE x [<!ENTITY a 'b'>]><guss/>"))
     assert not d.allowed
+
+
+def test_a_naf_asking_for_a_gsid_it_may_not_see_is_refused() -> None:
+    """TS 29.109 5.2 step 2 / TS 33.220 4.4.6: a NAF may be denied a GSID -> 5402 (bsf.nafs[].allowed_gsids)."""
+    policy = NafPolicy((NafEntry("naf1.test", "naf1.test", "g1", allowed_gsids=("10",)),))
+    assert [u.uids for u in policy.decide("naf1.test", _id("naf1.test"), ("10",), False, _ctx()).uss] == [("a",)]
+    denied = policy.decide("naf1.test", _id("naf1.test"), ("10", "11"), False, _ctx())
+    assert not denied.allowed and denied.reason == "NAF naf1.test may not ask for GSID 11" and denied.uss == ()
+    closed = NafPolicy((NafEntry("naf1.test", "naf1.test", "g1", allowed_gsids=()),))
+    assert closed.decide("naf1.test", _id("naf1.test"), (), False, _ctx()).allowed  # no GSID asked: keys only
+    assert not closed.decide("naf1.test", _id("naf1.test"), ("10",), False, _ctx()).allowed
+
+
+def test_a_naf_in_no_group_gets_no_uss_of_a_group() -> None:
+    """With no NAF group configured, the USSs of NAF groups g1/g2 are not released (TS 33.220 4.4.6)."""
+    policy = NafPolicy((NafEntry("plain.test", "plain.test"),))
+    guss = GUSS.replace(b"</ussList>", b'<uss id="10" type="0"><uids><uid>c</uid></uids><flags/></uss></ussList>')
+    assert policy.decide("plain.test", _id("plain.test"), ("10",), False, _ctx()).uss == ()
+    assert [u.uids for u in policy.decide("plain.test", _id("plain.test"), ("10",), False, _ctx(guss)).uss] == [("c",)]
+
+
+def test_the_owner_of_a_naf_fqdn() -> None:
+    assert POLICY.owner_of("ALIAS.naf1.test") == "naf1.test" and POLICY.owner_of("nobody.test") is None

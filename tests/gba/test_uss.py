@@ -35,9 +35,15 @@ def test_selection_by_gsid_and_group() -> None:
     g = uss.parse_guss(GUSS_NO_NS)
     sel = g.select_uss({"1"}, "g2")
     assert [u.uids for u in sel] == [("sip:b@test",)]
-    assert len(g.select_uss({"1"}, None)) == 2
     assert g.select_uss({"9"}, None) == ()
     assert g.has_uss("4242", "anything") and not g.has_uss("9", None)
+
+
+def test_a_naf_in_no_group_gets_no_grouped_uss() -> None:
+    """TS 33.220 4.4.6 / TS 29.109 5.2: the USSs of NAF groups g1 and g2 are not for a NAF outside them."""
+    g = uss.parse_guss(GUSS_NO_NS)
+    assert g.select_uss({"1"}, None) == () and not g.has_uss("1", None)
+    assert [u.gsid for u in g.select_uss({"1", "4242"}, None)] == ["4242"]
 
 
 def test_zn_uss_list_strips_naf_group() -> None:

@@ -28,6 +28,7 @@ from naf.config import BsfRoute, NafConfig
 from naf.tls_psk import PskClient, PskHandshakeError, PskServer
 from naf.zn_client import NafKey, ZnClient, ZnKeySource, ZnNoRoute, ZnRefused
 from naf.zn_http_clients import create_zn_client
+from tests.conformance.zn_http_tap import ZnHttpTap, zn_http_tap
 from tests.pcaptool import decode_with_tshark
 from tests.pki_files import write_pair
 from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
@@ -43,13 +44,16 @@ GUSS_U = (
     b'<guss xmlns="urn:3gpp:gba:GBAGUSSSchema-R9:2010-02"><bsfInfo><uiccType>GBA_U</uiccType></bsfInfo><ussList>'
     b'<uss id="1000001" type="0" nafGroup="default"><uids><uid>sip:u@ims.test</uid></uids><flags/></uss>'
     b'<uss id="1000001" type="0" nafGroup="other"><uids><uid>sip:other@ims.test</uid></uids><flags/></uss>'
+    b'<uss id="1000002" type="0"><uids/><flags/></uss>'  # no public identity: no Nbsp_GBA form
     b"</ussList></guss>"
 )
 GUSS_SHORT = b"<guss><bsfInfo><lifeTime>2</lifeTime></bsfInfo><ussList/></guss>"
-CONFIG = """
+API_PREFIX = "/operator/bsf-1"  # the path part of the Nbsp_GBA {apiRoot} (TS 29.501 4.4.1)
+CONFIG = f"""
 [bsf]
 zn_port = 0
 ub_port = 0
+sbi_api_prefix = "{API_PREFIX}"
 
 [[bsf.nafs]]
 fqdn = "naf.gba.test"
@@ -70,13 +74,19 @@ required_gsids = ["777"]
 fqdn = "anon.gba.test"
 diameter_host = "anon.gba.test"
 send_impi = false
+
+[[bsf.nafs]]
+fqdn = "limited.gba.test"
+diameter_host = "limited.gba.test"
+group = "default"
+allowed_gsids = [1000001]
 """
 
 
 class Lab:
     def __init__(self, tmp: Path, ub: str, zn_port: int, naf_url: str, bsf: Proc, sbi: int, soap: int) -> None:
         self.tmp, self.ub, self.zn_port, self.naf_url, self.bsf = tmp, ub, zn_port, naf_url, bsf
-        self.sbi_url, self.soap_url = f"http://127.0.0.1:{sbi}", f"http://127.0.0.1:{soap}/GBAService"
+        self.sbi_url, self.soap_url = f"http://127.0.0.1:{sbi}{API_PREFIX}", f"http://127.0.0.1:{soap}/GBAService"
 
     def zn(self, fqdn: str = "naf.gba.test", gba_u_aware: bool = False, via: str = "diameter") -> ZnKeySource:
         cfg = NafConfig(
@@ -131,6 +141,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 naf_url = naf.wait_for(r"demo NAF on (http://\S+/)").group(1)
                 yield Lab(tmp, ub, zn_port, naf_url, bsf, int(http.group(1)), int(http.group(2)))
                 assert hss.popen.poll() is None and naf.popen.poll() is None
+
+
+@pytest.fixture(autouse=True)
+def zn_tap(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZnHttpTap]:
+    """Every SOAP and Nbsp_GBA message the NAF kit and the BSF exchange in these tests is checked against
+    TS 29.109 Annex D / TS 29.309 (tests/conformance)."""
+    with zn_http_tap(monkeypatch) as tap:
+        yield tap
 
 
 def _ue(impi: str = IMPI, mode: ue.UeMode = ue.UeMode.GBA_ME) -> ue.UeClient:
@@ -353,8 +371,9 @@ async def test_tshark_decodes_live_zn_capture(lab: Lab, tmp_path: Path) -> None:
     assert problems == []
     assert avps and all("Unknown" not in a.name for a in avps)
     seen = {(a.code, a.vendor): a.flags for a in avps}
-    for code in (400, 401, 402, 403, 404, 405, 406, 407, 408, 410):
+    for code in (400, 401, 402, 403, 404, 405, 406, 407, 408):
         assert seen.get((code, 10415)) == 0xC0, code
+    assert (410, 10415) not in seen  # GBA-Type: only if other than 3G GBA (TS 29.109 5.2 step 3)
     assert (297, 0) in seen
 
 
@@ -446,7 +465,7 @@ def test_onem2m_km_over_gba_is_one_profile_at_enrolee_and_maf(lab: Lab) -> None:
 VIAS = ("diameter", "sbi", "soap")
 
 
-async def test_all_zn_flavours_give_the_same_keys(lab: Lab) -> None:
+async def test_all_zn_flavours_give_the_same_keys(lab: Lab, zn_tap: ZnHttpTap) -> None:
     boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
     naf_id = kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST)
     ext, internal = boot.naf_keys(naf_id)
@@ -457,6 +476,7 @@ async def test_all_zn_flavours_give_the_same_keys(lab: Lab) -> None:
         assert [u.uids for u in key.uss] == [("sip:u@ims.test",)], via
     unaware = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", False, (), "sbi")
     assert unaware.uicc_key is None and unaware.me_key == ext
+    assert zn_tap.soap == 2 and zn_tap.sbi == 4  # the tap saw (and checked) each request and answer
 
 
 @pytest.mark.parametrize("via", VIAS)
@@ -513,6 +533,40 @@ async def test_http_zn_refusals(lab: Lab, via: str) -> None:
         with pytest.raises(ZnRefused) as exc:
             await lab.fetch(btid, kdf.NafId(fqdn, kdf.UaProtocol.HTTP_DIGEST.value), fqdn, via=via)
         assert exc.value.code == code, (via, fqdn)
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_per_naf_uss_authorization(lab: Lab, via: str) -> None:
+    """TS 29.109 5.2 step 2, TS 33.220 4.4.6: a NAF asking for a GSID outside bsf.nafs[].allowed_gsids gets
+    5402 (403 on Nbsp_GBA, a 5402 fault on SOAP); a NAF in no group gets no USS of a NAF group."""
+    boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
+    limited = kdf.NafId("limited.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    key = await lab.fetch(boot.btid, limited, "limited.gba.test", gsids=("1000001",), via=via)
+    assert [u.uids for u in key.uss] == [("sip:u@ims.test",)]
+    with pytest.raises(ZnRefused) as exc:
+        await lab.fetch(boot.btid, limited, "limited.gba.test", gsids=("1000001", "777"), via=via)
+    assert exc.value.code == 5402
+    anon = kdf.NafId("anon.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    assert (await lab.fetch(boot.btid, anon, "anon.gba.test", gsids=("1000001",), via=via)).uss == ()
+
+
+@pytest.mark.parametrize("via", VIAS)
+async def test_a_uss_without_public_identity(lab: Lab, via: str) -> None:
+    """Diameter and SOAP carry it as it is; Nbsp_GBA's Uss needs ueIds (TS 29.309), so the BSF leaves it
+    out there rather than invent an empty ueId."""
+    boot = await bootstrap(lab.ub, _ue(IMPI_U, ue.UeMode.GBA_U))
+    naf_id = kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+    key = await lab.fetch(boot.btid, naf_id, "naf-u.gba.test", gsids=("1000002",), via=via)
+    assert [(u.gsid, u.uids) for u in key.uss] == ([] if via == "sbi" else [("1000002", ())])
+
+
+async def test_nbsp_gba_is_served_under_the_configured_api_root_only(lab: Lab) -> None:
+    boot = await bootstrap(lab.ub, _ue())
+    body = {"btId": boot.btid, "nafId": {"nafFqdn": "naf.gba.test", "uaSecProtId": "0100000002"}}
+    async with httpx.AsyncClient(http1=False, http2=True) as h2:
+        bare = lab.sbi_url.removesuffix(API_PREFIX) + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+        assert (await h2.post(bare, json=body)).status_code == 404
+        assert (await h2.post(lab.sbi_url + "/nbsp-gba/v1/bootstrapping-info-retrieval", json=body)).status_code == 200
 
 
 async def test_nbsp_gba_speaks_http2_and_http11(lab: Lab) -> None:
