@@ -15,6 +15,10 @@ import pytest
 from tests.wiretap import gbagw_wiretap
 
 TAP_DIR = str(Path(__file__).parent / "wiretap")
+# Before the test modules are collected, so that a `from gba.zn_soap import build_fault` gets the wrapper;
+# record() does nothing until the session fixture names a directory.
+gbagw_wiretap.in_process = True
+gbagw_wiretap.install()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,7 +40,6 @@ def wiretap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     saved = {k: os.environ.get(k) for k in (gbagw_wiretap.ENV_DIR, "PYTHONPATH")}
     os.environ[gbagw_wiretap.ENV_DIR] = str(folder)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TAP_DIR, saved["PYTHONPATH"]) if p)
-    gbagw_wiretap.install()
     try:
         yield folder
     finally:

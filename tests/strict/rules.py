@@ -340,9 +340,9 @@ def check_avp(a: Avp, where: str) -> list[str]:
     return out
 
 
-# Base AVPs that RFC 6733 lets any message (Origin-State-Id, 8.16) or any answer (Failed-AVP, 7.5) carry
-# through *[AVP]: every Diameter node recognises them, so their M bit is no reason to refuse.
-_ANYWHERE = {(278, 0), (279, 0)}
+def known_base(a: Avp) -> bool:
+    """An AVP of the RFC 6733 base protocol: every Diameter node recognises it."""
+    return a.vendor == 0 and a.key in AVPS
 
 
 def _occurrences(avps: list[Avp], slots: list[Slot] | tuple[Slot, ...], open_: bool, where: str) -> list[str]:
@@ -361,9 +361,10 @@ def _occurrences(avps: list[Avp], slots: list[Slot] | tuple[Slot, ...], open_: b
             continue
         if not open_:
             out.append(f"{where}: {avp_name(a)} is not in the ABNF (and the ABNF has no *[AVP])")
-        elif a.m and a.key not in _ANYWHERE:
-            # RFC 6733 3 / 4.1: a receiver must refuse an AVP it does not recognise when its M bit is set;
-            # one that the command's ABNF does not name is exactly that (answered 5001, RFC 6733 7.5).
+        elif a.m and not known_base(a):
+            # RFC 6733 3 / 4.1: a receiver must refuse an AVP it does not recognise when its M bit is set
+            # (answered 5001, RFC 6733 7.5). A base AVP is known to every node; an application AVP that
+            # this command's ABNF does not name is unknown to a peer built from the application's text.
             out.append(f"{where}: {avp_name(a)} with the M bit is not in the ABNF (a strict peer answers 5001)")
     return out
 
