@@ -178,27 +178,33 @@ class StrictHss:
         else:
             self.resyncs.append("in range")
 
-    async def send_dpr(self, link: Link) -> tuple[Message, bool]:
-        """DPR to a connected client (our BSF); the DPA and whether the client then closed."""
-        # The link's reader belongs to _serve; a second reader would race it, so this path sends and
-        # watches the received list instead.
-        dpr = Message(282, c.FLAG_R, 0, 0, 0, [*origin(self.ident), c.u32(273, 0)])
-        dpr.hbh = dpr.e2e = int.from_bytes(os.urandom(4), "big")
+    async def ask(self, link: Link, req: Message, timeout: float = 5) -> Message:
+        """Send a request to a connected client (our BSF) and wait for its answer. The link's reader
+        belongs to _serve, so this watches what _serve received instead of reading."""
+        req.hbh = req.e2e = int.from_bytes(os.urandom(4), "big")
         before = len(link.received)
-        link.send(dpr)
+        link.send(req)
         await link.writer.drain()
-        for _ in range(100):
-            answers = [m for m in link.received[before:] if not m.is_request and m.hbh == dpr.hbh]
-            if answers:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError("no DPA")
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for m in link.received[before:]:
+                if not m.is_request and m.hbh == req.hbh:
+                    return m
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"no answer to command {req.code}")
+
+    async def send_dwr(self, link: Link) -> Message:
+        return await self.ask(link, Message(280, c.FLAG_R, 0, 0, 0, origin(self.ident)))
+
+    async def send_dpr(self, link: Link, timeout: float = 5) -> tuple[Message, bool]:
+        """DPR to a connected client; the DPA and whether the client then closed (RFC 6733 5.6)."""
+        dpa = await self.ask(link, Message(282, c.FLAG_R, 0, 0, 0, [*origin(self.ident), c.u32(273, 0)]))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
             if link.reader.at_eof():
-                return answers[0], True
+                return dpa, True
             await asyncio.sleep(0.05)
-        return answers[0], False
+        return dpa, False
 
 
 def _flag_fault(a: Avp) -> bool:

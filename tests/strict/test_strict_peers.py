@@ -191,6 +191,25 @@ def test_e_dpr_on_zn_gets_a_plain_dpa_and_the_bsf_closes(lab: Lab) -> None:
     assert closed, "the BSF kept the Zn connection open after its DPA (RFC 6733 5.6: Rcv-DPR -> Snd-DPA, Disc)"
 
 
+def test_dwr_on_zh_and_zn_gets_a_valid_dwa(lab: Lab) -> None:
+    lab.wait_zh()
+    link = lab.hss.links[-1]
+    before = len(link.violations)
+    dwa = lab.bg.run(lab.hss.send_dwr(link))
+    assert _rc(dwa) == 2001 and link.violations[before:] == [], link.violations[before:]
+    naf = StrictNaf(NAF)
+    try:
+        lab.bg.run(naf.connect(lab.zn_port))
+        assert naf.link is not None
+        dwr = c.Message(280, c.FLAG_R, 0, 0, 0, [c.utf8(264, NAF), c.utf8(296, "gba.test")])
+        before = len(naf.link.violations)
+        zn_dwa = lab.bg.run(naf.link.request(dwr))
+        seen = naf.link.violations[before:]
+    finally:
+        lab.bg.run(naf.close())
+    assert _rc(zn_dwa) == 2001 and seen == [], seen
+
+
 def test_e_dpr_on_zh_gets_a_plain_dpa_and_the_bsf_closes(lab: Lab) -> None:
     lab.wait_zh()
     link = lab.hss.links[-1]

@@ -116,6 +116,11 @@ def test_rules_accept_a_clean_mar_and_name_each_fault() -> None:
     found = check_message(bia.encode())
     assert any("GBA-Type 3G GBA (0) sent" in v for v in found)
     assert any("success without ME-Key-Material" in v for v in found)
+    # A base AVP outside an open ABNF is recognised by every node: Failed-AVP in an MAA is no fault.
+    failed = _mar().answer(
+        [c.utf8(263, "s"), vsai(APP_ZH), result(5001), c.u32(277, 1), *origin(ZH), c.grouped(279, [c.u32(607, 1)])]
+    )
+    assert check_message(failed.encode()) == []
     no_e = _mar().answer([result(3009), *origin(ZH)])
     assert any("without the E bit" in v for v in check_message(no_e.encode()))
     e_req = _mar()

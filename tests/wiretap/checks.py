@@ -25,6 +25,8 @@ def _optional(module: str, name: str) -> Checker | None:
             found = fn(data)
         except Exception as exc:  # a checker that raises instead of returning: its message is the violation
             return [f"{type(exc).__name__}: {exc}"]
+        if found is False:
+            return [f"{name} rejected the document"]
         return [str(v) for v in found] if isinstance(found, list | tuple) else []
 
     return run
