@@ -1,0 +1,1 @@
+"""The wire tap of the test suite (see gbagw_wiretap.py)."""
