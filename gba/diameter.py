@@ -962,9 +962,28 @@ class PeerState(enum.Enum):
 
 # --- request validation at our servers (RFC 6733 6.1, 7; TS 29.109 ABNF) ---------------------------
 
-# AVPs this code understands (RFC 6733 4.1: an AVP with M set that the receiver does not understand
-# fails the request with 5001).
-UNDERSTOOD_AVPS = frozenset((int(a), VENDOR_3GPP if a >= 400 else 0) for a in Avps)
+# The base protocol's AVPs, understood in every application.
+_BASE_AVPS = frozenset((int(a), 0) for a in Avps if a < 400)
+# What each application supports (RFC 6733 7.1.5: an AVP with M that the receiver does not support in
+# this application is 5001, even one the dictionary knows): Zh carries the SIP AVPs of its MAR/MAA and
+# the GUSS (TS 29.109 4.2); SIP-Number-Auth-Items is Cx only (TS 29.229 6.1.7), so a strict Zh HSS
+# refuses it. Zn carries the GBA AVPs 400-420 (TS 29.109 5.2).
+_ZH_AVPS = _BASE_AVPS | {
+    (int(a), VENDOR_3GPP)
+    for a in (
+        Avps.PUBLIC_IDENTITY,
+        Avps.SIP_AUTHENTICATION_SCHEME,
+        Avps.SIP_AUTHENTICATE,
+        Avps.SIP_AUTHORIZATION,
+        Avps.SIP_AUTH_DATA_ITEM,
+        Avps.SIP_ITEM_NUMBER,
+        Avps.CONFIDENTIALITY_KEY,
+        Avps.INTEGRITY_KEY,
+        Avps.GBA_USERSECSETTINGS,
+        Avps.GUSS_TIMESTAMP,
+    )
+}
+_ZN_AVPS = _BASE_AVPS | {(int(a), VENDOR_3GPP) for a in Avps if 400 <= a <= 420}
 
 _ANY = None  # no upper bound on occurrences ("*[...]")
 
@@ -973,19 +992,25 @@ _ANY = None  # no upper bound on occurrences ("*[...]")
 class CommandRules:
     """The CCF of one request (RFC 6733 3.2): (min, max) occurrences of each AVP it names; max None
     means unbounded. Zh and Zn requests end with *[AVP], so other AVPs may appear, but an AVP with M
-    set must be understood (5001) and must not be one the CCF leaves out (5008)."""
+    set must be supported by the application (``vocabulary``: else 5001) and must not be one of its
+    AVPs that the CCF leaves out, such as an answer's (5008)."""
 
     name: str
+    vocabulary: frozenset[tuple[int, int]]
     avps: dict[tuple[int, int], tuple[int, int | None]]
 
 
-def _rules(name: str, *entries: tuple[int, int, int | None]) -> CommandRules:
-    return CommandRules(name, {(code, VENDOR_3GPP if code >= 400 else 0): (lo, hi) for code, lo, hi in entries})
+def _rules(
+    name: str, vocabulary: frozenset[tuple[int, int]], *entries: tuple[int, int, int | None]
+) -> CommandRules:
+    avps = {(code, VENDOR_3GPP if code >= 400 else 0): (lo, hi) for code, lo, hi in entries}
+    return CommandRules(name, vocabulary, avps)
 
 
 # TS 29.109 clause 4.2 step 1: the Zh Multimedia-Auth-Request.
 MAR_RULES = _rules(
     "Multimedia-Auth-Request",
+    _ZH_AVPS,
     (Avps.SESSION_ID, 1, 1),
     (Avps.VENDOR_SPECIFIC_APPLICATION_ID, 1, 1),
     (Avps.AUTH_SESSION_STATE, 1, 1),
@@ -997,9 +1022,6 @@ MAR_RULES = _rules(
     (Avps.PUBLIC_IDENTITY, 0, 1),
     (Avps.SIP_AUTH_DATA_ITEM, 0, 1),
     (Avps.GUSS_TIMESTAMP, 0, 1),
-    # Not in the Zh ABNF but in the Cx MAR this one derives from (TS 29.229 6.1.7), and understood
-    # here (one vector is all Zh gives): a Cx-derived BSF that sends it is served, not refused.
-    (Avps.SIP_NUMBER_AUTH_ITEMS, 0, 1),
     (Avps.PROXY_INFO, 0, _ANY),
     (Avps.ROUTE_RECORD, 0, _ANY),
 )
@@ -1007,6 +1029,7 @@ MAR_RULES = _rules(
 # TS 29.109 clause 5.2 step 1: the Zn Bootstrapping-Info-Request.
 BIR_RULES = _rules(
     "Bootstrapping-Info-Request",
+    _ZN_AVPS,
     (Avps.SESSION_ID, 1, 1),
     (Avps.VENDOR_SPECIFIC_APPLICATION_ID, 1, 1),
     (Avps.AUTH_SESSION_STATE, 0, 1),
@@ -1071,8 +1094,8 @@ def check_routing(env: Envelope, host: str, realms: Iterable[str]) -> RequestErr
 
 def check_avps(env: Envelope, rules: CommandRules) -> RequestError | None:
     """The request against its CCF, first error first (RFC 6733 7: report the first one found):
-    an AVP with M that is not understood -> 5001 DIAMETER_AVP_UNSUPPORTED, an understood AVP with M
-    the CCF does not list -> 5008 DIAMETER_AVP_NOT_ALLOWED, an AVP past its maximum -> 5009
+    an AVP with M that the application does not support -> 5001 DIAMETER_AVP_UNSUPPORTED, one of its
+    AVPs with M that the CCF does not list -> 5008 DIAMETER_AVP_NOT_ALLOWED, an AVP past its maximum -> 5009
     DIAMETER_AVP_OCCURS_TOO_MANY_TIMES (with the first instance past it), a required one absent ->
     5005 DIAMETER_MISSING_AVP (7.1.5). Failed-AVP carries the offending AVP itself (7.5). AVPs
     without M that the CCF does not list are ignored (4.1)."""
@@ -1083,7 +1106,7 @@ def check_avps(env: Envelope, rules: CommandRules) -> RequestError | None:
         if bounds is None:
             if not avp.flags & AVP_FLAG_MANDATORY:
                 continue
-            if key not in UNDERSTOOD_AVPS:
+            if key not in rules.vocabulary:
                 return RequestError(ResultCode.AVP_UNSUPPORTED, f"unsupported AVP {_key_text(key)} with the M bit", avp)
             return RequestError(
                 ResultCode.AVP_NOT_ALLOWED, f"AVP {_name(avp.code)} is not allowed in a {rules.name}", avp

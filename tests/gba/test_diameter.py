@@ -296,14 +296,20 @@ def test_bir_checked_against_its_abnf(extra: tuple[d.Avp, ...], result: int | No
 def test_mar_checked_against_its_abnf() -> None:
     mar = _mar(bytes(30))
     assert d.check_request(mar, "hss.gba.test", ("gba.test",)) is None
-    # A Cx-derived BSF's SIP-Number-Auth-Items is understood and served (one vector is all Zh gives).
-    assert d.check_request(_mar(number_auth_items=1), "hss.gba.test", ("gba.test",)) is None
+    # A Cx-derived BSF's SIP-Number-Auth-Items: a Cx AVP with M that Zh does not support (TS 29.109 4.2
+    # has no such AVP), so 5001 with the AVP in Failed-AVP, as a strict Zh HSS answers (RFC 6733 7.1.5).
+    cx = d.check_request(_mar(number_auth_items=1), "hss.gba.test", ("gba.test",))
+    assert cx is not None and cx.result_code == d.ResultCode.AVP_UNSUPPORTED
+    assert cx.failed_avp is not None and cx.failed_avp.code == 607
     missing = d.Envelope(mar.command_code, mar.application_id, mar.flags, 1, 1, [a for a in mar.avps if a.code != 277])
     error = d.check_request(missing, "hss.gba.test", ("gba.test",))
     assert error is not None and error.result_code == d.ResultCode.MISSING_AVP
     assert error.failed_avp is not None and error.failed_avp.code == 277 and error.failed_avp.payload == bytes(4)
-    stray = _with(mar, d.vendor_avp(d.Avps.TRANSACTION_IDENTIFIER, b"btid@bsf"))
-    error = d.check_request(stray, "hss.gba.test", ("gba.test",))
+    zn_avp = _with(mar, d.vendor_avp(d.Avps.TRANSACTION_IDENTIFIER, b"btid@bsf"))  # Zn's, not Zh's
+    error = d.check_request(zn_avp, "hss.gba.test", ("gba.test",))
+    assert error is not None and error.result_code == d.ResultCode.AVP_UNSUPPORTED
+    answer_avp = _with(mar, d.new_avp(d.Avps.RESULT_CODE, 2001))  # Zh's own, but only in answers
+    error = d.check_request(answer_avp, "hss.gba.test", ("gba.test",))
     assert error is not None and error.result_code == d.ResultCode.AVP_NOT_ALLOWED
 
 
