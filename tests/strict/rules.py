@@ -399,9 +399,19 @@ def check_message(raw: bytes) -> list[str]:
         out += check_avp(a, label)
     if cmd.fixed_session and msg.find(263) is not None and msg.avps[0].key != (263, 0):
         out.append(f"{label}: Session-Id is not the first AVP ({cmd.source}: <Session-Id>)")
-    out += _occurrences(msg.avps, cmd.slots, cmd.open, f"{label} ({cmd.source})")
+    found = _occurrences(msg.avps, cmd.slots, cmd.open, f"{label} ({cmd.source})")
+    rc = msg.find(268)
+    if rc is not None and rc.data in (_INVALID_AVP_LENGTH, _INVALID_MESSAGE_LENGTH):
+        # The answer to a request that could not be decoded (RFC 6733 7.1.5) cannot echo a Session-Id it
+        # could not read: its absence there is no fault.
+        found = [v for v in found if not v.endswith("required Session-Id missing")]
+    out += found
     out += _semantics(msg, cmd, label)
     return out
+
+
+_INVALID_AVP_LENGTH = (5014).to_bytes(4, "big")
+_INVALID_MESSAGE_LENGTH = (5015).to_bytes(4, "big")
 
 
 def _semantics(msg: Message, cmd: Command, label: str) -> list[str]:
