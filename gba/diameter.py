@@ -1000,9 +1000,7 @@ class CommandRules:
     avps: dict[tuple[int, int], tuple[int, int | None]]
 
 
-def _rules(
-    name: str, vocabulary: frozenset[tuple[int, int]], *entries: tuple[int, int, int | None]
-) -> CommandRules:
+def _rules(name: str, vocabulary: frozenset[tuple[int, int]], *entries: tuple[int, int, int | None]) -> CommandRules:
     avps = {(code, VENDOR_3GPP if code >= 400 else 0): (lo, hi) for code, lo, hi in entries}
     return CommandRules(name, vocabulary, avps)
 
