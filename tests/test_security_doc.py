@@ -1,4 +1,5 @@
-"""docs/security.md: at least 40 bad-input rows, each naming a test that exists."""
+"""docs/security.md: at least 40 bad-input rows, each naming a test that exists; docs/conformance.md: every
+test it names exists."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def test_every_row_links_an_existing_test() -> None:
         assert re.search(r"`tests/[\w/]+\.py::\w+`", row), row
     for path, name in refs:
         assert name in _functions(ROOT / path), f"{path}::{name} does not exist"
+
+
+def test_every_test_the_conformance_table_names_exists() -> None:
+    text = (ROOT / "docs" / "conformance.md").read_text()
+    refs = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text)
+    assert len(refs) >= 40
+    for path, name in refs:
+        assert (ROOT / path).is_file(), f"{path} does not exist"
+        if name:
+            assert name in _functions(ROOT / path), f"{path}::{name} does not exist"
