@@ -185,7 +185,7 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
 
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "bsf", "Bootstrapping Server Function")
-    subcommand(cmds, "serve", "run Ub (HTTP) and Zn (Diameter)", cmd_bsf_serve)
+    subcommand(cmds, "serve", "run the BSF: Ub (HTTP) for UEs, Zn (Diameter, SBI, SOAP) for NAFs", cmd_bsf_serve)
     p = subcommand(cmds, "rotate-kek", "re-seal stored keys under a new KEK (stop the BSFs first)", cmd_bsf_rotate_kek)
     p.add_argument("--new-kek", type=Path, required=True, help="KEK file to rotate to (created if missing)")
     for name, func, help_text in (
@@ -194,7 +194,7 @@ def register(sub: Subcommands) -> None:
     ):
         p = subcommand(cmds, name, help_text, func)
         which = p.add_mutually_exclusive_group(required=True)
-        which.add_argument("--impi")
-        which.add_argument("--btid")
+        which.add_argument("--impi", help="the subscriber's private identity (its latest context)")
+        which.add_argument("--btid", help="the B-TID the UE got from the bootstrap (TS 33.220 4.5.2)")
         if name == "context":
-            p.add_argument("--json", action="store_true")
+            p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")

@@ -58,15 +58,15 @@ def hex_arg(name: str, value: object, length: int) -> bytes:
 
 def command_group(sub: Subcommands, name: str, help_text: str) -> Subcommands:
     """``gbagw NAME ...``: a group whose subcommands the caller adds with :func:`subcommand`."""
-    group = sub.add_parser(name, help=help_text)
-    return group.add_subparsers(dest=f"{name}_command", required=True)
+    group = sub.add_parser(name, help=help_text, description=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
 def subcommand(
     cmds: Subcommands, name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, config: bool = True
 ) -> argparse.ArgumentParser:
     """One subcommand running ``func``; ``config``: it takes --config and --data-dir."""
-    p = cmds.add_parser(name, help=help_text)
+    p = cmds.add_parser(name, help=help_text, description=help_text)
     if config:
         common_args(p)
     p.set_defaults(func=func)
@@ -74,15 +74,36 @@ def subcommand(
 
 
 def common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML file (default: embedded defaults, see config/gbagw.toml)")
-    p.add_argument("--data-dir", type=Path, default=None, help="data directory (default ./var)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file whose keys replace the embedded defaults (gbagw/defaults.toml inside the installed "
+        "package; `gbagw config show` prints them); GBAGW_<SECTION>_<KEY> variables override both",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"what <data-dir> means in the configuration: databases, KEK files, lab PKI "
+        f"(default: ${cfgmod.DATA_DIR_ENV} when set, else ./var)",
+    )
 
 
 def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
-    cfg = cfgmod.load(args.config, args.data_dir)
+    cfg = cfgmod.load(args.config, data_dir(args))
     log_cfg = cfgmod.log_config(cfg)
     logs.setup(log_cfg.level, log_cfg.format)
     return cfg
+
+
+def data_dir(args: argparse.Namespace) -> Path | None:
+    """--data-dir, else $GBAGW_DATA_DIR, else None (the loader's ./var)."""
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    env = os.environ.get(cfgmod.DATA_DIR_ENV)
+    return Path(env) if env else None
 
 
 def admin_server(

@@ -24,6 +24,8 @@ from hss_stub.config import HssConfig
 from naf.config import BsfRoute, NafConfig
 
 ENV_PREFIX = "GBAGW_"
+# The --data-dir of every command when the option is not given: a variable, but not a configuration key.
+DATA_DIR_ENV = "GBAGW_DATA_DIR"
 
 
 class ConfigError(ValueError):
@@ -72,7 +74,7 @@ def _coerce(name: str, default: Any, text: str) -> Any:
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str]) -> None:
     for var, text in environ.items():
-        if not var.startswith(ENV_PREFIX):
+        if not var.startswith(ENV_PREFIX) or var == DATA_DIR_ENV:
             continue
         section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
         if section not in raw or not isinstance(raw[section], dict) or key not in raw[section]:

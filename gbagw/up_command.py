@@ -101,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def register(sub: Subcommands) -> None:
-    group = sub.add_parser("up", help="run HSS stub + BSF + demo NAF + MEF on loopback")
+    what = "run HSS stub + BSF + demo NAF + MEF in one process on loopback (a lab; Ctrl-C stops it)"
+    group = sub.add_parser("up", help=what, description=what)
     common_args(group)
     group.set_defaults(func=cmd_up)
