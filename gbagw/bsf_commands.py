@@ -87,7 +87,14 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
 
 
 def _on_store(bsf: BsfConfig, op: Callable[[ContextStore], Awaitable[T]]) -> T:
-    """Run ``op`` on the BSF's store next to running BSFs (SQLite waits for their writes, Redis is shared)."""
+    """Run ``op`` on the BSF's store next to running BSFs (SQLite waits for their writes, Redis is shared).
+
+    A missing SQLite file is an error, not a new empty store: these commands read what a BSF wrote."""
+    if bsf.store.startswith("sqlite:///") and not (db := Path(bsf.store[len("sqlite:///") :])).exists():
+        raise CliError(
+            f"no BSF context store at {db.resolve()} (bsf.store): no BSF has run with this configuration; "
+            "check --data-dir / GBAGW_DATA_DIR"
+        )
     try:
         store = open_store(bsf.store, _bsf_keyring(bsf, create=False))
     except ValueError as exc:
@@ -179,7 +186,10 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "wb") as f:
         f.write(new)
     os.replace(tmp, bsf.kek_file)
-    print(f"re-sealed {count} record(s); {bsf.kek_file} now holds the new KEK, the old one is in {backup}")
+    print(
+        f"re-sealed {count} record(s); {bsf.kek_file.resolve()} now holds the new KEK, "
+        f"the old one is in {backup.resolve()}"
+    )
     return EXIT_OK
 
 

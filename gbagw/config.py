@@ -205,6 +205,11 @@ def _hide_url_password(value: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
 
 
+def effective_value(value: str) -> str:
+    """A string value as `gbagw config show` prints it (the password of a URL hidden)."""
+    return _hide_url_password(value)
+
+
 def effective(cfg: LoadedConfig) -> dict[str, Any]:
     """The merged configuration as the services read it: ``<data-dir>`` filled in, credentials hidden."""
 

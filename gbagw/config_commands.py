@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 import tomli_w
 
 from gbagw import config as cfgmod
@@ -38,6 +39,7 @@ from gbagw.listeners import (
 from gbaio.kek import KekFileError, load_or_create_kek
 
 SERVICES = ("hss", "bsf", "naf", "mef")
+REDIS_TIMEOUT = 2.0  # seconds for connect + PING: a store that slow is a problem worth naming too
 
 
 def show_toml(cfg: cfgmod.LoadedConfig) -> str:
@@ -88,7 +90,26 @@ def _bsf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
     notes = _kek("bsf.kek_file", bsf.kek_file, "BSF instances that share a Redis store need the same KEK file")
     for i, path in enumerate(bsf.kek_previous_files):
         notes += _kek(f"bsf.kek_previous_files[{i}]", path)
+    if bsf.store.startswith(("redis://", "rediss://", "unix://")):
+        _ping_redis(bsf.store)
     return bsf_listeners(bsf), notes
+
+
+def _ping_redis(url: str) -> None:
+    """Connect and PING, as the BSF's first store operation would: a wrong host, port, password or TLS
+    setting is named now rather than on the first bootstrap."""
+    shown = cfgmod.effective_value(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise cfgmod.ConfigError(
+            f"bsf.store: {shown} does not answer PING within {REDIS_TIMEOUT:g} s: {detail}"
+        ) from None
 
 
 def _naf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:

@@ -39,9 +39,16 @@ def open_hss_store(hss: HssConfig) -> SubscriberStore:
 
 
 @contextmanager
-def _subscribers(hss: HssConfig) -> Iterator[SubscriberStore]:
-    """The subscriber database for one provisioning command (safe while `hss serve` runs)."""
-    store = open_hss_store(hss)
+def _subscribers(hss: HssConfig, *, create: bool = False) -> Iterator[SubscriberStore]:
+    """The subscriber database for one command (safe while `hss serve` runs). Only the commands that
+    add subscribers (``create``) make a missing one: a read in the wrong --data-dir must not leave an
+    empty database and a new KEK behind."""
+    if not create and not hss.db.exists():
+        raise CliError(
+            f"no subscriber database at {hss.db.resolve()} (hss.db): nothing provisioned there yet; "
+            "check --data-dir / GBAGW_DATA_DIR, or add a subscriber first"
+        )
+    store = SubscriberStore(hss.db, load_or_create_kek(hss.kek_file, create=create))
     try:
         yield store
     finally:
@@ -102,9 +109,9 @@ def cmd_hss_add(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     fields = {"impi": args.impi, "k": args.k, "op": args.op, "opc": args.opc, "amf": args.amf, "sqn": args.sqn}
     new = _new_subscriber(hss, fields, _read_guss(args.guss))
-    with _subscribers(hss) as store:
+    with _subscribers(hss, create=True) as store:
         store.add_all([new])
-    print(f"added {args.impi}")
+    print(f"added {args.impi} to {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -126,7 +133,7 @@ def cmd_hss_remove(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     with _subscribers(hss) as store:
         store.remove(args.impi)
-    print(f"removed {args.impi}")
+    print(f"removed {args.impi} from {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -134,7 +141,7 @@ def cmd_hss_set_guss(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     with _subscribers(hss) as store:
         store.set_guss(args.impi, None if args.clear else _read_guss(args.guss))
-    print(f"GUSS of {args.impi} {'cleared' if args.clear else 'set'}")
+    print(f"GUSS of {args.impi} {'cleared' if args.clear else 'set'} in {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -162,12 +169,12 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
             new.append(_new_subscriber(hss, e, guss, flag=""))
         except CliError as exc:
             raise CliError(f"{args.file}: subscriber #{i + 1}: {exc}; nothing imported") from None
-    with _subscribers(hss) as store:
+    with _subscribers(hss, create=True) as store:
         try:
             store.add_all(new)
         except StoreError as exc:
             raise CliError(f"{args.file}: {exc}; nothing imported") from None
-    print(f"imported {len(new)} subscriber(s)")
+    print(f"imported {len(new)} subscriber(s) into {hss.db.resolve()}")
     return EXIT_OK
 
 

@@ -64,7 +64,7 @@ def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot write the test PKI to {args.out}: {os_reason(exc)}") from None
     for p in paths:
-        print(p)
+        print(Path(p).resolve())
     return EXIT_OK
 
 
