@@ -21,6 +21,7 @@ from gbagw.cli_common import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     CliError,
+    Progress,
     Subcommands,
     admin_server,
     command_group,
@@ -169,7 +170,8 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
 
     async def rotate() -> int:
         try:
-            return await store.rekey(Keyring(new))
+            with Progress("re-sealed") as progress:
+                return await store.rekey(Keyring(new), progress)
         finally:
             await store.close()
 

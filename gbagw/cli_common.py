@@ -13,9 +13,12 @@ import logging
 import os
 import platform
 import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from types import TracebackType
+from typing import Any, TextIO, TypeAlias
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -158,6 +161,52 @@ async def serve_until_signal(
             await admin[0].stop()
         await stop()
         log.info("stopped")
+
+
+class Progress:
+    """The count of a long operation on stderr, as pip and apt show theirs: rewritten in place on a
+    terminal (at most every ``tty_interval`` s), otherwise one line every ``log_interval`` s once it
+    has run that long, so that short runs and pipes stay quiet. Call it with the count done so far."""
+
+    def __init__(
+        self,
+        what: str,
+        total: int | None = None,
+        *,
+        stream: TextIO | None = None,
+        tty_interval: float = 0.1,
+        log_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what, self.total, self.clock = what, total, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = tty_interval if self.tty else log_interval
+        self.last = clock()
+        self.done = 0
+        self.shown = False
+
+    def _line(self) -> str:
+        of = f"/{self.total}" if self.total is not None else ""
+        return f"{self.what}: {self.done}{of}"
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        self.stream.write(f"\r{self._line()}\x1b[K" if self.tty else f"{self._line()}\n")
+        self.stream.flush()
+        self.shown = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.tty and self.shown:  # the final count, and the cursor on a new line for what follows
+            self.stream.write(f"\r{self._line()}\x1b[K\n")
+            self.stream.flush()
 
 
 def emit(out: dict[str, Any], as_json: bool) -> None:

@@ -19,6 +19,7 @@ from gbagw import config as cfgmod
 from gbagw.cli_common import (
     EXIT_OK,
     CliError,
+    Progress,
     Subcommands,
     admin_server,
     command_group,
@@ -158,24 +159,31 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
     # Every entry is checked before any is stored, and they are stored in one transaction: a bad
     # entry, or one already provisioned, leaves the store as it was (fix the file, import again).
     new: list[NewSubscriber] = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise CliError(f"{args.file}: subscriber #{i + 1} is not a table")
-        if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
-            raise CliError(f"{args.file}: subscriber #{i + 1}: {problem}; nothing imported")
+    with Progress(f"{args.file}: checked", len(entries)) as checked:
+        for i, e in enumerate(entries):
+            new.append(_import_entry(hss, args.file, i, e))
+            checked(i + 1)
+    with _subscribers(hss, create=True) as store, Progress(f"{args.file}: stored", len(new)) as stored:
         try:
-            guss_path = e.get("guss")
-            guss = _read_guss(args.file.parent / str(guss_path)) if guss_path else None
-            new.append(_new_subscriber(hss, e, guss, flag=""))
-        except CliError as exc:
-            raise CliError(f"{args.file}: subscriber #{i + 1}: {exc}; nothing imported") from None
-    with _subscribers(hss, create=True) as store:
-        try:
-            store.add_all(new)
+            store.add_all(new, progress=stored)
         except StoreError as exc:
             raise CliError(f"{args.file}: {exc}; nothing imported") from None
     print(f"imported {len(new)} subscriber(s) into {hss.db.resolve()}")
     return EXIT_OK
+
+
+def _import_entry(hss: HssConfig, file: Path, i: int, e: object) -> NewSubscriber:
+    """Subscriber #``i`` of an import file, checked."""
+    if not isinstance(e, dict):
+        raise CliError(f"{file}: subscriber #{i + 1} is not a table")
+    if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
+        raise CliError(f"{file}: subscriber #{i + 1}: {problem}; nothing imported")
+    try:
+        guss_path = e.get("guss")
+        guss = _read_guss(file.parent / str(guss_path)) if guss_path else None
+        return _new_subscriber(hss, e, guss, flag="")
+    except CliError as exc:
+        raise CliError(f"{file}: subscriber #{i + 1}: {exc}; nothing imported") from None
 
 
 def register(sub: Subcommands) -> None:

@@ -46,9 +46,15 @@ def test_gbagw_data_dir_works_like_the_option_and_writes_are_named(tmp_path: Pat
 
 def test_config_check_pings_the_redis_store(tmp_path: Path) -> None:
     closed = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    # from another machine (no --ports): a note; where the BSF runs (--ports): an error, exit 2
     r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_STORE": closed})
-    assert r.returncode == 2
+    assert r.returncode == 0 and "bsf: ok\n  note: bsf.store: redis://:<hidden>@127.0.0.1:" in r.stdout
+    assert "does not answer PING within 2 s" in r.stdout
+    ports = {"GBAGW_BSF_UB_PORT": "0", "GBAGW_BSF_ZN_PORT": "0"}
+    check = ["config", "check", "bsf", "--ports", "--data-dir", str(tmp_path)]
+    r = run_cli(check, env={"GBAGW_BSF_STORE": closed, **ports})
+    assert r.returncode == 2, r.stdout + r.stderr
     assert "bsf: error: bsf.store: redis://:<hidden>@127.0.0.1:" in r.stdout and "does not answer PING" in r.stdout
     assert "secret" not in r.stdout + r.stderr
-    r = run_cli(["config", "check", "bsf", "--data-dir", str(tmp_path)], env={"GBAGW_BSF_STORE": private_redis.url(11)})
+    r = run_cli(check, env={"GBAGW_BSF_STORE": private_redis.url(11), **ports})
     assert r.returncode == 0 and "bsf: ok" in r.stdout, r.stdout + r.stderr
