@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bootstrap import Cell, gbagw_lab, ours
+from bench.procs import done
 
 
 def _total(c: Cell) -> float:
@@ -53,6 +54,7 @@ def main() -> None:
         for r in range(args.rounds):
             for i in (0, 1) if r % 2 == 0 else (1, 0):
                 cells[i].append(ours(labs[i], args.ues, args.seconds))
+            done(f"round {r + 1}/{args.rounds}")
     print(
         f"Ub bootstraps at {args.ues} UEs, store {args.store or 'SQLite'}, {args.rounds} rounds of "
         f"{args.seconds:g}s cells; medians, and paired ratios to the first tree"

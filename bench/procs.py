@@ -105,3 +105,8 @@ def pd_echo_rate(port: int, n: int, inflight: int) -> float:
         check=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def done(message: str) -> None:
+    """One line on stderr per finished measurement: a run takes minutes and prints its table at the end."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bootstrap import Lab, bare, bare_server, gbagw_lab, ours  # noqa: E402
-from bench.procs import pd_echo_rate  # noqa: E402
+from bench.procs import done, pd_echo_rate  # noqa: E402
 from bench.zn import bootstrap_one, pd_echo_server, zn_rate  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/13"
@@ -37,6 +37,7 @@ def main() -> None:
 
     def row(what: str, rate: float, lat: str, base_name: str, base: float, cpu: str = "") -> None:
         rows.append((what, f"{rate:,.0f}/s", lat, cpu, f"{base_name} {base:,.0f}/s", f"{rate / base:.2f}"))
+        done(f"{what}: {rate:,.0f}/s")
 
     def bootstrap_row(what: str, lab: Lab, bare_srv: tuple[str, int], ues: int) -> None:
         """One bootstrap cell, then its ceiling right after it: this VM's speed drifts within a run."""

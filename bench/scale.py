@@ -28,6 +28,7 @@ from bench.zn import bootstrap_one  # noqa: E402
 from bsf.store import AAD_CONTEXT, BootstrapContext, seal_record  # noqa: E402
 from gba import kdf  # noqa: E402
 from gba.keywrap import Keyring  # noqa: E402
+from gbagw.cli_common import Progress  # noqa: E402
 from naf.config import NafConfig  # noqa: E402
 from naf.zn_client import ZnClient  # noqa: E402
 
@@ -49,21 +50,25 @@ def _contexts(kek: bytes, start: int, stop: int) -> list[tuple[str, str, bytes, 
 
 def load_sqlite(path: Path, kek: bytes, start: int, stop: int) -> None:
     db = sqlite3.connect(path, timeout=30)
-    for lo in range(start, stop, BATCH):
-        rows = _contexts(kek, lo, min(stop, lo + BATCH))
-        with db:
-            db.executemany("INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)", rows)
+    with Progress("sqlite: contexts loaded", stop) as progress:
+        for lo in range(start, stop, BATCH):
+            rows = _contexts(kek, lo, min(stop, lo + BATCH))
+            with db:
+                db.executemany("INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?)", rows)
+            progress(min(stop, lo + BATCH))
     db.close()
 
 
 def load_redis(kek: bytes, start: int, stop: int) -> None:
     r = redis_sync.Redis.from_url(REDIS)
-    for lo in range(start, stop, BATCH):
-        pipe = r.pipeline(transaction=False)
-        for btid, impi, blob, _exp in _contexts(kek, lo, min(stop, lo + BATCH)):
-            pipe.set(f"gbagw:{{impi:{impi}}}", btid.encode(), px=7_200_000)
-            pipe.set(f"gbagw:{{ctx:{btid}}}", blob, px=7_200_000)
-        pipe.execute()
+    with Progress("redis: contexts loaded", stop) as progress:
+        for lo in range(start, stop, BATCH):
+            pipe = r.pipeline(transaction=False)
+            for btid, impi, blob, _exp in _contexts(kek, lo, min(stop, lo + BATCH)):
+                pipe.set(f"gbagw:{{impi:{impi}}}", btid.encode(), px=7_200_000)
+                pipe.set(f"gbagw:{{ctx:{btid}}}", blob, px=7_200_000)
+            pipe.execute()
+            progress(min(stop, lo + BATCH))
     r.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -143,8 +144,8 @@ class TimedStore:
     async def ping(self) -> bool:
         return await self.inner.ping()
 
-    async def rekey(self, new: Keyring) -> int:
-        return await self.inner.rekey(new)
+    async def rekey(self, new: Keyring, progress: Callable[[int], None] | None = None) -> int:
+        return await self.inner.rekey(new, progress)
 
     async def close(self) -> None:
         await self.inner.close()

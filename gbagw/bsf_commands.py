@@ -21,6 +21,7 @@ from gbagw.cli_common import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     CliError,
+    Progress,
     Subcommands,
     admin_server,
     command_group,
@@ -87,7 +88,14 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
 
 
 def _on_store(bsf: BsfConfig, op: Callable[[ContextStore], Awaitable[T]]) -> T:
-    """Run ``op`` on the BSF's store next to running BSFs (SQLite waits for their writes, Redis is shared)."""
+    """Run ``op`` on the BSF's store next to running BSFs (SQLite waits for their writes, Redis is shared).
+
+    A missing SQLite file is an error, not a new empty store: these commands read what a BSF wrote."""
+    if bsf.store.startswith("sqlite:///") and not (db := Path(bsf.store[len("sqlite:///") :])).exists():
+        raise CliError(
+            f"no BSF context store at {db.resolve()} (bsf.store): no BSF has run with this configuration; "
+            "check --data-dir / GBAGW_DATA_DIR"
+        )
     try:
         store = open_store(bsf.store, _bsf_keyring(bsf, create=False))
     except ValueError as exc:
@@ -162,7 +170,8 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
 
     async def rotate() -> int:
         try:
-            return await store.rekey(Keyring(new))
+            with Progress("re-sealed") as progress:
+                return await store.rekey(Keyring(new), progress)
         finally:
             await store.close()
 
@@ -179,13 +188,16 @@ def cmd_bsf_rotate_kek(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "wb") as f:
         f.write(new)
     os.replace(tmp, bsf.kek_file)
-    print(f"re-sealed {count} record(s); {bsf.kek_file} now holds the new KEK, the old one is in {backup}")
+    print(
+        f"re-sealed {count} record(s); {bsf.kek_file.resolve()} now holds the new KEK, "
+        f"the old one is in {backup.resolve()}"
+    )
     return EXIT_OK
 
 
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "bsf", "Bootstrapping Server Function")
-    subcommand(cmds, "serve", "run Ub (HTTP) and Zn (Diameter)", cmd_bsf_serve)
+    subcommand(cmds, "serve", "run the BSF: Ub (HTTP) for UEs, Zn (Diameter, SBI, SOAP) for NAFs", cmd_bsf_serve)
     p = subcommand(cmds, "rotate-kek", "re-seal stored keys under a new KEK (stop the BSFs first)", cmd_bsf_rotate_kek)
     p.add_argument("--new-kek", type=Path, required=True, help="KEK file to rotate to (created if missing)")
     for name, func, help_text in (
@@ -194,7 +206,7 @@ def register(sub: Subcommands) -> None:
     ):
         p = subcommand(cmds, name, help_text, func)
         which = p.add_mutually_exclusive_group(required=True)
-        which.add_argument("--impi")
-        which.add_argument("--btid")
+        which.add_argument("--impi", help="the subscriber's private identity (its latest context)")
+        which.add_argument("--btid", help="the B-TID the UE got from the bootstrap (TS 33.220 4.5.2)")
         if name == "context":
-            p.add_argument("--json", action="store_true")
+            p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")

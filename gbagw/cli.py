@@ -1,4 +1,4 @@
-"""The ``gbagw`` command (DESIGN.md "CLI contract"): one group of subcommands per module.
+"""The ``gbagw`` command (docs/architecture.md): one group of subcommands per module.
 
 Exit codes: 0 success, 2 usage or configuration error, 3 refused by the peer, 4 peer unreachable.
 """

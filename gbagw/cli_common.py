@@ -13,9 +13,12 @@ import logging
 import os
 import platform
 import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from types import TracebackType
+from typing import Any, TextIO, TypeAlias
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -58,15 +61,15 @@ def hex_arg(name: str, value: object, length: int) -> bytes:
 
 def command_group(sub: Subcommands, name: str, help_text: str) -> Subcommands:
     """``gbagw NAME ...``: a group whose subcommands the caller adds with :func:`subcommand`."""
-    group = sub.add_parser(name, help=help_text)
-    return group.add_subparsers(dest=f"{name}_command", required=True)
+    group = sub.add_parser(name, help=help_text, description=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
 def subcommand(
     cmds: Subcommands, name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, config: bool = True
 ) -> argparse.ArgumentParser:
     """One subcommand running ``func``; ``config``: it takes --config and --data-dir."""
-    p = cmds.add_parser(name, help=help_text)
+    p = cmds.add_parser(name, help=help_text, description=help_text)
     if config:
         common_args(p)
     p.set_defaults(func=func)
@@ -74,15 +77,36 @@ def subcommand(
 
 
 def common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML file (default: embedded defaults, see config/gbagw.toml)")
-    p.add_argument("--data-dir", type=Path, default=None, help="data directory (default ./var)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file whose keys replace the embedded defaults (gbagw/defaults.toml inside the installed "
+        "package; `gbagw config show` prints them); GBAGW_<SECTION>_<KEY> variables override both",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"what <data-dir> means in the configuration: databases, KEK files, lab PKI "
+        f"(default: ${cfgmod.DATA_DIR_ENV} when set, else ./var)",
+    )
 
 
 def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
-    cfg = cfgmod.load(args.config, args.data_dir)
+    cfg = cfgmod.load(args.config, data_dir(args))
     log_cfg = cfgmod.log_config(cfg)
     logs.setup(log_cfg.level, log_cfg.format)
     return cfg
+
+
+def data_dir(args: argparse.Namespace) -> Path | None:
+    """--data-dir, else $GBAGW_DATA_DIR, else None (the loader's ./var)."""
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    env = os.environ.get(cfgmod.DATA_DIR_ENV)
+    return Path(env) if env else None
 
 
 def admin_server(
@@ -137,6 +161,52 @@ async def serve_until_signal(
             await admin[0].stop()
         await stop()
         log.info("stopped")
+
+
+class Progress:
+    """The count of a long operation on stderr, as pip and apt show theirs: rewritten in place on a
+    terminal (at most every ``tty_interval`` s), otherwise one line every ``log_interval`` s once it
+    has run that long, so that short runs and pipes stay quiet. Call it with the count done so far."""
+
+    def __init__(
+        self,
+        what: str,
+        total: int | None = None,
+        *,
+        stream: TextIO | None = None,
+        tty_interval: float = 0.1,
+        log_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what, self.total, self.clock = what, total, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = tty_interval if self.tty else log_interval
+        self.last = clock()
+        self.done = 0
+        self.shown = False
+
+    def _line(self) -> str:
+        of = f"/{self.total}" if self.total is not None else ""
+        return f"{self.what}: {self.done}{of}"
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        self.stream.write(f"\r{self._line()}\x1b[K" if self.tty else f"{self._line()}\n")
+        self.stream.flush()
+        self.shown = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.tty and self.shown:  # the final count, and the cursor on a new line for what follows
+            self.stream.write(f"\r{self._line()}\x1b[K\n")
+            self.stream.flush()
 
 
 def emit(out: dict[str, Any], as_json: bool) -> None:

@@ -6,6 +6,7 @@ Each service gets its own typed config object; validation errors name the key an
 from __future__ import annotations
 
 import copy
+import math
 import os
 import ssl
 import tomllib
@@ -25,6 +26,8 @@ from hss_stub.config import HssConfig
 from naf.config import BsfRoute, NafConfig
 
 ENV_PREFIX = "GBAGW_"
+# The --data-dir of every command when the option is not given: a variable, but not a configuration key.
+DATA_DIR_ENV = "GBAGW_DATA_DIR"
 
 
 class ConfigError(ValueError):
@@ -36,13 +39,82 @@ def _defaults() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+# The lists of tables (``[[bsf.nafs]]``) and the TOML type of each key of their entries; every other
+# list holds strings. A new table list is named here, or the loader refuses its tables.
+TABLE_LISTS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "bsf.nafs": {"fqdn": str, "diameter_host": str, "group": str, "required_gsids": list, "send_impi": bool},
+    "mef.enrolees": {"enrolee_id": str, "targets": list, "kpm_id": str, "kpm": str, "cert_name": str},
+    "naf.bsf_realms": {"realm": str, "host": str, "port": int, "sbi_url": str, "soap_url": str},
+}
+_TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "true or false"),  # before int: a bool is an int in Python, never in TOML
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a table"),
+)
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, for an error line (a value of a credential key is never shown)."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return next(
+        (k for t, k in kinds.items() if isinstance(value, t)), "a table" if isinstance(value, dict) else "a date"
+    )
+
+
+def _shape_problem(name: str, default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot stand where the embedded default has ``default`` (same TOML type; an integer
+    does for a number), as one line naming the key; None when it fits. The values themselves are
+    checked later, by each service's config function."""
+    if isinstance(value, bool) != isinstance(default, bool):
+        fits = False
+    elif isinstance(default, float):
+        fits = isinstance(value, int | float)
+    elif isinstance(default, list):
+        return _list_problem(name, value)
+    else:
+        fits = isinstance(value, type(default))
+    if fits:
+        return None
+    want = next(w for t, w in _TOML_TYPES if isinstance(default, t))
+    shown = "" if name in SECRET_KEYS or isinstance(value, dict | list) else f" ({value!r:.60})"
+    return f"{name} must be {want}, got {_kind(value)}{shown}"
+
+
+def _list_problem(name: str, value: Any) -> str | None:
+    entry_types = TABLE_LISTS.get(name)
+    if entry_types is None:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{name} must be a list of strings, got {_kind(value)}"
+        return None
+    if not isinstance(value, list):
+        return f"{name} must be a list of tables ([[{name}]]), got {_kind(value)}"
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            return f"{name}[{i}] must be a table, got {_kind(entry)}"
+        for key, want in entry_types.items():
+            if key in entry and not _fits(entry[key], want):
+                return (
+                    f"{name}[{i}].{key} must be {next(w for t, w in _TOML_TYPES if t is want)}, got {_kind(entry[key])}"
+                )
+    return None
+
+
+def _fits(value: Any, want: type | tuple[type, ...]) -> bool:
+    return isinstance(value, want) and (want is bool or not isinstance(value, bool))
+
+
 def _merge(
     base: dict[str, Any], override: Mapping[str, Any], origin: str, sources: dict[str, str], where: str = ""
 ) -> None:
     for key, value in override.items():
         if key not in base:
             raise ConfigError(f"unknown configuration key {where}{key}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
+        if problem := _shape_problem(f"{where}{key}", base[key], value):
+            raise ConfigError(f"{problem} ({origin})")
+        if isinstance(base[key], dict):
             _merge(base[key], value, origin, sources, f"{where}{key}.")
         else:
             base[key] = value
@@ -73,7 +145,7 @@ def _coerce(name: str, default: Any, text: str) -> Any:
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str]) -> None:
     for var, text in environ.items():
-        if not var.startswith(ENV_PREFIX):
+        if not var.startswith(ENV_PREFIX) or var == DATA_DIR_ENV:
             continue
         section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
         if section not in raw or not isinstance(raw[section], dict) or key not in raw[section]:
@@ -123,12 +195,20 @@ def _hide_url_password(value: str) -> str:
     """``redis://user:secret@host/0`` -> ``redis://user:<hidden>@host/0`` (bsf.store, naf.sbi_url, ...)."""
     if "://" not in value:
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [IPv6 address: it may still hold a password
+        return "<a URL that does not parse>"
     if parts.password is None:
         return value
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
+
+
+def effective_value(value: str) -> str:
+    """A string value as `gbagw config show` prints it (the password of a URL hidden)."""
+    return _hide_url_password(value)
 
 
 def effective(cfg: LoadedConfig) -> dict[str, Any]:
@@ -214,6 +294,8 @@ def _optional_input(cfg: LoadedConfig, name: str, value: Any) -> Path | None:
                 pass
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+        except ValueError:  # a NUL in the path
+            raise ConfigError(f"{name}: not a usable path, got {str(path)!r}") from None
     return path
 
 
@@ -282,7 +364,7 @@ def _fqdn(name: str, value: Any) -> str:
 
 
 def _non_negative(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
         raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
 
@@ -294,7 +376,7 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _positive(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -429,9 +511,13 @@ def _onem2m_ua_id(name: str, value: Any) -> bytes:
 def _url(name: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
-    return value
+    return str(value)
 
 
 def _bsf_realms(entries: Any, home: str) -> tuple[BsfRoute, ...]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 import tomli_w
 
 from gbagw import config as cfgmod
@@ -38,6 +39,7 @@ from gbagw.listeners import (
 from gbaio.kek import KekFileError, load_or_create_kek
 
 SERVICES = ("hss", "bsf", "naf", "mef")
+REDIS_TIMEOUT = 2.0  # seconds for connect + PING: a store that slow is a problem worth naming too
 
 
 def show_toml(cfg: cfgmod.LoadedConfig) -> str:
@@ -78,30 +80,52 @@ def _kek(key: str, path: Path, created_at_start: str = "") -> list[str]:
     return []
 
 
-def _hss(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+def _hss(cfg: cfgmod.LoadedConfig, here: bool) -> tuple[list[Listener], list[str]]:
     hss = cfgmod.hss_config(cfg)
     return hss_listeners(hss), _kek("hss.kek_file", hss.kek_file, "it seals K and OPc in hss.db: keep the two together")
 
 
-def _bsf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+def _bsf(cfg: cfgmod.LoadedConfig, here: bool) -> tuple[list[Listener], list[str]]:
     bsf = cfgmod.bsf_config(cfg)
     notes = _kek("bsf.kek_file", bsf.kek_file, "BSF instances that share a Redis store need the same KEK file")
     for i, path in enumerate(bsf.kek_previous_files):
         notes += _kek(f"bsf.kek_previous_files[{i}]", path)
+    if bsf.store.startswith(("redis://", "rediss://", "unix://")) and (problem := _ping_redis(bsf.store)):
+        # Checked where the services run (--ports), it is an error; from elsewhere (a build machine,
+        # a chart rendered for a cluster) the store may well be out of reach: a note.
+        if here:
+            raise cfgmod.ConfigError(problem)
+        notes.append(f"{problem} (from here; with --ports, where the BSF runs, this is an error)")
     return bsf_listeners(bsf), notes
 
 
-def _naf(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+def _ping_redis(url: str) -> str | None:
+    """Connect and PING, as the BSF's first store operation would: a wrong host, port, password or TLS
+    setting is named now rather than on the first bootstrap. None when it answers."""
+    shown = cfgmod.effective_value(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"bsf.store: {shown} does not answer PING within {REDIS_TIMEOUT:g} s: {detail}"
+    return None
+
+
+def _naf(cfg: cfgmod.LoadedConfig, here: bool) -> tuple[list[Listener], list[str]]:
     return naf_listeners(cfgmod.naf_config(cfg)), []
 
 
-def _mef(cfg: cfgmod.LoadedConfig) -> tuple[list[Listener], list[str]]:
+def _mef(cfg: cfgmod.LoadedConfig, here: bool) -> tuple[list[Listener], list[str]]:
     mef = cfgmod.mef_config(cfg)
     cfgmod.check_mef_files(mef)
     return mef_listeners(mef), []
 
 
-_CHECKS: dict[str, Callable[[cfgmod.LoadedConfig], tuple[list[Listener], list[str]]]] = {
+_CHECKS: dict[str, Callable[[cfgmod.LoadedConfig, bool], tuple[list[Listener], list[str]]]] = {
     "hss": _hss,
     "bsf": _bsf,
     "naf": _naf,
@@ -118,7 +142,7 @@ def check(cfg: cfgmod.LoadedConfig, services: Sequence[str], *, ports: bool) -> 
     every: list[Listener] = []
     for name in services:
         try:
-            listeners, notes = _CHECKS[name](cfg)
+            listeners, notes = _CHECKS[name](cfg, ports)
             if ports:
                 check_listeners(listeners)
         except (cfgmod.ConfigError, KekFileError, ListenerError) as exc:
@@ -174,5 +198,6 @@ def register(sub: Subcommands) -> None:
     p.add_argument(
         "--ports",
         action="store_true",
-        help="also bind and release every listening port (run where the services will run, before they start)",
+        help="also bind and release every listening port, and count an unreachable Redis store as an error "
+        "(run where the services will run, before they start)",
     )

@@ -19,6 +19,7 @@ from gbagw import config as cfgmod
 from gbagw.cli_common import (
     EXIT_OK,
     CliError,
+    Progress,
     Subcommands,
     admin_server,
     command_group,
@@ -39,9 +40,16 @@ def open_hss_store(hss: HssConfig) -> SubscriberStore:
 
 
 @contextmanager
-def _subscribers(hss: HssConfig) -> Iterator[SubscriberStore]:
-    """The subscriber database for one provisioning command (safe while `hss serve` runs)."""
-    store = open_hss_store(hss)
+def _subscribers(hss: HssConfig, *, create: bool = False) -> Iterator[SubscriberStore]:
+    """The subscriber database for one command (safe while `hss serve` runs). Only the commands that
+    add subscribers (``create``) make a missing one: a read in the wrong --data-dir must not leave an
+    empty database and a new KEK behind."""
+    if not create and not hss.db.exists():
+        raise CliError(
+            f"no subscriber database at {hss.db.resolve()} (hss.db): nothing provisioned there yet; "
+            "check --data-dir / GBAGW_DATA_DIR, or add a subscriber first"
+        )
+    store = SubscriberStore(hss.db, load_or_create_kek(hss.kek_file, create=create))
     try:
         yield store
     finally:
@@ -102,9 +110,9 @@ def cmd_hss_add(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     fields = {"impi": args.impi, "k": args.k, "op": args.op, "opc": args.opc, "amf": args.amf, "sqn": args.sqn}
     new = _new_subscriber(hss, fields, _read_guss(args.guss))
-    with _subscribers(hss) as store:
+    with _subscribers(hss, create=True) as store:
         store.add_all([new])
-    print(f"added {args.impi}")
+    print(f"added {args.impi} to {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -126,7 +134,7 @@ def cmd_hss_remove(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     with _subscribers(hss) as store:
         store.remove(args.impi)
-    print(f"removed {args.impi}")
+    print(f"removed {args.impi} from {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -134,7 +142,7 @@ def cmd_hss_set_guss(args: argparse.Namespace) -> int:
     hss = cfgmod.hss_config(load_config(args))
     with _subscribers(hss) as store:
         store.set_guss(args.impi, None if args.clear else _read_guss(args.guss))
-    print(f"GUSS of {args.impi} {'cleared' if args.clear else 'set'}")
+    print(f"GUSS of {args.impi} {'cleared' if args.clear else 'set'} in {hss.db.resolve()}")
     return EXIT_OK
 
 
@@ -151,45 +159,52 @@ def cmd_hss_import(args: argparse.Namespace) -> int:
     # Every entry is checked before any is stored, and they are stored in one transaction: a bad
     # entry, or one already provisioned, leaves the store as it was (fix the file, import again).
     new: list[NewSubscriber] = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise CliError(f"{args.file}: subscriber #{i + 1} is not a table")
-        if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
-            raise CliError(f"{args.file}: subscriber #{i + 1}: {problem}; nothing imported")
+    with Progress(f"{args.file}: checked", len(entries)) as checked:
+        for i, e in enumerate(entries):
+            new.append(_import_entry(hss, args.file, i, e))
+            checked(i + 1)
+    with _subscribers(hss, create=True) as store, Progress(f"{args.file}: stored", len(new)) as stored:
         try:
-            guss_path = e.get("guss")
-            guss = _read_guss(args.file.parent / str(guss_path)) if guss_path else None
-            new.append(_new_subscriber(hss, e, guss, flag=""))
-        except CliError as exc:
-            raise CliError(f"{args.file}: subscriber #{i + 1}: {exc}; nothing imported") from None
-    with _subscribers(hss) as store:
-        try:
-            store.add_all(new)
+            store.add_all(new, progress=stored)
         except StoreError as exc:
             raise CliError(f"{args.file}: {exc}; nothing imported") from None
-    print(f"imported {len(new)} subscriber(s)")
+    print(f"imported {len(new)} subscriber(s) into {hss.db.resolve()}")
     return EXIT_OK
+
+
+def _import_entry(hss: HssConfig, file: Path, i: int, e: object) -> NewSubscriber:
+    """Subscriber #``i`` of an import file, checked."""
+    if not isinstance(e, dict):
+        raise CliError(f"{file}: subscriber #{i + 1} is not a table")
+    if problem := cfgmod.unknown_keys(e, ("impi", "k", "op", "opc", "amf", "sqn", "guss")):
+        raise CliError(f"{file}: subscriber #{i + 1}: {problem}; nothing imported")
+    try:
+        guss_path = e.get("guss")
+        guss = _read_guss(file.parent / str(guss_path)) if guss_path else None
+        return _new_subscriber(hss, e, guss, flag="")
+    except CliError as exc:
+        raise CliError(f"{file}: subscriber #{i + 1}: {exc}; nothing imported") from None
 
 
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "hss", "HSS stub (Zh Diameter server) and its subscriber database")
-    subcommand(cmds, "serve", "run the Zh Diameter server", cmd_hss_serve)
+    subcommand(cmds, "serve", "run the HSS stub: the Zh Diameter server the BSF asks for vectors", cmd_hss_serve)
     p = subcommand(cmds, "add-subscriber", "provision a subscriber (works while the HSS runs)", cmd_hss_add)
-    p.add_argument("--impi", required=True)
+    p.add_argument("--impi", required=True, help="the subscriber's private identity (IMPI), user@realm")
     p.add_argument("--k", required=True, help="subscriber key K, 32 hex digits")
-    p.add_argument("--op", help="operator variant OP, 32 hex digits")
-    p.add_argument("--opc", help="OPc, 32 hex digits")
+    p.add_argument("--op", help="operator variant OP, 32 hex digits (OPc is computed from it; or give --opc)")
+    p.add_argument("--opc", help="OPc, 32 hex digits (or give --op)")
     p.add_argument("--amf", help="AMF, 4 hex digits (default 0000)")
     p.add_argument("--sqn", help="last used SQN, 12 hex digits (default 000000000000)")
     p.add_argument("--guss", type=Path, help="GUSS XML file (TS 29.109 Annex A)")
     p = subcommand(cmds, "list-subscribers", "list subscribers (never prints K or OPc)", cmd_hss_list)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON array instead of tab-separated lines")
     p = subcommand(cmds, "remove-subscriber", "delete a subscriber", cmd_hss_remove)
-    p.add_argument("--impi", required=True)
+    p.add_argument("--impi", required=True, help="the IMPI to delete")
     p = subcommand(cmds, "set-guss", "set or clear a subscriber's GUSS", cmd_hss_set_guss)
-    p.add_argument("--impi", required=True)
+    p.add_argument("--impi", required=True, help="the subscriber whose GUSS changes")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--guss", type=Path)
-    g.add_argument("--clear", action="store_true")
-    p = subcommand(cmds, "import", "provision subscribers from a TOML file", cmd_hss_import)
-    p.add_argument("file", type=Path)
+    g.add_argument("--guss", type=Path, help="GUSS XML file to store (TS 29.109 Annex A)")
+    g.add_argument("--clear", action="store_true", help="remove the subscriber's GUSS")
+    p = subcommand(cmds, "import", "provision subscribers from a TOML file, all or none", cmd_hss_import)
+    p.add_argument("file", type=Path, help="TOML file of [[subscriber]] tables (see config/subscribers.example.toml)")

@@ -65,7 +65,7 @@ def mef_listeners(mef: MefConfig, *, admin: bool = True) -> list[Listener]:
 
 
 def env_name(key: str) -> str:
-    """The environment variable that overrides a config key (DESIGN.md configuration contract)."""
+    """The environment variable that overrides a config key (docs/configuration.md)."""
     return "GBAGW_" + key.upper().replace(".", "_")
 
 

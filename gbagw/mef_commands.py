@@ -64,7 +64,7 @@ def cmd_mef_gen_test_pki(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot write the test PKI to {args.out}: {os_reason(exc)}") from None
     for p in paths:
-        print(p)
+        print(Path(p).resolve())
     return EXIT_OK
 
 
@@ -138,7 +138,7 @@ def cmd_enrolee_gba_km(args: argparse.Namespace) -> int:
 
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "mef", "oneM2M MEF direct frameworks (TLS-PSK / certificates, Km for MAFs)")
-    subcommand(cmds, "serve", "run the Enrolee and MAF TLS listeners", cmd_mef_serve)
+    subcommand(cmds, "serve", "run the MEF: the Enrolee and MAF TLS listeners", cmd_mef_serve)
     p = subcommand(
         cmds,
         "gen-test-pki",
@@ -146,8 +146,8 @@ def register(sub: Subcommands) -> None:
         cmd_mef_gen_test_pki,
         config=False,
     )
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--mef-fqdn", default="mef.gba.test")
+    p.add_argument("--out", type=Path, required=True, help="directory to write the PEM files to (created)")
+    p.add_argument("--mef-fqdn", default="mef.gba.test", help="the MEF certificate's name")
     p.add_argument("--enrolee", action="append", default=[], help="Enrolee certificate name (repeatable)")
     p.add_argument("--maf", action="append", default=[], help="MAF FQDN (repeatable)")
 
@@ -158,11 +158,11 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--psk-id", help="KpmID (pre-provisioned symmetric key framework)")
     p.add_argument("--psk", help="Kpm, hex")
     p.add_argument("--cert", type=Path, help="Enrolee certificate (certificate-based framework)")
-    p.add_argument("--key", type=Path)
+    p.add_argument("--key", type=Path, help="the private key of --cert (PEM)")
     p.add_argument("--ca", type=Path, help="trust anchors for the MEF certificate")
     p.add_argument("--maf", help="also derive Km for this MAF-ID")
     p.add_argument("--show-keys", action="store_true", help="print Ke / Km (lab use)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
     p = subcommand(
         cmds,
         "gba-km",
@@ -175,4 +175,4 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--onem2m-ua-id", help="Ua id in NAF_Id, 10 hex digits (default 0000000000, docs/mef-api.md)")
     p.add_argument("--uicc", action="store_true", help="the client runs in the UICC: Km = Ks_int_NAF")
     p.add_argument("--show-keys", action="store_true", help="print Km (lab use)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")

@@ -51,14 +51,15 @@ def cmd_ue_bootstrap(args: argparse.Namespace) -> int:
         raise CliError(f"UE stopped: {exc}", EXIT_REFUSED) from None
     except (OSError, TimeoutError) as exc:
         raise CliError(f"BSF unreachable: {exc}", EXIT_UNREACHABLE) from None
-    if args.state is not None:
-        _save_state(args.state, ue.state_to_dict(usim, boot), boot.btid)
     out: dict[str, Any] = {
         "btid": boot.btid,
         "lifetime": boot.lifetime.isoformat(),
         "gba_type": boot.mode.value,
         "tmpi": boot.tmpi is not None,
     }
+    if args.state is not None:
+        _save_state(args.state, ue.state_to_dict(usim, boot), boot.btid)
+        out["state"] = str(args.state.resolve())
     if args.show_keys:
         out["ks"] = boot.ks.hex()
         out["rand"] = boot.rand.hex()
@@ -166,32 +167,40 @@ def cmd_ue_naf_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# The state file goes exactly where --state says (relative to the current directory), and bootstrap
+# prints its absolute path: no default location that a second UE or another user would share silently.
+STATE_HELP = (
+    "JSON file (mode 0600) that keeps the USIM's SQN array and the bootstrap (B-TID, Ks) for naf-key, ua-get "
+    "and enrolee gba-km; read first when it exists, then replaced"
+)
+
+
 def register(sub: Subcommands) -> None:
     cmds = command_group(sub, "ue", "software UE (USIM + Ub client)")
     p = subcommand(cmds, "bootstrap", "run Ub against a BSF and print the B-TID", cmd_ue_bootstrap)
     p.add_argument("--bsf", required=True, help="BSF URL, e.g. http://127.0.0.1:8080/")
-    p.add_argument("--impi", required=True)
-    p.add_argument("--k", required=True)
+    p.add_argument("--impi", required=True, help="the USIM's private identity (IMPI) sent on Ub")
+    p.add_argument("--k", required=True, help="the USIM's key K, 32 hex digits")
     kg = p.add_mutually_exclusive_group(required=True)
-    kg.add_argument("--op")
-    kg.add_argument("--opc")
+    kg.add_argument("--op", help="operator variant OP, 32 hex digits")
+    kg.add_argument("--opc", help="OPc, 32 hex digits")
     p.add_argument(
         "--gba-u",
         action="store_true",
         help="the UICC is GBA_U-aware (GBA security context); the BSF decides GBA_U from the GUSS",
     )
-    p.add_argument("--state", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", type=Path, metavar="FILE", help=STATE_HELP + "; without it nothing is kept")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
     p.add_argument("--show-keys", action="store_true", help="also print Ks and RAND (lab use)")
     p.add_argument("--realm", help="digest realm to send first (default: the BSF URL's host)")
     p = subcommand(cmds, "naf-key", "derive Ks_(ext/int)_NAF from a saved bootstrap", cmd_ue_naf_key, config=False)
-    p.add_argument("--state", type=Path, required=True)
-    p.add_argument("--naf-fqdn", required=True)
-    p.add_argument("--ua-id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", type=Path, metavar="FILE", required=True, help="the file `ue bootstrap --state` wrote")
+    p.add_argument("--naf-fqdn", required=True, help="the NAF's FQDN, as in NAF_Id (TS 33.220 4.5.2)")
+    p.add_argument("--ua-id", help="Ua security protocol id, 10 hex digits (default 0100000002, HTTP Digest)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
     p = subcommand(
         cmds, "ua-get", "GET a NAF URL over Ua HTTP Digest with a saved bootstrap", cmd_ue_ua_get, config=False
     )
-    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--state", type=Path, metavar="FILE", required=True, help="the file `ue bootstrap --state` wrote")
     p.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8090/hello")
     p.add_argument("--naf-fqdn", help="the NAF's FQDN, needed when the URL holds an address (TS 24.109 5.2.2.1)")

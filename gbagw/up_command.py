@@ -1,4 +1,4 @@
-"""``gbagw up``: HSS stub + BSF + demo NAF + MEF in one process on loopback (DESIGN.md CLI contract)."""
+"""``gbagw up``: HSS stub + BSF + demo NAF + MEF in one process on loopback."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     async def start() -> None:
         nonlocal bsf_service, naf_service, mef_service
         hss_port = await hss_service.start()
-        # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF (DESIGN.md).
+        # gbagw up wires the BSF's Zh peer to the HSS and the demo NAF's Zn peer to the BSF.
         bsf = dataclasses.replace(bsf_cfg, hss_host=hss.zh_host, hss_port=hss_port)
         bsf_service = make_bsf(bsf)
         ub_port = await bsf_service.start()
@@ -101,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def register(sub: Subcommands) -> None:
-    group = sub.add_parser("up", help="run HSS stub + BSF + demo NAF + MEF on loopback")
+    what = "run HSS stub + BSF + demo NAF + MEF in one process on loopback (a lab; Ctrl-C stops it)"
+    group = sub.add_parser("up", help=what, description=what)
     common_args(group)
     group.set_defaults(func=cmd_up)

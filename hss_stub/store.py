@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,13 +130,16 @@ class SubscriberStore:
     def add(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None = None) -> None:
         self.add_all([NewSubscriber(impi, k, opc, amf, sqn, guss)])
 
-    def add_all(self, subscribers: Sequence[NewSubscriber]) -> None:
-        """Add every subscriber in one transaction, or none (a duplicate or bad value names its IMPI)."""
+    def add_all(self, subscribers: Sequence[NewSubscriber], progress: Callable[[int], None] | None = None) -> None:
+        """Add every subscriber in one transaction, or none (a duplicate or bad value names its IMPI);
+        ``progress`` is told how many are written so far (`gbagw hss import` shows it)."""
         self._writes.commit()
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for sub in subscribers:
+            for i, sub in enumerate(subscribers):
                 self._insert(sub.impi, sub.k, sub.opc, sub.amf, sub.sqn, sub.guss)
+                if progress is not None:
+                    progress(i + 1)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

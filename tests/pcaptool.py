@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
+
+from tests.required_tools import require
 
 LINKTYPE_RAW = 101
 
@@ -43,15 +44,11 @@ class DecodedAvp:
     name: str
 
 
-def tshark_available() -> bool:
-    return shutil.which("tshark") is not None
-
-
 def _pdml(path: Path, ports: list[int]) -> etree._Element:
     """tshark's PDML of the capture, with Diameter decoded on ``ports``."""
     decode_as = [arg for port in ports for arg in ("-d", f"tcp.port=={port},diameter")]
     xml = subprocess.run(
-        ["tshark", "-r", str(path), *decode_as, "-T", "pdml"], check=True, capture_output=True, timeout=60
+        [require("tshark"), "-r", str(path), *decode_as, "-T", "pdml"], check=True, capture_output=True, timeout=60
     ).stdout
     return etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False))
 

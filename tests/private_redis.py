@@ -13,14 +13,13 @@ import tempfile
 import time
 
 from tests.procs import free_port
+from tests.required_tools import require
 
 _port: int | None = None
 
 
 def _start() -> int:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise RuntimeError("these tests need redis-server: apt-get install redis-server (or: bash ./test.sh)")
+    exe = require("redis-server")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="gbagw-test-redis-")
     proc = subprocess.Popen(

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.required_tools import require
+
 GBAGW = [sys.executable, "-m", "gbagw.cli"]
 
 
@@ -119,7 +121,7 @@ def tshark_capture(port: int | Sequence[int], pcap: Path) -> Iterator[None]:
     """Live capture of loopback traffic on ``port`` (or on each of several) with tshark (dumpcap)."""
     ports = [port] if isinstance(port, int) else list(port)
     p = subprocess.Popen(
-        ["tshark", "-i", "lo", "-f", " or ".join(f"tcp port {x}" for x in ports), "-w", str(pcap), "-q"],
+        [require("tshark"), "-i", "lo", "-f", " or ".join(f"tcp port {x}" for x in ports), "-w", str(pcap), "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -279,8 +279,9 @@ class ContextStore(Protocol):
         """True when the store answers; StoreUnavailable (with the backend's error) when it cannot."""
         ...
 
-    async def rekey(self, new: Keyring) -> int:
-        """Re-seal every stored record under ``new`` (offline KEK rotation); returns the count."""
+    async def rekey(self, new: Keyring, progress: Callable[[int], None] | None = None) -> int:
+        """Re-seal every stored record under ``new`` (offline KEK rotation); returns the count.
+        ``progress`` is told the count so far (`gbagw bsf rotate-kek` shows it)."""
         ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -218,7 +219,7 @@ class RedisStore:
             raise
         return replies[-1] if read else {}
 
-    async def rekey(self, new: Keyring) -> int:
+    async def rekey(self, new: Keyring, progress: Callable[[int], None] | None = None) -> int:
         count = 0
         for kind, prefix in (("ch", AAD_CHALLENGE), ("ctx", AAD_CONTEXT), ("ke", AAD_ENROLMENT)):
             async for raw in self._r.scan_iter(match=f"gbagw:{{{kind}:*", count=1000):
@@ -229,6 +230,8 @@ class RedisStore:
                 key = name[len(f"gbagw:{{{kind}:") : -1]
                 await self._r.set(name, reseal(self._keys, new, _bytes(blob), prefix + key), keepttl=True)
                 count += 1
+                if progress is not None:
+                    progress(count)
         self._keys = new
         return count
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bsf.store import (
@@ -129,7 +130,7 @@ class SqliteStore:
     async def count_contexts(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM contexts WHERE expires >= ?", (time.time(),)).fetchone()[0])
 
-    async def rekey(self, new: Keyring) -> int:
+    async def rekey(self, new: Keyring, progress: Callable[[int], None] | None = None) -> int:
         tables = (
             ("challenges", "nonce", AAD_CHALLENGE),
             ("contexts", "btid", AAD_CONTEXT),
@@ -145,7 +146,9 @@ class SqliteStore:
                 for key, blob in rows:
                     fresh = reseal(self._keys, new, bytes(blob), prefix + key)
                     self._db.execute(f"UPDATE {table} SET blob = ? WHERE {column} = ?", (fresh, key))  # noqa: S608
-                count += len(rows)
+                    count += 1
+                    if progress is not None:
+                        progress(count)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

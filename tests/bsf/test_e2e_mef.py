@@ -21,6 +21,7 @@ from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
 from gbaio.kek import load_or_create_kek
 from naf.mef_client import KmRefused, MefClient
 from tests.procs import Proc, free_port, gbagw_process, run_cli
+from tests.required_tools import require
 
 pytestmark = pytest.mark.e2e
 
@@ -243,7 +244,7 @@ def test_openssl_s_client_psk_handshake(mef: Mef) -> None:
     request = b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 0\r\n\r\n"
     out = subprocess.run(
         [
-            "openssl",
+            require("openssl"),
             "s_client",
             "-connect",
             f"127.0.0.1:{mef.psk}",
@@ -321,7 +322,7 @@ def test_smuggling_shapes_are_refused_and_store_nothing(mef: Mef, head: bytes) -
     before = mef.enrolments()
     out = subprocess.run(
         [
-            "openssl",
+            require("openssl"),
             "s_client",
             "-connect",
             f"127.0.0.1:{mef.psk}",

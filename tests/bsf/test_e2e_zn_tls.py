@@ -32,6 +32,7 @@ from gbaio.tls import client_ssl_context
 from naf.config import NafConfig
 from naf.zn_client import NafKey, ZnClient, ZnRefused, ZnUnavailable
 from tests.procs import Proc, free_port, gbagw_process, run_cli, tshark_capture
+from tests.required_tools import require
 
 pytestmark = pytest.mark.e2e
 
@@ -236,7 +237,7 @@ async def test_on_the_wire_there_is_a_tls_handshake_and_no_key_or_b_tid(lab: Lab
     with tshark_capture(lab.zn_tls_port, pcap):
         key = await lab.fetch(lab.naf_config("naf.gba.test", "naf.gba.test"), boot.btid, HOME_NAF)
     hellos = subprocess.run(
-        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={lab.zn_tls_port},tls", "-Y", "tls.handshake.type == 1"],
+        [require("tshark"), "-r", str(pcap), "-d", f"tcp.port=={lab.zn_tls_port},tls", "-Y", "tls.handshake.type == 1"],
         check=True,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ that a UE received; a slow HSS turns into 503 within the Zh timeout."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ from naf.zn_client import ZnClient, ZnUnavailable
 from naf.zn_http_clients import create_zn_client
 from tests.bsf.test_e2e_ub import OPC, K, Lab
 from tests.procs import Proc, free_port, run_cli
+from tests.required_tools import require
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def _zn_port(bsf: Proc) -> int:
 def _redis_args(port: int, data: Path) -> list[str]:
     """redis-server with appendonly and fsync always: an acknowledged write survives kill -9."""
     return [
-        "redis-server",
+        require("redis-server"),
         "--port",
         str(port),
         "--bind",
@@ -98,7 +98,6 @@ def _redis_args(port: int, data: Path) -> list[str]:
 @pytest.fixture
 def redis_aof(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
     """A private redis-server with appendonly + fsync always, so a kill -9 loses nothing acknowledged."""
-    assert shutil.which("redis-server"), "redis-server is required (.ci/run installs it)"
     port = free_port()
     data = tmp_path / "redis"
     data.mkdir()

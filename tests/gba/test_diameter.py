@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gba import diameter as d
-from tests.pcaptool import decode_with_tshark, tshark_available, write_pcap
+from tests.pcaptool import decode_with_tshark, write_pcap
+from tests.required_tools import require
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -227,7 +228,7 @@ EXPECTED = {
 
 
 def test_tshark_decodes_mar_maa_bir_bia(tmp_path: Path) -> None:
-    assert tshark_available(), "tshark is required (apt-get install tshark; .ci/run installs it)"
+    require("tshark")
     mar, bir = _mar(bytes(30)), _bir()
     cx_style = _mar(number_auth_items=1)  # the bsf.zh_sip_number_auth_items option
     err = bir.answer(

@@ -92,11 +92,15 @@ def test_import_example_subscribers(tmp_path: Path) -> None:
     assert "001010000000002@" in r.stdout and "guss=yes" in r.stdout
 
 
+# add-subscriber opens (or creates) the KEK; the commands that only read need a database first.
+SUBSCRIBER = ["--impi", "u@ims.test", "--k", "00" * 16, "--opc", "00" * 16]
+
+
 def test_kek_file_permissions_checked(tmp_path: Path) -> None:
     kek = tmp_path / "hss.kek"
     kek.write_bytes(bytes(32))
     kek.chmod(0o644)
-    r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)])
+    r = run_cli(["hss", "add-subscriber", *SUBSCRIBER, "--data-dir", str(tmp_path)])
     assert r.returncode == 2 and "chmod 600" in r.stderr
 
 
@@ -104,7 +108,7 @@ def test_kek_file_of_wrong_size_and_missing_kek_for_rotation(tmp_path: Path) -> 
     kek = tmp_path / "hss.kek"
     kek.write_bytes(bytes(16))
     kek.chmod(0o600)
-    r = run_cli(["hss", "list-subscribers", "--data-dir", str(tmp_path)])
+    r = run_cli(["hss", "add-subscriber", *SUBSCRIBER, "--data-dir", str(tmp_path)])
     assert r.returncode == 2 and "32 octets" in r.stderr
     r = run_cli(["bsf", "rotate-kek", "--data-dir", str(tmp_path / "empty"), "--new-kek", str(tmp_path / "n")])
     assert r.returncode == 2 and "does not exist" in r.stderr
