@@ -287,19 +287,22 @@ def _check_framing(req: h11.Request) -> None:
 
 class TlsSession:
     """The server side of one TLS connection: pyOpenSSL keeps the TLS state in memory BIOs (no socket
-    of its own), asyncio streams carry the records. No thread per connection, and every wait is an
-    ``await`` that the caller's deadline (``asyncio.timeout``) can end, however slowly the peer trickles."""
+    of its own) and the records travel over a non-blocking socket with the loop's ``sock_recv`` /
+    ``sock_sendall``. No thread per connection; nothing is read before TLS needs it (one read of at
+    most READ_SIZE octets, no transport buffer); a peer that does not read stalls ``sock_sendall``; and
+    every wait is an ``await`` that the caller's deadline (``asyncio.timeout``) ends, however slowly the
+    peer trickles."""
 
     READ_SIZE = 16 * 1024
 
-    def __init__(self, ctx: SSL.Context, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, ctx: SSL.Context, sock: socket.socket) -> None:
         self.conn = SSL.Connection(ctx, None)  # None: memory BIOs
         self.conn.set_accept_state()
-        self._reader = reader
-        self._writer = writer
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
 
     async def _flush(self) -> None:
-        """Send what OpenSSL has queued; drain() stops us while the peer does not read (backpressure)."""
+        """Send what OpenSSL has queued."""
         out = bytearray()
         while True:
             try:
@@ -310,11 +313,10 @@ class TlsSession:
                 break
             out += chunk
         if out:
-            self._writer.write(bytes(out))
-            await self._writer.drain()
+            await self._loop.sock_sendall(self._sock, bytes(out))
 
     async def _feed(self) -> bool:
-        data = await self._reader.read(self.READ_SIZE)
+        data = await self._loop.sock_recv(self._sock, self.READ_SIZE)
         if not data:
             self.conn.bio_shutdown()
             return False
@@ -355,13 +357,10 @@ class TlsSession:
         await self._flush()
 
     async def close(self) -> None:
-        """close_notify (best effort), then the transport."""
+        """close_notify (best effort); the owner of the socket closes it."""
         with contextlib.suppress(OSError, SSL.Error):
             self.conn.shutdown()
             await self._flush()
-        self._writer.close()
-        with contextlib.suppress(OSError, SSL.Error):
-            await self._writer.wait_closed()
 
 
 async def _read_event_async(session: TlsSession, h: h11.Connection, budget: list[int]) -> Any:

@@ -56,7 +56,7 @@ class _Throttled:
         self._count += 1
         now = time.monotonic()
         if now - self._last >= LOG_INTERVAL:
-            log.log(level, msg + " (%d time(s) since the last such line)", *args, self._count)
+            log.log(level, msg + " (%d time(s) since the previous such line)", *args, self._count)
             self._last, self._count = now, 0
 
 
@@ -114,7 +114,8 @@ class TlsListener:
 
     def problem(self) -> str | None:
         """None while the listener accepts; else why not (for /readyz)."""
-        return None if self._problem is None else f"MEF {self.name} listener on :{self.port}: {self._problem}"
+        problem = "stopped" if self._task is not None and self._task.done() else self._problem
+        return None if problem is None else f"MEF {self.name} listener on :{self.port}: {problem}"
 
     @property
     def listening_socket(self) -> socket.socket | None:
@@ -136,10 +137,11 @@ class TlsListener:
             try:
                 if self._sock is None:
                     self._sock = self._bind()
+                    log.info("mef: %s listener bound again on %s:%d", self.name, self.host, self.port)
                 self._set_problem(None)
                 await self._accept_loop(self._sock)
-            except OSError as exc:
-                self._set_problem(f"down ({exc})")
+            except Exception as exc:  # OSError from accept(); anything else is a bug, but must not end the listener
+                self._set_problem(f"down ({exc or type(exc).__name__})")
                 self._metrics.listener_restarts.labels(self.name).inc()
                 self._log_down(
                     logging.ERROR,
@@ -175,7 +177,9 @@ class TlsListener:
                 )
                 await asyncio.sleep(self.limits.accept_backoff)
                 continue
-            self._set_problem(None)
+            if self._problem is not None:
+                log.info("mef: %s listener accepts again (%s before)", self.name, self._problem)
+                self._set_problem(None)
             if len(self._connections) >= self.limits.max_connections:
                 client.close()  # refused fast: no TLS, no buffer, no task
                 self._metrics.connections_refused.labels(self.name).inc()
@@ -199,14 +203,10 @@ class TlsListener:
 
     async def _connection(self, client: socket.socket, addr: Any) -> None:
         peer = f"{addr[0]}:{addr[1]}"
-        try:
-            reader, writer = await asyncio.open_connection(sock=client)
-        except OSError:
-            client.close()
-            return
-        session = TlsSession(self._ctx, reader, writer)
         phase = "handshake"
+        session: TlsSession | None = None
         try:
+            session = TlsSession(self._ctx, client)
             async with asyncio.timeout(self.limits.handshake_timeout):
                 await session.handshake()
             phase = "request"
@@ -222,6 +222,9 @@ class TlsListener:
             log.info("mef: %s from %s refused: %s", self.name, peer, exc)
         except (OSError, SSL.Error) as exc:
             log.info("mef: %s connection from %s ended: %s", self.name, peer, exc)
+        except Exception:  # a bug in serving one connection must not go unseen, nor touch the others
+            log.exception("mef: %s connection from %s failed", self.name, peer)
         finally:
-            self._ended_session(session.conn)
-            writer.close()
+            if session is not None:
+                self._ended_session(session.conn)
+            client.close()
