@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import resource
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +41,22 @@ log = logging.getLogger("gbagw.mef")
 Reply = tuple[int, dict[str, Any]]
 # TS-0003 leaves the MEF's refusal open; one answer for "no such KeID" and "not yours" so that a trusted
 # MAF cannot learn which KeIDs exist for other Enrolees (issue 27 class 10).
+FD_RESERVE = 64  # descriptors besides the connections: listeners, store, admin listener, logs
 KM_REFUSED = (404, "unknown or expired KeID, or this MAF is not an authorized Enrolment Target for it")
+
+
+def _check_fd_limit(max_connections: int) -> None:
+    """Warn when the caps cannot be reached: accept() would fail with EMFILE first (issue 27 class 2)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    need = 3 * max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and need > soft:
+        log.warning(
+            "mef: 3 listeners x mef.max_connections %d need about %d file descriptors, over the open-files "
+            "limit %d: accept() would fail before the caps; lower mef.max_connections or raise LimitNOFILE=",
+            max_connections,
+            need,
+            soft,
+        )
 
 
 def _refuse(status: int, why: str) -> Reply:
@@ -67,6 +83,7 @@ class MefService:
         # Both certificate listeners require the MEF certificate, its key and the trust anchors.
         cert_ctx = cert_context(c.cert_suites, c.cert_file, c.key_file, c.ca_file, require_peer=True)
         limits = Limits(c.max_connections, c.handshake_timeout, c.request_timeout)
+        _check_fd_limit(c.max_connections)
         for name, port, ctx, serve in (
             ("psk", c.psk_port, self._psk_ctx, self._enrol_psk),
             ("cert", c.cert_port, cert_ctx, self._enrol_cert),

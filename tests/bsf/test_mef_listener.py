@@ -4,9 +4,14 @@ In-process (the test reaches the listening socket), real sockets and real TLS on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
+import resource
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from bsf.mef.config import EnroleeEntry, MefConfig
 from bsf.mef.server import create_mef
@@ -25,10 +30,10 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_readiness_follows_a_listener_that_dies_and_comes_back(tmp_path: Path) -> None:
+def _config(tmp_path: Path) -> MefConfig:
     pki = tmp_path / "pki"
     write_test_pki(pki, "mef.gba.test", [], ["maf.gba.test"])
-    config = MefConfig(
+    return MefConfig(
         psk_port=0,
         cert_port=0,
         maf_port=0,
@@ -37,6 +42,10 @@ async def test_readiness_follows_a_listener_that_dies_and_comes_back(tmp_path: P
         ca_file=pki / "ca.pem",
         enrolees=(EnroleeEntry("CAE-psk", ("maf.gba.test",), kpm_id="kpm-1", kpm=KPM),),
     )
+
+
+async def test_readiness_follows_a_listener_that_dies_and_comes_back(tmp_path: Path) -> None:
+    config = _config(tmp_path)
     store = SqliteStore(tmp_path / "bsf.sqlite", Keyring(load_or_create_kek(tmp_path / "kek")))
     service = create_mef(config, store)
     await service.start()
@@ -68,3 +77,22 @@ async def test_readiness_follows_a_listener_that_dies_and_comes_back(tmp_path: P
     finally:
         await service.stop()
         await store.close()
+
+
+async def test_caps_over_the_open_files_limit_are_warned_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    store = SqliteStore(tmp_path / "bsf.sqlite", Keyring(load_or_create_kek(tmp_path / "kek")))
+    for max_connections in (16, soft):
+        service = create_mef(dataclasses.replace(_config(tmp_path), max_connections=max_connections), store)
+        with caplog.at_level(logging.WARNING, logger="gbagw.mef"):
+            await service.start()
+        await service.stop()
+    warnings = [r.getMessage() for r in caplog.records if "open-files limit" in r.getMessage()]
+    assert warnings == [
+        f"mef: 3 listeners x mef.max_connections {soft} need about {3 * soft + 64} file descriptors, over the "
+        f"open-files limit {soft}: accept() would fail before the caps; lower mef.max_connections or raise "
+        "LimitNOFILE="
+    ]
+    await store.close()
