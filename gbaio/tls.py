@@ -352,12 +352,15 @@ class TlsSession:
             except SSL.Error as exc:
                 raise TlsError(f"TLS read failed: {exc}") from None
 
-    async def sendall(self, data: bytes) -> None:
+    async def send_last(self, data: bytes) -> None:
+        """The last data of the connection and close_notify, in one write to the socket."""
         self.conn.sendall(data)  # into the memory BIO: never blocks
-        await self._flush()
+        await self.close()
 
     async def close(self) -> None:
-        """close_notify (best effort); the owner of the socket closes it."""
+        """close_notify, once (best effort); the owner of the socket closes it."""
+        if self.conn.get_shutdown() & SSL.SENT_SHUTDOWN:
+            return
         with contextlib.suppress(OSError, SSL.Error):
             self.conn.shutdown()
             await self._flush()
@@ -382,7 +385,7 @@ async def _send_json(session: TlsSession, status: int, payload: dict[str, Any]) 
         f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     )
-    await session.sendall(head.encode("ascii") + data)
+    await session.send_last(head.encode("ascii") + data)  # Connection: close
 
 
 JsonHandler = Callable[[str, str, bytes], Awaitable[tuple[int, dict[str, Any]]]]
@@ -390,7 +393,8 @@ JsonHandler = Callable[[str, str, bytes], Awaitable[tuple[int, dict[str, Any]]]]
 
 async def serve_json(session: TlsSession, handle: JsonHandler) -> None:
     """Read one request (parsed by h11, at most MAX_HTTP_BYTES), answer
-    ``await handle(method, target, body) -> (status, json)``; the caller closes the session."""
+    ``await handle(method, target, body) -> (status, json)`` and close the TLS session; the caller closes
+    the socket."""
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_BYTES)
     budget = [MAX_HTTP_BYTES]
     try:
