@@ -37,6 +37,10 @@ class TlsError(Exception):
     """A handshake, peer-name check or HTTP exchange over TLS failed."""
 
 
+class PeerClosed(TlsError):
+    """The peer closed the connection before the handshake ended (not a refusal by either side)."""
+
+
 def tls12_context(cipher_list: str) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -331,7 +335,7 @@ class TlsSession:
             except SSL.WantReadError:
                 await self._flush()
                 if not await self._feed():
-                    raise TlsError("TLS handshake failed: the peer closed the connection") from None
+                    raise PeerClosed("TLS handshake failed: the peer closed the connection") from None
             except SSL.Error as exc:
                 with contextlib.suppress(OSError, SSL.Error):
                     await self._flush()  # the alert, so the peer learns why

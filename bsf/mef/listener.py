@@ -25,7 +25,7 @@ from typing import Any
 from OpenSSL import SSL
 
 from bsf.mef.metrics import MefMetrics
-from gbaio.tls import TlsError, TlsSession
+from gbaio.tls import PeerClosed, TlsError, TlsSession
 
 log = logging.getLogger("gbagw.mef")
 
@@ -85,6 +85,8 @@ class TlsListener:
         self._log_full = _Throttled()
         self._log_starved = _Throttled()
         self._log_down = _Throttled()
+        self._log_deadline = _Throttled()
+        self._log_gone = _Throttled()
         metrics.listener_up.labels(name).set(0)
         metrics.connections.labels(name).set(0)
 
@@ -191,7 +193,8 @@ class TlsListener:
                 )
                 continue
             # Each write is a whole TLS flight: Nagle would only hold it back (measured: 2x the latency).
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with contextlib.suppress(OSError):  # a peer already gone fails later, in its own task
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = asyncio.create_task(self._connection(client, addr))
             self._connections.add(task)
             self._metrics.connections.labels(self.name).set(len(self._connections))
@@ -216,14 +219,19 @@ class TlsListener:
                 await self._serve_session(session)
                 await session.close()
         except TimeoutError:
+            # What a flood of idle or trickling clients causes: counted each time, logged once per interval.
             self._metrics.deadline_closed.labels(self.name, phase).inc()
-            log.info("mef: %s from %s closed: %s deadline passed", self.name, peer, phase)
+            self._log_deadline(
+                logging.INFO, "mef: %s connection from %s closed: %s deadline passed", self.name, peer, phase
+            )
+        except PeerClosed:
+            self._log_gone(logging.INFO, "mef: %s connection from %s closed before the handshake", self.name, peer)
         except TlsError as exc:
             if phase == "handshake":
                 self._metrics.tls_refused.labels(self.name).inc()
             log.info("mef: %s from %s refused: %s", self.name, peer, exc)
         except (OSError, SSL.Error) as exc:
-            log.info("mef: %s connection from %s ended: %s", self.name, peer, exc)
+            self._log_gone(logging.INFO, "mef: %s connection from %s ended: %s", self.name, peer, exc)
         except Exception:  # a bug in serving one connection must not go unseen, nor touch the others
             log.exception("mef: %s connection from %s failed", self.name, peer)
         finally:
