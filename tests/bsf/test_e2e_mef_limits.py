@@ -3,6 +3,7 @@ idle connections past the cap, a trickled ClientHello, file-descriptor exhaustio
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 from OpenSSL import SSL
 
 from gbagw.enrolee_client import EnrolmentError, enrol_cert, enrol_psk
-from gbaio.tls import install_client_psk, tls12_context
+from gbaio.tls import connect, install_client_psk, tls12_context
 from tests.bsf.test_e2e_mef import CONFIG, KPM
 from tests.procs import GBAGW, ZERO_PORTS, Proc, _env, gbagw_process, run_cli, start_gbagw
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 CAP = 50
 HANDSHAKE_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 2.0
 NOFILE = 64  # RLIMIT_NOFILE of the MEF in the EMFILE test
 PORTS = r"TLS-PSK on [\d.]+:(\d+), certificate on :(\d+), MAF retrieval on :(\d+)"
 
@@ -103,7 +105,7 @@ def mef(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mef]:
     env = {
         "GBAGW_MEF_MAX_CONNECTIONS": str(CAP),
         "GBAGW_MEF_HANDSHAKE_TIMEOUT": str(HANDSHAKE_TIMEOUT),
-        "GBAGW_MEF_REQUEST_TIMEOUT": "2.0",
+        "GBAGW_MEF_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
     }
     serve = ["mef", "serve", "--config", str(tmp / "gbagw.toml"), "--data-dir", str(tmp)]
     with gbagw_process(serve, tmp, env, "mef") as proc:
@@ -161,6 +163,30 @@ def test_a_trickled_client_hello_is_cut_at_the_handshake_deadline(mef: Mef) -> N
                 break
     assert cut_at is not None, "the MEF still waits for the trickled ClientHello"
     assert HANDSHAKE_TIMEOUT - 0.5 <= cut_at <= HANDSHAKE_TIMEOUT + 1.5
+
+
+def test_a_trickled_request_is_cut_at_the_request_deadline(mef: Mef) -> None:
+    """After a real handshake, the HTTP request one octet every 0.5 s: cut at mef.request_timeout (2 s)."""
+    ctx = tls12_context("PSK-AES128-CBC-SHA256")
+    handle = install_client_psk(ctx, lambda _hint: (b"kpm-1", KPM))
+    conn = connect(ctx, "127.0.0.1", mef.psk, "mef.gba.test")
+    del handle
+    before = _metrics(mef.admin).get('gbagw_mef_deadline_closed_total{listener="psk",phase="request"}', 0)
+    started = time.monotonic()
+    cut_at = None
+    try:
+        for octet in b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\n":  # bounded: at most ~12 s
+            conn.sendall(bytes([octet]))
+            time.sleep(0.5)
+    except SSL.Error:
+        cut_at = time.monotonic() - started
+    finally:
+        with contextlib.suppress(OSError):  # the MEF has closed it already
+            conn.sock_shutdown(socket.SHUT_RDWR)
+    assert cut_at is not None, "the MEF still reads the trickled request"
+    assert cut_at <= REQUEST_TIMEOUT + 2
+    after = _metrics(mef.admin)['gbagw_mef_deadline_closed_total{listener="psk",phase="request"}']
+    assert after - before == 1
 
 
 def test_the_listener_survives_running_out_of_file_descriptors(tmp_path: Path) -> None:
