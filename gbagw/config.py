@@ -388,6 +388,12 @@ def _seconds(name: str, value: Any, *, zero: bool = False) -> int:
     return value
 
 
+def _count(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    return value
+
+
 def _ub_qop(value: Any) -> tuple[str, ...]:
     """bsf.ub_qop: "auth-int", "auth" or both, comma separated, in the order offered (RFC 2617 qop-options)."""
     items = [q.strip() for q in value.split(",")] if isinstance(value, str) else []
@@ -639,6 +645,9 @@ def mef_config(cfg: LoadedConfig) -> MefConfig:
         key_file=_path(cfg, "mef.key_file", s["key_file"]),
         ca_file=_path(cfg, "mef.ca_file", s["ca_file"]),
         enrolees=tuple(enrolees),
+        max_connections=_count("mef.max_connections", s["max_connections"]),
+        handshake_timeout=_positive("mef.handshake_timeout", s["handshake_timeout"]),
+        request_timeout=_positive("mef.request_timeout", s["request_timeout"]),
     )
 
 

@@ -4,17 +4,19 @@
   (``OpenSSL._util``) to install the RFC 4279 callbacks.
 - Certificates: mutual-TLS contexts whose peer name is checked after the handshake (SAN dNSName, else CN),
   and a stdlib ``ssl`` client context for asyncio clients (Diameter over TLS).
-- One HTTP/1.1 exchange per connection with h11 (sans-IO), for small JSON APIs over a secured session.
+- One HTTP/1.1 exchange per connection with h11 (sans-IO), for small JSON APIs over a secured session:
+  blocking on the client side, under asyncio (memory BIOs, :class:`TlsSession`) on the serving side.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
 import ssl
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ ClientPskCallback = Callable[[Any, bytes | None, Any, int, Any, int], int]
 
 class TlsError(Exception):
     """A handshake, peer-name check or HTTP exchange over TLS failed."""
+
+
+class PeerClosed(TlsError):
+    """The peer closed the connection before the handshake ended (not a refusal by either side)."""
 
 
 def tls12_context(cipher_list: str) -> SSL.Context:
@@ -243,48 +249,6 @@ def _read_event(conn: SSL.Connection, h: h11.Connection, budget: list[int]) -> A
         h.receive_data(data)
 
 
-def _send_json(conn: SSL.Connection, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
-    head = (
-        f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-    )
-    conn.sendall(head.encode("ascii") + data)
-    with contextlib.suppress(SSL.Error):
-        conn.shutdown()
-
-
-def _check_framing(req: h11.Request) -> None:
-    """Content-Length beside Transfer-Encoding, which h11 frames by the latter, is refused as the Ub
-    server refuses it (RFC 9112 6.1: the request-smuggling shape, where a front end and this server may
-    frame the body differently). h11 itself refuses a missing or repeated Host (RFC 9112 3.2)."""
-    names = [name for name, _ in req.headers]
-    if b"transfer-encoding" in names and b"content-length" in names:
-        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
-
-
-def serve_json(conn: SSL.Connection, handle: Callable[[str, str, bytes], tuple[int, dict[str, Any]]]) -> None:
-    """Read one request (parsed by h11), answer ``handle(method, target, body) -> (status, json)``, close."""
-    h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_BYTES)
-    budget = [MAX_HTTP_BYTES]
-    try:
-        req = _read_event(conn, h, budget)
-        if not isinstance(req, h11.Request):
-            return
-        body = b""
-        while not isinstance(ev := _read_event(conn, h, budget), h11.EndOfMessage):
-            if not isinstance(ev, h11.Data):
-                return
-            body += ev.data
-        _check_framing(req)
-    except h11.RemoteProtocolError as exc:
-        _send_json(conn, 400, {"status": False, "errorString": f"malformed HTTP request: {exc}"})
-        return
-    status, payload = handle(req.method.decode("ascii"), req.target.decode("ascii", "replace"), body)
-    _send_json(conn, status, payload)
-
-
 def request_json(conn: SSL.Connection, method: str, target: str, host: str, body: bytes = b"") -> tuple[int, Any]:
     """Send one request and read the JSON answer."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HTTP_BYTES)
@@ -311,3 +275,144 @@ def request_json(conn: SSL.Connection, method: str, target: str, host: str, body
         return resp.status_code, json.loads(data or b"null")
     except ValueError:
         raise TlsError("the answer is not JSON") from None
+
+
+def _check_framing(req: h11.Request) -> None:
+    """Content-Length beside Transfer-Encoding, which h11 frames by the latter, is refused as the Ub
+    server refuses it (RFC 9112 6.1: the request-smuggling shape, where a front end and this server may
+    frame the body differently). h11 itself refuses a missing or repeated Host (RFC 9112 3.2)."""
+    names = [name for name, _ in req.headers]
+    if b"transfer-encoding" in names and b"content-length" in names:
+        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
+
+
+# --- serving: pyOpenSSL over memory BIOs under asyncio ---------------------------------------------
+
+
+class TlsSession:
+    """The server side of one TLS connection: pyOpenSSL keeps the TLS state in memory BIOs (no socket
+    of its own) and the records travel over a non-blocking socket with the loop's ``sock_recv`` /
+    ``sock_sendall``. No thread per connection; nothing is read before TLS needs it (one read of at
+    most READ_SIZE octets, no transport buffer); a peer that does not read stalls ``sock_sendall``; and
+    every wait is an ``await`` that the caller's deadline (``asyncio.timeout``) ends, however slowly the
+    peer trickles."""
+
+    READ_SIZE = 16 * 1024
+
+    def __init__(self, ctx: SSL.Context, sock: socket.socket) -> None:
+        self.conn = SSL.Connection(ctx, None)  # None: memory BIOs
+        self.conn.set_accept_state()
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+
+    async def _flush(self) -> None:
+        """Send what OpenSSL has queued."""
+        out = bytearray()
+        while True:
+            try:
+                chunk = self.conn.bio_read(self.READ_SIZE)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if out:
+            await self._loop.sock_sendall(self._sock, bytes(out))
+
+    async def _feed(self) -> bool:
+        data = await self._loop.sock_recv(self._sock, self.READ_SIZE)
+        if not data:
+            self.conn.bio_shutdown()
+            return False
+        self.conn.bio_write(data)
+        return True
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                await self._flush()
+                if not await self._feed():
+                    raise PeerClosed("TLS handshake failed: the peer closed the connection") from None
+            except SSL.Error as exc:
+                with contextlib.suppress(OSError, SSL.Error):
+                    await self._flush()  # the alert, so the peer learns why
+                raise TlsError(f"TLS handshake failed: {exc}") from None
+        await self._flush()
+
+    async def recv(self) -> bytes:
+        """Up to 4 KiB of application data; b"" at the peer's close_notify or end of stream."""
+        while True:
+            try:
+                return bytes(self.conn.recv(4096))
+            except SSL.WantReadError:
+                await self._flush()
+                if not await self._feed():
+                    return b""
+            except SSL.ZeroReturnError:
+                return b""
+            except SSL.Error as exc:
+                raise TlsError(f"TLS read failed: {exc}") from None
+
+    async def send_last(self, data: bytes) -> None:
+        """The last data of the connection and close_notify, in one write to the socket."""
+        self.conn.sendall(data)  # into the memory BIO: never blocks
+        await self.close()
+
+    async def close(self) -> None:
+        """close_notify, once (best effort); the owner of the socket closes it."""
+        if self.conn.get_shutdown() & SSL.SENT_SHUTDOWN:
+            return
+        with contextlib.suppress(OSError, SSL.Error):
+            self.conn.shutdown()
+            await self._flush()
+
+
+async def _read_event_async(session: TlsSession, h: h11.Connection, budget: list[int]) -> Any:
+    while True:
+        event = h.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        data = await session.recv()
+        budget[0] -= len(data)
+        if budget[0] < 0:
+            raise TlsError("HTTP message too large")
+        h.receive_data(data)
+
+
+async def _send_json(session: TlsSession, status: int, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+    head = (
+        f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    await session.send_last(head.encode("ascii") + data)  # Connection: close
+
+
+JsonHandler = Callable[[str, str, bytes], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+async def serve_json(session: TlsSession, handle: JsonHandler) -> None:
+    """Read one request (parsed by h11, at most MAX_HTTP_BYTES), answer
+    ``await handle(method, target, body) -> (status, json)`` and close the TLS session; the caller closes
+    the socket."""
+    h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HTTP_BYTES)
+    budget = [MAX_HTTP_BYTES]
+    try:
+        req = await _read_event_async(session, h, budget)
+        if not isinstance(req, h11.Request):
+            return
+        body = b""
+        while not isinstance(ev := await _read_event_async(session, h, budget), h11.EndOfMessage):
+            if not isinstance(ev, h11.Data):
+                return
+            body += ev.data
+        _check_framing(req)
+    except h11.RemoteProtocolError as exc:
+        await _send_json(session, 400, {"status": False, "errorString": f"malformed HTTP request: {exc}"})
+        return
+    status, payload = await handle(req.method.decode("ascii"), req.target.decode("ascii", "replace"), body)
+    await _send_json(session, status, payload)

@@ -37,7 +37,11 @@ class MefConfig:
     psk_suites: str = "PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256"
     cert_suites: str = "ECDHE-ECDSA-AES128-CBC-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"
     enrolees: tuple[EnroleeEntry, ...] = ()
-    io_timeout: float = 10.0
+    # Per listener; each connection holds one file descriptor, so keep 3 x max_connections under the
+    # process's descriptor limit (LimitNOFILE).
+    max_connections: int = 256
+    handshake_timeout: float = 10.0  # the whole TLS handshake, wall clock
+    request_timeout: float = 10.0  # the whole HTTP request and answer after the handshake, wall clock
 
     @property
     def certificates(self) -> dict[str, Path]:

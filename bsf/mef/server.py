@@ -6,44 +6,57 @@
 - MAF over mutual TLS with its FQDN certificate: ``GET /fetchCredentials/<KeID>/21`` -> Km for that MAF
   and the Enrolee's CSE-ID/AE-ID, only if the MAF is an authorized Enrolment Target of that Enrolee.
 
-pyOpenSSL is blocking: each listener accepts in a thread and each connection runs in its own thread;
-store calls go back to the service's asyncio loop.
+Everything runs on the service's asyncio loop: pyOpenSSL over memory BIOs (gbaio.tls.TlsSession), one
+task per connection, caps and deadlines per listener (bsf.mef.listener).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
-import socket
-import threading
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+import resource
+from typing import Any
 from urllib.parse import unquote
 
 from OpenSSL import SSL
 
 from bsf.mef.config import EnroleeEntry, MefConfig
+from bsf.mef.listener import Limits, TlsListener
 from bsf.mef.metrics import MefMetrics
 from bsf.store import ContextStore, EnrolmentRecord, StoreUnavailable, store_problem
 from gba import onem2m
 from gbaio.tls import (
     TlsError,
+    TlsSession,
     cert_context,
     connection_id,
-    handshake,
     install_server_psk,
     peer_names,
     serve_json,
-    set_io_timeout,
     ssl_id,
     tls12_context,
 )
 
 log = logging.getLogger("gbagw.mef")
-T = TypeVar("T")
 Reply = tuple[int, dict[str, Any]]
+# TS-0003 leaves the MEF's refusal open; one answer for "no such KeID" and "not yours" so that a trusted
+# MAF cannot learn which KeIDs exist for other Enrolees (issue 27 class 10).
+FD_RESERVE = 64  # descriptors besides the connections: listeners, store, admin listener, logs
+KM_REFUSED = (404, "unknown or expired KeID, or this MAF is not an authorized Enrolment Target for it")
+
+
+def _check_fd_limit(max_connections: int) -> None:
+    """Warn when the caps cannot be reached: accept() would fail with EMFILE first (issue 27 class 2)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    need = 3 * max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and need > soft:
+        log.warning(
+            "mef: 3 listeners x mef.max_connections %d need about %d file descriptors, over the open-files "
+            "limit %d: accept() would fail before the caps; lower mef.max_connections or raise LimitNOFILE=",
+            max_connections,
+            need,
+            soft,
+        )
 
 
 def _refuse(status: int, why: str) -> Reply:
@@ -58,36 +71,27 @@ class MefService:
         self._by_kpm_id = {e.kpm_id: e for e in config.enrolees if e.kpm_id and e.kpm}
         self._by_cert = {e.cert_name.lower(): e for e in config.enrolees if e.cert_name}
         self._psk_peers: dict[int, EnroleeEntry] = {}
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._listeners: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
+        self.listeners: dict[str, TlsListener] = {}
         self.ports: dict[str, int] = {}
         self._psk_ctx = tls12_context(config.psk_suites)
         self._psk_handle = install_server_psk(self._psk_ctx, self._on_psk, hint=None)
-        self._cert_ctx: SSL.Context | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> dict[str, int]:
-        self._loop = asyncio.get_running_loop()
         c = self.config
         # Both certificate listeners require the MEF certificate, its key and the trust anchors.
-        self._cert_ctx = cert_context(c.cert_suites, c.cert_file, c.key_file, c.ca_file, require_peer=True)
-        for name, port, ctx, handler in (
+        cert_ctx = cert_context(c.cert_suites, c.cert_file, c.key_file, c.ca_file, require_peer=True)
+        limits = Limits(c.max_connections, c.handshake_timeout, c.request_timeout)
+        _check_fd_limit(c.max_connections)
+        for name, port, ctx, serve in (
             ("psk", c.psk_port, self._psk_ctx, self._enrol_psk),
-            ("cert", c.cert_port, self._cert_ctx, self._enrol_cert),
-            ("maf", c.maf_port, self._cert_ctx, self._maf),
+            ("cert", c.cert_port, cert_ctx, self._enrol_cert),
+            ("maf", c.maf_port, cert_ctx, self._maf),
         ):
-            sock = socket.create_server((c.host, port))
-            self._listeners.append(sock)
-            self.ports[name] = int(sock.getsockname()[1])
-            t = threading.Thread(
-                target=self._accept_loop, args=(name, sock, ctx, handler), name=f"mef-{name}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+            listener = TlsListener(name, c.host, port, ctx, serve, limits, self.metrics, self._forget)
+            self.listeners[name] = listener
+            self.ports[name] = await listener.start()
         log.info(
             "MEF %s: enrolee TLS-PSK on %s:%d, certificate on :%d, MAF retrieval on :%d",
             c.fqdn,
@@ -99,56 +103,18 @@ class MefService:
         return self.ports
 
     async def stop(self) -> None:
-        self._stopping.set()
-        for sock in self._listeners:
-            # shutdown() wakes a thread blocked in accept(); close() alone does not on Linux.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for t in self._threads:
-            await asyncio.to_thread(t.join, 5)
+        for listener in self.listeners.values():
+            await listener.stop()
 
     async def readiness(self) -> str | None:
-        """Ready when the listeners run and the store (the BSF's: KeIDs and Ke live there) answers."""
-        return "MEF listeners not started" if not self.ports else await store_problem(self.store)
+        """Ready when every listener accepts and the store (the BSF's: KeIDs and Ke live there) answers."""
+        if not self.listeners:
+            return "MEF listeners not started"
+        problems = [p for listener in self.listeners.values() if (p := listener.problem())]
+        return "; ".join(problems) if problems else await store_problem(self.store)
 
-    def _accept_loop(
-        self, name: str, sock: socket.socket, ctx: SSL.Context, handler: Callable[[SSL.Connection], None]
-    ) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, addr = sock.accept()
-            except OSError:
-                return
-            set_io_timeout(client, self.config.io_timeout)
-            threading.Thread(target=self._serve, args=(name, client, addr, ctx, handler), daemon=True).start()
-
-    def _serve(
-        self,
-        name: str,
-        client: socket.socket,
-        addr: Any,
-        ctx: SSL.Context,
-        handler: Callable[[SSL.Connection], None],
-    ) -> None:
-        conn = SSL.Connection(ctx, client)
-        conn.set_accept_state()
-        try:
-            handshake(conn)
-            handler(conn)
-        except TlsError as exc:
-            self.metrics.tls_refused.labels(name).inc()
-            log.info("mef: %s:%s refused: %s", addr[0], addr[1], exc)
-        except (OSError, SSL.Error) as exc:
-            log.info("mef: connection from %s:%s ended: %s", addr[0], addr[1], exc)
-        finally:
-            with self._lock:
-                self._psk_peers.pop(connection_id(conn), None)
-            client.close()
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.config.io_timeout)
+    def _forget(self, conn: SSL.Connection) -> None:
+        self._psk_peers.pop(connection_id(conn), None)
 
     # --- Enrolee side -----------------------------------------------------------------------------
 
@@ -158,33 +124,43 @@ class MefService:
             log.info("mef: unknown KpmID %r; failing the handshake", identity[:64])
             self.metrics.enrolments.labels("psk", "unknown_enrolee").inc()
             return None
-        with self._lock:
-            self._psk_peers[ssl_id(ssl)] = entry
+        self._psk_peers[ssl_id(ssl)] = entry  # runs on the loop, inside do_handshake()
         return entry.kpm
 
-    def _enrol_psk(self, conn: SSL.Connection) -> None:
-        with self._lock:
-            entry = self._psk_peers.get(connection_id(conn))
+    async def _enrol_psk(self, session: TlsSession) -> None:
+        conn = session.conn
+        entry = self._psk_peers.get(connection_id(conn))
         if entry is None:
             raise TlsError("PSK handshake without a configured Enrolee")
-        serve_json(conn, lambda m, t, _b: self._enrol(conn, entry, "psk", m, t))
 
-    def _enrol_cert(self, conn: SSL.Connection) -> None:
+        async def answer(method: str, target: str, _body: bytes) -> Reply:
+            return await self._enrol(conn, entry, "psk", method, target)
+
+        await serve_json(session, answer)
+
+    async def _enrol_cert(self, session: TlsSession) -> None:
+        conn = session.conn
         names = peer_names(conn)
         entry = next((self._by_cert[n] for n in names if n in self._by_cert), None)
+
+        async def answer(method: str, target: str, _body: bytes) -> Reply:
+            if entry is None:
+                return _refuse(403, "certificate name is not a configured Enrolee")
+            return await self._enrol(conn, entry, "certificate", method, target)
+
         if entry is None:
             log.info("mef: certificate names %s match no configured Enrolee; nothing stored", sorted(names))
             self.metrics.enrolments.labels("certificate", "unknown_enrolee").inc()
-            serve_json(conn, lambda _m, _t, _b: _refuse(403, "certificate name is not a configured Enrolee"))
-            return
-        serve_json(conn, lambda m, t, _b: self._enrol(conn, entry, "certificate", m, t))
+        await serve_json(session, answer)
 
-    def _enrol(self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str) -> Reply:
-        outcome, reply = self._enrolment(conn, entry, framework, method, target)
+    async def _enrol(
+        self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str
+    ) -> Reply:
+        outcome, reply = await self._enrolment(conn, entry, framework, method, target)
         self.metrics.enrolments.labels(framework, outcome).inc()
         return reply
 
-    def _enrolment(
+    async def _enrolment(
         self, conn: SSL.Connection, entry: EnroleeEntry, framework: str, method: str, target: str
     ) -> tuple[str, Reply]:
         """(outcome for the metrics, answer)."""
@@ -197,10 +173,8 @@ class MefService:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         expires = now + dt.timedelta(seconds=self.config.ke_lifetime)
         try:
-            self._run(
-                self.store.put_enrolment(
-                    EnrolmentRecord(keid, ke, entry.enrolee_id, entry.targets, framework, now, expires)
-                )
+            await self.store.put_enrolment(
+                EnrolmentRecord(keid, ke, entry.enrolee_id, entry.targets, framework, now, expires)
             )
         except StoreUnavailable as exc:
             # Nothing stored, nothing answered: the Enrolee enrols again later, with a fresh Ke.
@@ -220,17 +194,17 @@ class MefService:
 
     # --- MAF side ---------------------------------------------------------------------------------
 
-    def _maf(self, conn: SSL.Connection) -> None:
-        names = peer_names(conn)
+    async def _maf(self, session: TlsSession) -> None:
+        names = peer_names(session.conn)
 
-        def answer(method: str, target: str, _body: bytes) -> Reply:
-            outcome, reply = self._fetch(names, method, target)
+        async def answer(method: str, target: str, _body: bytes) -> Reply:
+            outcome, reply = await self._fetch(names, method, target)
             self.metrics.km.labels(outcome).inc()
             return reply
 
-        serve_json(conn, answer)
+        await serve_json(session, answer)
 
-    def _fetch(self, maf_names: set[str], method: str, target: str) -> tuple[str, Reply]:
+    async def _fetch(self, maf_names: set[str], method: str, target: str) -> tuple[str, Reply]:
         """(outcome for the metrics, answer)."""
         parts = target.split("/")
         if method != "GET" or len(parts) != 4 or parts[1] != "fetchCredentials":
@@ -242,17 +216,18 @@ class MefService:
         except onem2m.OneM2MError as exc:
             return "bad_request", _refuse(400, str(exc))
         try:
-            rec = self._run(self.store.get_enrolment(keid))
+            rec = await self.store.get_enrolment(keid)
         except StoreUnavailable as exc:
             log.warning("mef: MAF %s asked for KeID %s, store unavailable: %s", sorted(maf_names), keid, exc)
             return "store_unavailable", _refuse(503, "enrolment store unavailable, retry later")
         if rec is None:
             log.info("mef: MAF %s asked for unknown or expired KeID %s", sorted(maf_names), keid)
-            return "unknown_keid", _refuse(404, "unknown or expired KeID")
+            return "unknown_keid", _refuse(*KM_REFUSED)
         maf = next((t for t in rec.targets if t.lower() in maf_names), None)
         if maf is None:
+            # The operator's log and metrics tell the two cases apart; the MAF's answer does not.
             log.info("mef: MAF %s is not an Enrolment Target of %s; refused", sorted(maf_names), rec.enrolee_id)
-            return "not_target", _refuse(403, "this MAF is not an authorized Enrolment Target for the Enrolee")
+            return "not_target", _refuse(*KM_REFUSED)
         log.info("mef: Km for %s issued to MAF %s (KmID %s)", rec.enrolee_id, maf, keid)
         # TS-0003 10.3.2: Km = HMAC-SHA-256(Ke, label || MAF-ID); KmID = KeID.
         return "issued", (

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sqlite3
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -163,12 +164,13 @@ def test_refusals_store_and_serve_nothing(mef: Mef) -> None:
         enrol_cert("127.0.0.1", mef.cert, "other-mef.gba.test", p / "cae-cert.pem", p / "cae-cert.key", p / "ca.pem")
     assert mef.enrolments() == before
     good = enrol_psk("127.0.0.1", mef.psk, "mef.gba.test", "kpm-1", KPM)
-    with pytest.raises(KmRefused) as exc:
+    with pytest.raises(KmRefused) as not_target:
         mef.maf_client("rogue-maf.gba.test").fetch_km(good.keid)
-    assert exc.value.status == 403
-    with pytest.raises(KmRefused) as exc:
-        mef.maf_client().fetch_km("00" * 16 + "@mef.gba.test")
-    assert exc.value.status == 404
+    with pytest.raises(KmRefused) as unknown:
+        mef.maf_client("rogue-maf.gba.test").fetch_km("00" * 16 + "@mef.gba.test")
+    # A trusted MAF learns nothing about KeIDs that are not its own: one answer for both (no oracle).
+    assert (not_target.value.status, str(not_target.value)) == (unknown.value.status, str(unknown.value))
+    assert unknown.value.status == 404
     logs = mef.proc.logs
     assert "not an Enrolment Target" in logs and "unknown KpmID" in logs
     for secret in (KPM, good.ke, onem2m.km(good.ke, "maf.gba.test")):
@@ -343,4 +345,31 @@ def test_smuggling_shapes_are_refused_and_store_nothing(mef: Mef, head: bytes) -
     )
     assert out.stdout.startswith(b"HTTP/1.1 400 "), out.stdout[:200]
     assert b"malformed HTTP request" in out.stdout and b"keId" not in out.stdout
+    assert mef.enrolments() == before
+
+
+def test_a_client_renegotiation_is_refused(mef: Mef) -> None:
+    """s_client's "R" asks for a new handshake inside the session: the MEF answers no_renegotiation, so a
+    client cannot make it run handshake after handshake within one connection and one deadline. OpenSSL 3
+    servers refuse client-initiated renegotiation unless SSL_OP_ALLOW_CLIENT_RENEGOTIATION is set; this
+    guards that default."""
+    before = mef.enrolments()
+    request = b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 0\r\n\r\n"
+    with subprocess.Popen(
+        [
+            *("openssl", "s_client", "-connect", f"127.0.0.1:{mef.psk}", "-tls1_2"),
+            *("-psk_identity", "kpm-1", "-psk", KPM.hex(), "-cipher", "PSK-AES128-CBC-SHA256"),
+            *("-servername", "mef.gba.test"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as client:
+        assert client.stdin is not None
+        client.stdin.write(b"R\n")  # s_client: renegotiate
+        client.stdin.flush()
+        time.sleep(1)
+        out, _ = client.communicate(request, timeout=30)
+    assert b"RENEGOTIATING" in out and b"no renegotiation" in out, out[-500:]
+    assert b"keId" not in out
     assert mef.enrolments() == before

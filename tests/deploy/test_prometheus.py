@@ -43,7 +43,7 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_rules_and_config_pass_promtool() -> None:
-    assert "SUCCESS: 13 rules found" in _promtool("check", "rules", "gbagw-rules.yaml")
+    assert "SUCCESS: 14 rules found" in _promtool("check", "rules", "gbagw-rules.yaml")
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
 
 

@@ -190,3 +190,19 @@ def test_naf_bsf_realms_are_checked_at_load(tmp_path: Path) -> None:
             config.naf_config(config.load(f, tmp_path, {}))
     with pytest.raises(config.ConfigError, match=r"naf\.onem2m_ua_id: a Ua security protocol id is 10 hex digits"):
         config.naf_config(config.load(None, tmp_path, {"GBAGW_NAF_ONEM2M_UA_ID": "0100"}))
+
+
+def test_mef_listener_limits_default_and_validation(tmp_path: Path) -> None:
+    """mef.max_connections (per listener), mef.handshake_timeout and mef.request_timeout (docs/mef-api.md)."""
+    mef = config.mef_config(config.load(None, tmp_path, {}))
+    assert (mef.max_connections, mef.handshake_timeout, mef.request_timeout) == (256, 10.0, 10.0)
+    env = {"GBAGW_MEF_MAX_CONNECTIONS": "50", "GBAGW_MEF_HANDSHAKE_TIMEOUT": "2.5"}
+    mef = config.mef_config(config.load(None, tmp_path, env))
+    assert (mef.max_connections, mef.handshake_timeout) == (50, 2.5)
+    for var, value, message in (
+        ("GBAGW_MEF_MAX_CONNECTIONS", "0", r"mef\.max_connections must be a positive whole number, got 0"),
+        ("GBAGW_MEF_HANDSHAKE_TIMEOUT", "0", r"mef\.handshake_timeout must be a positive number"),
+        ("GBAGW_MEF_REQUEST_TIMEOUT", "-1", r"mef\.request_timeout must be a positive number"),
+    ):
+        with pytest.raises(config.ConfigError, match=message):
+            config.mef_config(config.load(None, tmp_path, {var: value}))
