@@ -123,10 +123,14 @@ class _Worker:
         turn.append(job)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._jobs.put(self._turn.pop(loop))
+        jobs = self._turn.pop(loop, None)  # None: close() handed them over already
+        if jobs is not None:
+            self._jobs.put(jobs)
 
     def close(self) -> None:
-        """Run what is queued, then stop the thread and close the connection."""
+        """Run what is queued (this loop turn's jobs too), then stop the thread and close the connection."""
+        for loop in list(self._turn):
+            self._hand_over(loop)
         self._jobs.put(None)
         self._thread.join()
         self._db.close()

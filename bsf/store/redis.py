@@ -182,8 +182,9 @@ class RedisStore:
 
     async def _put_indexed(
         self, family: _Family, impi: str, member: str, value: bytes, pxat: int
-    ) -> list[tuple[str, int]]:
-        """Steps 1 to 3 of the module docstring; the members this call took out of the index, with
+    ) -> tuple[bool, list[tuple[str, int]]]:
+        """Steps 1 to 3 of the module docstring: whether the record was written (False: a concurrent
+        write of the IMPI retired it first), and the members this call took out of the index, with
         their expiries."""
         index, pointer = family.index_keys(impi)
         now = _pxat(time.time())
@@ -193,11 +194,7 @@ class RedisStore:
             lambda p: p.set(record, value, pxat=pxat, nx=True),
         )
         others = _pairs(flat)
-        retired = await self._retire(family, index, pointer, others) if others else []
-        if not stored:
-            # Retired by a concurrent bootstrap or revocation of the IMPI before its record was written.
-            raise StoreUnavailable(f"{family.record('…')}: superseded while being written")
-        return retired
+        return bool(stored), await self._retire(family, index, pointer, others) if others else []
 
     async def _retire(
         self, family: _Family, index: str, pointer: str, members: list[tuple[str, int]]
@@ -221,10 +218,14 @@ class RedisStore:
     async def put_context(self, ctx: BootstrapContext) -> None:
         expires = ctx.expires.timestamp()
         blob = seal_record(self._keys, ctx, AAD_CONTEXT + ctx.btid)
-        self._live[_minute(expires)] += 1
         # TS 33.220 4.5.2: the new context supersedes every earlier one of the IMPI.
-        for _, expiry_ms in await self._put_indexed(_CONTEXTS, ctx.impi, ctx.btid, blob, _pxat(expires)):
+        stored, retired = await self._put_indexed(_CONTEXTS, ctx.impi, ctx.btid, blob, _pxat(expires))
+        self._live[_minute(expires)] += 1  # indexed, so whoever takes it out of the index counts it off
+        for _, expiry_ms in retired:
             self._live[_minute(expiry_ms / 1000)] -= 1
+        if not stored:
+            # A concurrent bootstrap or revocation of the IMPI retired it before it was written.
+            raise StoreUnavailable("context superseded while being written")
 
     @_OUTAGE
     async def get_context(self, btid: str) -> BootstrapContext | None:
@@ -259,7 +260,9 @@ class RedisStore:
     @_OUTAGE
     async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
         # TS 33.220 4.5.2 step 7: the new TMPI overwrites the IMPI's earlier ones.
-        await self._put_indexed(_TMPIS, impi, tmpi_key(tmpi), impi.encode(), _pxat(expires.timestamp()))
+        stored, _ = await self._put_indexed(_TMPIS, impi, tmpi_key(tmpi), impi.encode(), _pxat(expires.timestamp()))
+        if not stored:
+            raise StoreUnavailable("TMPI superseded while being written")
 
     @_OUTAGE
     async def impi_of_tmpi(self, tmpi: str) -> str | None:
