@@ -29,13 +29,15 @@ from bsf.zn_soap import create_soap_app, server_ssl_context
 from gba import diameter as d
 from gba.keywrap import Keyring
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
+from gbaio.sqlite import BUSY_TIMEOUT
 
 log = logging.getLogger("gbagw.bsf")
 
 
-def open_store(url: str, keys: Keyring) -> ContextStore:
+def open_store(url: str, keys: Keyring, busy_timeout: float = BUSY_TIMEOUT) -> ContextStore:
+    """``busy_timeout``: SQLite only, how long a write waits for another process's lock."""
     if url.startswith("sqlite:///"):
-        return SqliteStore(Path(url[len("sqlite:///") :]), keys)
+        return SqliteStore(Path(url[len("sqlite:///") :]), keys, busy_timeout)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url, keys)
     raise ValueError(f"unsupported store URL {url!r} (sqlite:///PATH or redis://HOST:PORT/DB)")

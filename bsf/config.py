@@ -37,6 +37,8 @@ class BsfConfig:
     # qop values offered on Ub, in order (TS 24.109 4.2 b: "auth-int"); an answer must use one of them.
     ub_qop: tuple[str, ...] = ("auth-int",)
     store: str = "sqlite:///var/bsf.sqlite"
+    # SQLite: seconds a write waits for another process's lock, then 503 / DIAMETER_TOO_BUSY (off the loop).
+    store_busy_timeout: float = 10.0
     kek_file: Path = Path("var/kek")
     kek_previous_files: tuple[Path, ...] = ()  # open only: online KEK rotation
     hss_host: str = "127.0.0.1"

@@ -55,7 +55,7 @@ def serving_keyring(bsf: BsfConfig) -> Keyring:
 def make_bsf(bsf: BsfConfig) -> BsfService:
     keys = serving_keyring(bsf)
     try:
-        store = open_store(bsf.store, keys)
+        store = open_store(bsf.store, keys, bsf.store_busy_timeout)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     service = create_bsf(bsf, store)

@@ -466,6 +466,7 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         tmpi_lifetime=_seconds("bsf.tmpi_lifetime", s["tmpi_lifetime"]),
         ub_qop=_ub_qop(s["ub_qop"]),
         store=store,
+        store_busy_timeout=_positive("bsf.store_busy_timeout", s["store_busy_timeout"]),
         kek_file=_path(cfg, "bsf.kek_file", s["kek_file"]),
         kek_previous_files=_paths(cfg, "bsf.kek_previous_files", s["kek_previous_files"]),
         hss_host=str(s["hss_host"]),

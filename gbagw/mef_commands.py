@@ -74,7 +74,7 @@ def cmd_mef_serve(args: argparse.Namespace) -> int:
     check_listeners(mef_listeners(mef))
     # The PKI first: a bad file is reported before the KEK and the store are opened.
     cfgmod.check_mef_files(mef)
-    service = create_mef(mef, open_store(bsf.store, serving_keyring(bsf)))
+    service = create_mef(mef, open_store(bsf.store, serving_keyring(bsf), bsf.store_busy_timeout))
 
     async def start() -> None:
         ports = await service.start()

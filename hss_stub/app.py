@@ -46,7 +46,7 @@ class HssService:
         """Ready when Zh listens and the subscriber database answers."""
         if self.port is None:
             return "Zh listener not started"
-        problem = self.store.ping()
+        problem = await self.store.ping()
         return None if problem is None else f"subscriber store does not answer ({problem})"
 
 

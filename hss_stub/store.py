@@ -3,7 +3,8 @@
 SQN follows TS 33.102 Annex C.1.2/C.3 profile 2 with a 5-bit IND: SQN = SEQ || IND; every vector
 takes SEQ + 1 and the next IND (cyclic), so the USIM's 32-entry SEQ_MS array accepts vectors used
 out of order. The increment is one ``UPDATE ... RETURNING`` statement, so two concurrent requests,
-even from two processes, never get the same SQN; increments are group-committed (gbaio.sqlite).
+even from two processes, never get the same SQN; increments are group-committed off the event loop
+(gbaio.sqlite.Database).
 """
 
 from __future__ import annotations
@@ -105,24 +106,27 @@ def sqn_in_range(sqn_he: int, sqn_ms: int) -> bool:
 
 
 class SubscriberStore:
-    def __init__(self, path: Path, kek: bytes) -> None:
+    """No SQLite call runs on the event loop (gbaio.sqlite.Database): another process holding the
+    file's write lock (``gbagw hss add`` during a bulk import, a backup) delays only the MARs, up to
+    ``busy_timeout``, then DIAMETER_TOO_BUSY. The CLI's methods (add, remove, set_guss, list) block."""
+
+    def __init__(self, path: Path, kek: bytes, busy_timeout: float = sqlite.BUSY_TIMEOUT) -> None:
         self._keys = Keyring(kek)  # built once: its AES-GCM and KEK id serve every MAR
         # IMPI, sealed K, sealed OPc -> (K, OPc, Milenage keyed with them): two unseals and an AES key
         # schedule per MAR were a tenth of the HSS's work. Keyed by the sealed values (not secret, and
         # new ones whenever a subscriber is provisioned again); the keys stay in this process's memory,
         # never at rest. Bounded, least recently used out first.
         self._opened: OrderedDict[bytes, tuple[bytes, bytes, Milenage]] = OrderedDict()
-        self._db = sqlite.connect(path, _SCHEMA)  # WAL + NORMAL: see gbaio.sqlite for the durability trade
-        self._writes = sqlite.GroupCommit(self._db)
+        # WAL + NORMAL: see gbaio.sqlite for the durability trade.
+        self._db = sqlite.Database(path, _SCHEMA, busy_timeout=busy_timeout, name="hss-store")
 
     def close(self) -> None:
-        self._writes.commit()
         self._db.close()
 
-    def ping(self) -> str | None:
+    async def ping(self) -> str | None:
         """None when the database answers a read, else SQLite's error (for /readyz)."""
         try:
-            self._db.execute("SELECT count(*) FROM subscribers WHERE 0").fetchone()
+            await self._db.query("SELECT count(*) FROM subscribers WHERE 0")
         except sqlite3.Error as exc:
             return str(exc)
         return None
@@ -133,19 +137,18 @@ class SubscriberStore:
     def add_all(self, subscribers: Sequence[NewSubscriber], progress: Callable[[int], None] | None = None) -> None:
         """Add every subscriber in one transaction, or none (a duplicate or bad value names its IMPI);
         ``progress`` is told how many are written so far (`gbagw hss import` shows it)."""
-        self._writes.commit()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def insert_all(db: sqlite3.Connection) -> None:
             for i, sub in enumerate(subscribers):
-                self._insert(sub.impi, sub.k, sub.opc, sub.amf, sub.sqn, sub.guss)
+                self._insert(db, sub.impi, sub.k, sub.opc, sub.amf, sub.sqn, sub.guss)
                 if progress is not None:
                     progress(i + 1)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
-    def _insert(self, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None) -> None:
+        self._db.write_blocking(insert_all)
+
+    def _insert(
+        self, db: sqlite3.Connection, impi: str, k: bytes, opc: bytes, amf: bytes, sqn: int, guss: bytes | None
+    ) -> None:
         if (problem := impi_problem(impi)) is not None:
             raise StoreError(f"IMPI {impi!r}: {problem} (TS 23.003 13.3)")
         if len(k) != 16 or len(opc) != 16 or len(amf) != 2 or not 0 <= sqn <= SQN_MASK:
@@ -153,7 +156,7 @@ class SubscriberStore:
         now = int(time.time())
         aad = impi.encode()
         try:
-            self._db.execute(
+            db.execute(
                 "INSERT INTO subscribers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     impi,
@@ -171,20 +174,29 @@ class SubscriberStore:
             raise StoreError(f"subscriber {impi} already exists") from None
 
     def remove(self, impi: str) -> None:
-        if self._db.execute("DELETE FROM subscribers WHERE impi = ?", (impi,)).rowcount == 0:
+        removed = self._db.write_blocking(
+            lambda db: db.execute("DELETE FROM subscribers WHERE impi = ?", (impi,)).rowcount
+        )
+        if removed == 0:
             raise StoreError(f"no subscriber {impi}")
 
     def set_guss(self, impi: str, guss: bytes | None) -> None:
         now = int(time.time())
-        cur = self._db.execute(
-            "UPDATE subscribers SET guss = ?, guss_timestamp = ?, updated = ? WHERE impi = ?",
-            (guss, now if guss is not None else None, now, impi),
+        updated = self._db.write_blocking(
+            lambda db: (
+                db.execute(
+                    "UPDATE subscribers SET guss = ?, guss_timestamp = ?, updated = ? WHERE impi = ?",
+                    (guss, now if guss is not None else None, now, impi),
+                ).rowcount
+            )
         )
-        if cur.rowcount == 0:
+        if updated == 0:
             raise StoreError(f"no subscriber {impi}")
 
     def list(self) -> list[SubscriberSummary]:
-        rows = self._db.execute("SELECT impi, amf, sqn, guss IS NOT NULL FROM subscribers ORDER BY impi").fetchall()
+        rows = self._db.read_blocking(
+            lambda db: db.execute("SELECT impi, amf, sqn, guss IS NOT NULL FROM subscribers ORDER BY impi").fetchall()
+        )
         return [SubscriberSummary(r[0], bytes(r[1]), int(r[2]), bool(r[3])) for r in rows]
 
     def _open(self, row: tuple[Any, ...]) -> Subscriber:
@@ -215,15 +227,15 @@ class SubscriberStore:
             milenage=mil,
         )
 
-    def get(self, impi: str) -> Subscriber | None:
+    async def get(self, impi: str) -> Subscriber | None:
         try:
-            row = self._db.execute(
+            rows = await self._db.query(
                 "SELECT impi, k_sealed, opc_sealed, amf, sqn, guss, guss_timestamp FROM subscribers WHERE impi = ?",
                 (impi,),
-            ).fetchone()
+            )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return self._open(row) if row else None
+        return self._open(rows[0]) if rows else None
 
     async def take_next_sqn(self, impi: str) -> Subscriber | None:
         """Atomically advance SQN_HE and return the subscriber carrying the SQN to use, once the new
@@ -251,6 +263,6 @@ class SubscriberStore:
 
     async def _update(self, sql: str, params: tuple[object, ...]) -> Sequence[Any]:
         try:
-            return await self._writes.execute(sql, params)
+            return await self._db.execute(sql, params)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc

@@ -107,7 +107,7 @@ class ZhHandler:
             # TS 29.109 4.2 step 2: any other case is an error, DIAMETER_UNABLE_TO_COMPLY with no vector.
             log.info("zh: resync for %s with %d-octet SIP-Authorization refused (5012)", mar.user_name, len(info))
             raise _Refused(d.ResultCode.UNABLE_TO_COMPLY)
-        current = self.store.get(mar.user_name)
+        current = await self.store.get(mar.user_name)
         if current is None:
             return None
         # AK* = f5*(RAND) and MAC-S = f1*(SQN_MS || RAND || AMF 0000) are over the RAND of the challenge

@@ -1,10 +1,32 @@
 """Redis context store: sealed records expiring with their lifetime (PXAT), Cluster-safe key names.
 
-Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}``, ``gbagw:{impi:<impi>}`` (the IMPI's current
-B-TID), ``gbagw:{ke:<keid>}`` (oneM2M enrolments), ``gbagw:{tmpi:<sha-256 of a TMPI>}`` (its IMPI) with
-``gbagw:{tmpiof:<impi>}`` (the IMPI's current TMPI hash) and ``gbagw:{live}`` (the live-context count). Each
-key is a single-key operation so no two keys need the same hash slot; GETDEL makes a challenge
-single-use across every BSF instance. Needs Redis 7.0 or newer (PEXPIRETIME).
+Keys: ``gbagw:{ch:<nonce>}``, ``gbagw:{ctx:<b-tid>}``, ``gbagw:{ke:<keid>}`` (oneM2M enrolments),
+``gbagw:{tmpi:<sha-256 of a TMPI>}`` (its IMPI), ``gbagw:{live}`` (the live-context count), and per IMPI
+two indexes (hashes: member -> expiry in ms), ``gbagw:{impi:<impi>}:index`` (every B-TID of the IMPI
+whose context may still be live) and ``gbagw:{tmpiof:<impi>}:index`` (its TMPI hashes), beside the
+pointers of earlier releases, ``gbagw:{impi:<impi>}`` and ``gbagw:{tmpiof:<impi>}`` (the newest B-TID
+or TMPI hash; still written, so that an instance of the earlier release supersedes as before during a
+rolling upgrade). A script touches only keys of one IMPI (one hash slot); every other command one key.
+GETDEL makes a challenge single-use across every BSF instance. Needs Redis 7.0 or newer (PEXPIRETIME).
+
+Crash safety (issue 27 class 7). A new context must retire every older one of the IMPI (TS 33.220
+4.5.2), and a revocation by IMPI must reach them all, whatever point a killed instance stopped at. The
+context and the IMPI's index are in different slots, so no one command writes both; instead the order
+keeps every live context reachable from its IMPI's index:
+
+1. claim: a script on the IMPI's slot adds the new B-TID to the index (and moves the pointer to it),
+   and returns the other members;
+2. the context is written with SET NX;
+3. each other member's context is replaced by a tombstone (an empty value, until that context's own
+   expiry), then one script on the IMPI's slot removes those members from the index.
+
+A B-TID enters the index before its context exists and leaves it only after its context is gone, so a
+crash between any two commands leaves at worst a member without context (harmless) or an older context
+that is still indexed: the next bootstrap or revocation of the IMPI retires it. A tombstone, not a
+delete, because a concurrent bootstrap of the same IMPI (another instance) may claim and be retired
+before its step 2 reaches Redis: its SET NX then fails (the bootstrap answers 503 and the UE retries)
+instead of creating a context that no index names. Tested at every command boundary in
+tests/bsf/test_store_crash.py.
 """
 
 from __future__ import annotations
@@ -25,6 +47,7 @@ from bsf.store import (
     BootstrapContext,
     EnrolmentRecord,
     PendingChallenge,
+    StoreUnavailable,
     reseal,
     seal_record,
     tmpi_key,
@@ -40,24 +63,60 @@ from gbaio.redis_pipeline import AutoPipeline
 # so is a record sealed under a KEK this instance does not hold (a KEK rotation half rolled out).
 _OUTAGE = unavailable_on(RedisError, OSError, KeyWrapError)
 
+# The value of a retired context or TMPI (see the module docstring, step 3).
+TOMBSTONE = b""
 
-_DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# Step 1 and the walk of a revocation. KEYS: the index, the earlier release's pointer. ARGV: the member
+# to add ('' for none), its expiry and the pointer's (ms), now (ms). A pointer's member not yet in the
+# index (written by the earlier release) joins it; members whose expiry is over leave it (their record
+# expired with them). Returns the other members and their expiries, flat.
+_CLAIM = """
+local now = tonumber(ARGV[3])
+local legacy = redis.call('GET', KEYS[2])
+if legacy and legacy ~= ARGV[1] then
+  local t = redis.call('PEXPIRETIME', KEYS[2])
+  if t > 0 then redis.call('HSETNX', KEYS[1], legacy, t) end
+end
+local entries = redis.call('HGETALL', KEYS[1])
+local others, latest = {}, 0
+for i = 1, #entries, 2 do
+  local expiry = tonumber(entries[i + 1])
+  if expiry < now then
+    redis.call('HDEL', KEYS[1], entries[i])
+  elseif entries[i] ~= ARGV[1] then
+    others[#others + 1] = entries[i]
+    others[#others + 1] = entries[i + 1]
+    if expiry > latest then latest = expiry end
+  end
+end
+if ARGV[1] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[2])
+  if tonumber(ARGV[2]) > latest then latest = tonumber(ARGV[2]) end
+end
+if latest > 0 and redis.call('PEXPIRETIME', KEYS[1]) < latest then redis.call('PEXPIREAT', KEYS[1], latest) end
+return others
+"""
 
-# The IMPI's pointer is swapped in one step that also reads its expiry (its context's: both expire at
-# the same PXAT), so the bootstrap that supersedes a context knows which minute to count it off.
-_SWAP_POINTER = """
-local expiry = redis.call('PEXPIRETIME', KEYS[1])
-return {redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2], 'GET'), expiry}
+# Step 3's end. KEYS: the index, the pointer. ARGV: members whose records are tombstones now. Returns the
+# members this call removed (whoever removes a context's member counts it off, see LIVE_KEY).
+_RELEASE = """
+local gone = {}
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then gone[#gone + 1] = ARGV[i] end
+  if redis.call('GET', KEYS[2]) == ARGV[i] then redis.call('DEL', KEYS[2]) end
+end
+return gone
 """
 
 # gbagw_bsf_live_contexts without a SCAN over millions of keys: one hash of counters by the minute a
-# context expires in. A write adds 1 to its minute; whoever takes an IMPI's pointer off a context
-# subtracts 1 from that context's minute: the bootstrap whose swap replaced the pointer, or the
-# revocation whose script deleted it. Each instance adds up its own changes in memory and sends them
-# when it counts (every gauge refresh, and on close), so a bootstrap sends no extra command. Counting
-# sums the minutes not yet over and prunes the rest: a context counts until the end of the minute it
-# expires in, and a miscount (changes lost with a killed instance, instances of a release without the
-# count during a rollout) is forgotten with its minute. Every instance reports the same shared total.
+# context expires in. A write adds 1 to its minute; whoever takes a context's member out of its IMPI's
+# index subtracts 1 from that context's minute: the bootstrap that superseded it, or the revocation.
+# Each instance adds up its own changes in memory and sends them when it counts (every gauge refresh,
+# and on close), so a bootstrap sends no extra command. Counting sums the minutes not yet over and
+# prunes the rest: a context counts until the end of the minute it expires in, and a miscount (changes
+# lost with a killed instance, instances of a release without the count during a rollout) is forgotten
+# with its minute. Every instance reports the same shared total.
 LIVE_KEY = "gbagw:{live}"
 LIVE_MINUTE = 60
 
@@ -75,6 +134,27 @@ def _pxat(expires_ts: float) -> int:
 
 def _minute(expires_ts: float) -> int:
     return int(expires_ts) // LIVE_MINUTE
+
+
+def _pairs(flat: list[bytes]) -> list[tuple[str, int]]:
+    return [(_bytes(flat[i]).decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+class _Family:
+    """The key names of one kind of per-IMPI record (contexts, TMPIs) and its index."""
+
+    def __init__(self, record: str, pointer: str) -> None:
+        self._record, self._pointer = record, pointer
+
+    def record(self, member: str) -> str:
+        return f"gbagw:{{{self._record}:{member}}}"
+
+    def index_keys(self, impi: str) -> tuple[str, str]:
+        return f"gbagw:{{{self._pointer}:{impi}}}:index", f"gbagw:{{{self._pointer}:{impi}}}"
+
+
+_CONTEXTS = _Family("ctx", "impi")
+_TMPIS = _Family("tmpi", "tmpiof")
 
 
 class RedisStore:
@@ -101,72 +181,95 @@ class RedisStore:
         ch = unseal_challenge(self._keys, _bytes(blob), AAD_CHALLENGE + nonce)
         return ch if ch.expires.timestamp() >= time.time() else None
 
+    async def _put_indexed(
+        self, family: _Family, impi: str, member: str, value: bytes, pxat: int
+    ) -> tuple[bool, list[tuple[str, int]]]:
+        """Steps 1 to 3 of the module docstring: whether the record was written (False: a concurrent
+        write of the IMPI retired it first), and the members this call took out of the index, with
+        their expiries."""
+        index, pointer = family.index_keys(impi)
+        now = _pxat(time.time())
+        record = family.record(member)
+        flat, stored = await self._p.call(
+            lambda p: p.eval(_CLAIM, 2, index, pointer, member, pxat, now),
+            lambda p: p.set(record, value, pxat=pxat, nx=True),
+        )
+        others = _pairs(flat)
+        return bool(stored), await self._retire(family, index, pointer, others) if others else []
+
+    async def _retire(
+        self, family: _Family, index: str, pointer: str, members: list[tuple[str, int]]
+    ) -> list[tuple[str, int]]:
+        tombstones = [(family.record(m), expiry) for m, expiry in members]
+        names = [m for m, _ in members]
+        replies = await self._p.call(
+            *(lambda p, k=k, e=e: p.set(k, TOMBSTONE, pxat=e) for k, e in tombstones),
+            lambda p: p.eval(_RELEASE, 2, index, pointer, *names),
+        )
+        gone = {_bytes(m).decode() for m in replies[-1]}
+        return [(m, expiry) for m, expiry in members if m in gone]
+
+    async def _walk(self, family: _Family, impi: str) -> list[tuple[str, int]]:
+        """Every member of the IMPI's index that has not expired (the earlier release's pointer included)."""
+        index, pointer = family.index_keys(impi)
+        (flat,) = await self._p.call(lambda p: p.eval(_CLAIM, 2, index, pointer, "", 0, _pxat(time.time())))
+        return _pairs(flat)
+
     @_OUTAGE
     async def put_context(self, ctx: BootstrapContext) -> None:
         expires = ctx.expires.timestamp()
-        pxat = _pxat(expires)
         blob = seal_record(self._keys, ctx, AAD_CONTEXT + ctx.btid)
-        impi_key, ctx_key = f"gbagw:{{impi:{ctx.impi}}}", f"gbagw:{{ctx:{ctx.btid}}}"
-        btid = ctx.btid.encode()
-        # One round trip for the single-key writes (no MULTI: the keys live in different Cluster slots).
-        (previous, previous_expiry_ms), _ = await self._p.call(
-            lambda p: p.eval(_SWAP_POINTER, 1, impi_key, btid, pxat),
-            lambda p: p.set(ctx_key, blob, pxat=pxat),
-        )
-        self._live[_minute(expires)] += 1
-        if previous is None:
-            return
-        # TS 33.220 4.5.2: the new context supersedes the IMPI's previous one.
-        if isinstance(previous_expiry_ms, int) and previous_expiry_ms > 0:
-            self._live[_minute(previous_expiry_ms // 1000)] -= 1
-        if (old_btid := _bytes(previous)) != btid:
-            old_key = f"gbagw:{{ctx:{old_btid.decode()}}}"
-            await self._p.call(lambda p: p.unlink(old_key))
+        # TS 33.220 4.5.2: the new context supersedes every earlier one of the IMPI.
+        stored, retired = await self._put_indexed(_CONTEXTS, ctx.impi, ctx.btid, blob, _pxat(expires))
+        self._live[_minute(expires)] += 1  # indexed, so whoever takes it out of the index counts it off
+        for _, expiry_ms in retired:
+            self._live[_minute(expiry_ms / 1000)] -= 1
+        if not stored:
+            # A concurrent bootstrap or revocation of the IMPI retired it before it was written.
+            raise StoreUnavailable("context superseded while being written")
 
     @_OUTAGE
     async def get_context(self, btid: str) -> BootstrapContext | None:
-        key = f"gbagw:{{ctx:{btid}}}"
+        key = _CONTEXTS.record(btid)
         (blob,) = await self._p.call(lambda p: p.get(key))
-        if blob is None:
+        if not blob:  # none, or a tombstone
             return None
         ctx = unseal_context(self._keys, _bytes(blob), AAD_CONTEXT + btid)
         return ctx if ctx.expires.timestamp() >= time.time() else None
 
     @_OUTAGE
     async def context_of(self, impi: str) -> BootstrapContext | None:
-        (btid,) = await self._p.call(lambda p: p.get(f"gbagw:{{impi:{impi}}}"))
-        return await self.get_context(_bytes(btid).decode()) if btid is not None else None
+        """The newest live context of the IMPI's index (after a crash there may be two, see above)."""
+        live = [ctx for btid, _ in await self._walk(_CONTEXTS, impi) if (ctx := await self.get_context(btid))]
+        return max(live, key=lambda c: c.created, default=None)
 
     @_OUTAGE
     async def delete_context(self, btid: str) -> bool:
-        key = f"gbagw:{{ctx:{btid}}}"
-        (blob,) = await self._p.call(lambda p: p.getdel(key))
-        if blob is None:
+        """Revoke the context and every other one its IMPI's index still names (a crash's leftovers)."""
+        (blob,) = await self._p.call(lambda p: p.get(_CONTEXTS.record(btid)))
+        if not blob:
             return False
         ctx = unseal_context(self._keys, _bytes(blob), AAD_CONTEXT + btid)
-        # The IMPI's pointer goes too, unless a newer bootstrap has replaced it meanwhile (and taken
-        # the context off the live count): compare and delete in one script on that one key (atomic,
-        # and Cluster-safe).
-        if await self._r.eval(_DELETE_IF_EQUAL, 1, f"gbagw:{{impi:{ctx.impi}}}", btid):
-            self._live[_minute(ctx.expires.timestamp())] -= 1
+        members = await self._walk(_CONTEXTS, ctx.impi)
+        if btid not in (m for m, _ in members):
+            members.append((btid, _pxat(ctx.expires.timestamp())))
+        index, pointer = _CONTEXTS.index_keys(ctx.impi)
+        for _, expiry_ms in await self._retire(_CONTEXTS, index, pointer, members):
+            self._live[_minute(expiry_ms / 1000)] -= 1
         return ctx.expires.timestamp() >= time.time()
 
     @_OUTAGE
     async def put_tmpi(self, tmpi: str, impi: str, expires: dt.datetime) -> None:
-        pxat, digest = _pxat(expires.timestamp()), tmpi_key(tmpi)
-        tmpi_name, pointer = f"gbagw:{{tmpi:{digest}}}", f"gbagw:{{tmpiof:{impi}}}"
-        _, previous = await self._p.call(
-            lambda p: p.set(tmpi_name, impi, pxat=pxat),
-            lambda p: p.set(pointer, digest, pxat=pxat, get=True),
-        )
-        # TS 33.220 4.5.2 step 7: the new TMPI overwrites the IMPI's earlier one.
-        if previous is not None and (old := _bytes(previous).decode()) != digest:
-            await self._p.call(lambda p: p.unlink(f"gbagw:{{tmpi:{old}}}"))
+        # TS 33.220 4.5.2 step 7: the new TMPI overwrites the IMPI's earlier ones.
+        stored, _ = await self._put_indexed(_TMPIS, impi, tmpi_key(tmpi), impi.encode(), _pxat(expires.timestamp()))
+        if not stored:
+            raise StoreUnavailable("TMPI superseded while being written")
 
     @_OUTAGE
     async def impi_of_tmpi(self, tmpi: str) -> str | None:
-        (impi,) = await self._p.call(lambda p: p.get(f"gbagw:{{tmpi:{tmpi_key(tmpi)}}}"))
-        return _bytes(impi).decode() if impi is not None else None
+        key = _TMPIS.record(tmpi_key(tmpi))
+        (impi,) = await self._p.call(lambda p: p.get(key))
+        return _bytes(impi).decode() if impi else None
 
     @_OUTAGE
     async def put_enrolment(self, rec: EnrolmentRecord) -> None:
@@ -225,7 +328,7 @@ class RedisStore:
             async for raw in self._r.scan_iter(match=f"gbagw:{{{kind}:*", count=1000):
                 name = _bytes(raw).decode()
                 blob = await self._r.get(name)
-                if blob is None:  # expired meanwhile
+                if not blob:  # expired meanwhile, or a tombstone (nothing sealed in it)
                     continue
                 key = name[len(f"gbagw:{{{kind}:") : -1]
                 await self._r.set(name, reseal(self._keys, new, _bytes(blob), prefix + key), keepttl=True)

@@ -232,7 +232,8 @@ async def test_two_bsf_processes_on_redis(new_lab: Lab, tmp_path: Path) -> None:
     assert run_cli(["hss", "add-subscriber", *lab.data, "--impi", IMPI, "--k", K, "--opc", OPC]).returncode == 0
     redis_url = private_redis.url(14)
     async with aioredis.from_url(redis_url) as r:
-        await r.delete(LIVE_KEY, f"gbagw:{{impi:{IMPI}}}")  # what earlier runs left: their count, their context
+        # What earlier tests on this database left: their count, the IMPI's pointer and index.
+        await r.delete(LIVE_KEY, f"gbagw:{{impi:{IMPI}}}", f"gbagw:{{impi:{IMPI}}}:index")
     hss = lab.start_hss()
     env = {"GBAGW_BSF_STORE": redis_url, "GBAGW_BSF_GAUGE_INTERVAL": "0.5"}
     a, url_a = lab.start_bsf("bsf-a", env)

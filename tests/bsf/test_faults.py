@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -300,3 +301,64 @@ async def _fetch(config: NafConfig, btid: str) -> None:
         await client.fetch_key(btid, NAF_ID)
     finally:
         await client.close()
+
+
+async def test_a_locked_sqlite_store_leaves_every_listener_answering(tmp_path: Path) -> None:
+    """Issue 27 class 4: another process holds the BSF's SQLite write lock. /healthz, a malformed Ub
+    request and Zn key lookups keep answering at once; a bootstrap (a write) answers 503 once
+    bsf.store_busy_timeout has passed; the lock gone, bootstraps work again. Before, the write waited
+    on the event loop and every listener froze with it."""
+    lab = Lab(tmp_path)
+    admin = free_port()
+    env = {"GBAGW_BSF_STORE_BUSY_TIMEOUT": "2", "GBAGW_BSF_ADMIN_PORT": str(admin)}
+    _provision(lab, 1)
+
+    def client() -> ue.UeClient:
+        return ue.UeClient(ue.Usim(bytes.fromhex(K), bytes.fromhex(OPC)), "load0@ims.test", "bsf.gba.test")
+
+    async def malformed_ub(url: str) -> bytes:
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"NOT HTTP\r\n\r\n")
+            return await reader.read(12)
+        finally:
+            writer.close()
+
+    zn: ZnClient | None = None
+    holder: sqlite3.Connection | None = None
+    try:
+        lab.start_hss()
+        bsf, ub = lab.start_bsf("bsf", env)
+        btid = (await bootstrap(ub, client(), timeout=5)).btid
+        zn = ZnClient(NafConfig(bsf_port=_zn_port(bsf)))
+        holder = sqlite3.connect(tmp_path / "bsf.sqlite", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held by another process's connection
+        t0 = time.monotonic()
+        write = asyncio.create_task(bootstrap(ub, client(), timeout=10))
+        async with aiohttp.ClientSession() as http:
+            rounds = 0
+            while not write.done() and rounds < 50:
+                rounds += 1
+                t = time.monotonic()
+                async with asyncio.timeout(0.5):
+                    async with http.get(f"http://127.0.0.1:{admin}/healthz") as r:
+                        assert r.status == 200
+                    assert (await malformed_ub(ub)).startswith(b"HTTP/1.1 400")
+                    key = await zn.fetch_key(btid, NAF_ID)
+                assert key.me_key is not None
+                assert time.monotonic() - t < 0.5
+                await asyncio.sleep(0.1)
+        assert rounds >= 5  # the checks ran while the write waited for the lock
+        with pytest.raises(UbRefused) as refused:
+            await write
+        elapsed = time.monotonic() - t0
+        assert refused.value.status == 503 and 1.5 < elapsed < 6, elapsed
+        holder.execute("ROLLBACK")
+        assert (await bootstrap(ub, client(), timeout=5)).btid  # the lock gone, writes work again
+    finally:
+        if holder is not None:
+            holder.close()
+        if zn is not None:
+            await zn.close()
+        lab.close()

@@ -59,8 +59,8 @@ class Hss:
 
     @property
     def sqn_he(self) -> int:
-        sub = self.store.get(IMPI)
-        assert sub is not None
+        # SubscriberStore.get is async (a reader thread): the list serves from a sync test property.
+        (sub,) = (s for s in self.store.list() if s.impi == IMPI)
         return sub.sqn
 
     def outcomes(self) -> dict[str, float]:

@@ -24,10 +24,10 @@ def test_keys_are_sealed_at_rest(tmp_path: Path) -> None:
     s.close()
     raw += (tmp_path / "h.sqlite").read_bytes()
     assert K not in raw and OPC not in raw
-    got = SubscriberStore(tmp_path / "h.sqlite", KEK).get("a@ims")
+    got = asyncio.run(SubscriberStore(tmp_path / "h.sqlite", KEK).get("a@ims"))
     assert got is not None and got.k == K and got.opc == OPC
     with pytest.raises(KeyWrapError):
-        SubscriberStore(tmp_path / "h.sqlite", bytes(32)).get("a@ims")
+        asyncio.run(SubscriberStore(tmp_path / "h.sqlite", bytes(32)).get("a@ims"))
 
 
 def test_sealed_key_bound_to_its_row(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_sealed_key_bound_to_its_row(tmp_path: Path) -> None:
     )
     db.commit()
     with pytest.raises(KeyWrapError):
-        s.get("b@ims")
+        asyncio.run(s.get("b@ims"))
 
 
 def test_sqn_sequence_and_sql_matches_python(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_group_committed_sqns_are_durable_for_other_connections(tmp_path: Path) 
     async def one() -> int:
         sub = await s.take_next_sqn("a@ims")
         assert sub is not None
-        seen = other.get("a@ims")
+        seen = await other.get("a@ims")
         assert seen is not None and seen.sqn >= sub.sqn
         return sub.sqn
 
@@ -73,7 +73,7 @@ def test_group_committed_sqns_are_durable_for_other_connections(tmp_path: Path) 
         return await asyncio.gather(*(one() for _ in range(20)))
 
     sqns = asyncio.run(many())
-    final = other.get("a@ims")
+    final = asyncio.run(other.get("a@ims"))
     assert len(set(sqns)) == 20 and final is not None and max(sqns) == final.sqn
 
 
@@ -141,7 +141,7 @@ def test_cached_keys_stay_bound_to_their_row_and_follow_reprovisioning(tmp_path:
     s = SubscriberStore(tmp_path / "h.sqlite", KEK)
     s.add("a@ims", K, OPC, b"\x80\x00", 0)
     s.add("b@ims", bytes(16), bytes(16), b"\x80\x00", 0)
-    a = s.get("a@ims")
+    a = asyncio.run(s.get("a@ims"))
     assert a is not None and a.k == K  # now cached
     db = sqlite3.connect(tmp_path / "h.sqlite")
     db.execute(
@@ -151,10 +151,10 @@ def test_cached_keys_stay_bound_to_their_row_and_follow_reprovisioning(tmp_path:
     db.commit()
     db.close()
     with pytest.raises(KeyWrapError):
-        s.get("b@ims")
+        asyncio.run(s.get("b@ims"))
     s.remove("a@ims")
     s.add("a@ims", bytes(range(16)), OPC, b"\x80\x00", 0)
-    again = s.get("a@ims")
+    again = asyncio.run(s.get("a@ims"))
     assert again is not None and again.k == bytes(range(16))
     assert again.milenage.f2345(bytes(16)) != a.milenage.f2345(bytes(16))
     s.close()
@@ -162,7 +162,7 @@ def test_cached_keys_stay_bound_to_their_row_and_follow_reprovisioning(tmp_path:
 
 async def test_readiness_names_a_subscriber_store_that_does_not_answer(tmp_path: Path) -> None:
     store = SubscriberStore(tmp_path / "h.sqlite", KEK)
-    assert store.ping() is None
+    assert await store.ping() is None
     hss = create_hss(HssConfig(zh_port=0), store)
     await hss.start()
     try:

@@ -21,9 +21,8 @@ PEER = PeerInfo("bsf.gba.test", "gba.test", "127.0.0.1", frozenset({d.APP_ZH}))
 
 
 async def test_a_locked_subscriber_database_answers_too_busy(tmp_path: Path) -> None:
-    store = SubscriberStore(tmp_path / "h.sqlite", KEK)
+    store = SubscriberStore(tmp_path / "h.sqlite", KEK, busy_timeout=0.05)  # instead of 10 s: a short test
     store.add("a@ims.test", bytes(16), bytes(16), b"\x80\x00", 0)
-    store._db.execute("PRAGMA busy_timeout=50")  # instead of 10 s, to keep the test short
     handler = ZhHandler(HssConfig(), store, HssMetrics())
     mar = d.MultimediaAuthRequest("s;1", "bsf.gba.test", "gba.test", "gba.test", "a@ims.test").to_envelope(1, 1)
     other = sqlite3.connect(tmp_path / "h.sqlite", isolation_level=None)
