@@ -13,7 +13,7 @@ import logging
 import os
 import platform
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -87,7 +87,7 @@ def load_config(args: argparse.Namespace) -> cfgmod.LoadedConfig:
 
 def admin_server(
     *registries: CollectorRegistry,
-    readiness: Sequence[ReadinessCheck] = (),
+    readiness: Mapping[str, ReadinessCheck] | None = None,
     certificates: Mapping[str, Path] | None = None,
 ) -> AdminServer:
     """A serving process's admin listener: the process's own metrics (build, CPU, memory) once, the

@@ -8,6 +8,7 @@ import ssl
 from aiohttp import web
 
 from gba.kdf import NafId
+from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterError
 from naf.config import NafConfig
 from naf.demo import create_demo_naf
@@ -48,7 +49,19 @@ class NafService:
         self.metrics.zn.labels("2001").inc()
         return key
 
+    def ready_checks(self) -> dict[str, ReadinessCheck]:
+        """What /readyz checks: the Ua listener and the Zn peer."""
+        return {"naf.ua": self._ua_ready, "naf.zn": self._zn_ready}
+
     async def readiness(self) -> str | None:
+        return await self._ua_ready() or await self._zn_ready()
+
+    async def _ua_ready(self) -> str | None:
+        if self.port is None:
+            return "Ua listener not started"
+        return None if self._runner.addresses else "Ua listener is not accepting connections"
+
+    async def _zn_ready(self) -> str | None:
         if not isinstance(self.zn, ZnClient):
             return None  # HTTP Zn flavours have no standing connection to check
         try:
