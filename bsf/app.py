@@ -36,6 +36,11 @@ from gbaio.listener_metrics import register_listeners
 
 log = logging.getLogger("gbagw.bsf")
 
+# aiohttp (Zn SOAP) closes a connection that has sent no request for this long, from its start or since
+# its last answer; its own default is an hour, which let a flood of idle connections hold their
+# descriptors (issue 27 class 2). Pipelined requests are bounded by aiohttp itself (it pauses reading).
+SOAP_IDLE_TIMEOUT = 75.0
+
 
 def open_store(url: str, keys: Keyring) -> ContextStore:
     if url.startswith("sqlite:///"):
@@ -83,6 +88,7 @@ class BsfService:
         self._soap_runner = web.AppRunner(
             create_soap_app(config, self.zn_service, lambda code: metrics.zn.labels("soap", str(code)).inc()),
             access_log=None,
+            keepalive_timeout=SOAP_IDLE_TIMEOUT,
         )
 
     def _zn_server(self, identity: NodeIdentity, handler: ZnHandler, name: str) -> DiameterServer:

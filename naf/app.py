@@ -20,6 +20,11 @@ from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw.naf")
 
+# aiohttp closes a Ua connection that has sent no request for this long, from its start or since its
+# last answer; its own default is an hour, which let a flood of idle connections hold their descriptors
+# (issue 27 class 2). Pipelined requests are bounded by aiohttp itself (it pauses reading).
+UA_IDLE_TIMEOUT = 75.0
+
 
 class NafService:
     def __init__(self, config: NafConfig, zn: ZnKeySource, metrics: NafMetrics) -> None:
@@ -30,7 +35,7 @@ class NafService:
         metrics.cached_keys.set_function(lambda: len(self.keys))
         self.tls = _ua_tls(config)
         self.auth = UaDigestAuth(config, self.keys, metrics, self.tls)
-        self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None)
+        self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None, keepalive_timeout=UA_IDLE_TIMEOUT)
         self.port: int | None = None
 
     async def _fetch(self, btid: str, naf_id: NafId) -> NafKey:
