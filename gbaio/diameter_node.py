@@ -43,7 +43,7 @@ DPA_LINGER = 2.0
 MAX_IN_FLIGHT = 128
 WRITE_TIMEOUT = 10.0  # seconds a connection may stay unable to take our output
 # A CER is a few hundred octets: before its sender is known it may not make us buffer a whole message.
-MAX_CER_LEN = 4096
+MAX_CER_LEN = 8192
 
 
 class DiameterError(Exception):
@@ -164,6 +164,7 @@ class Connection:
         self._write_timeout = write_timeout
         self._max_in_flight = max_in_flight
         self._slot_free: asyncio.Future[None] | None = None  # set while reading waits for a handler to end
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
         self._unknown_answers = _Throttled()
         self._undecodable = _Throttled()
         self._refused = _Throttled()
@@ -226,6 +227,11 @@ class Connection:
         """Wait, before reading the next message, until the peer has taken our output below the
         transport's high-water mark and fewer than ``max_in_flight`` of its requests are in hand; past
         ``write_timeout`` the connection is dropped (issue 27 class 1)."""
+        # The usual case costs two comparisons: a timed wait per message cost ~10x a plain drain().
+        # asyncio pauses the writer (TCP and TLS transports alike) once the buffer passes the high mark.
+        transport = self._writer.transport
+        if len(self._tasks) < self._max_in_flight and transport.get_write_buffer_size() <= self._high_water:
+            return
         try:
             async with asyncio.timeout(self._write_timeout):
                 await self._writer.drain()
