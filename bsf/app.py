@@ -29,6 +29,7 @@ from bsf.zn_sbi import NbspGbaApp
 from bsf.zn_soap import create_soap_app, server_ssl_context
 from gba import diameter as d
 from gba.keywrap import Keyring
+from gbaio.accept_errors import throttle_accept_errors
 from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
 from gbaio.hypercorn_config import apply_limits
@@ -103,6 +104,7 @@ class BsfService:
         )
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         ub_tls = None
         if self.config.ub_tls_cert is not None and self.config.ub_tls_key is not None:
             ub_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from gba import diameter as d
+from gbaio.accept_errors import throttle_accept_errors
 from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterServer, NodeIdentity
 from gbaio.listener_metrics import register_listeners
@@ -37,6 +39,7 @@ class HssService:
         self.port: int | None = None
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         self.port = await self.server.start(self.config.zh_host, self.config.zh_port)
         log.info("HSS stub %s listening for Zh on %s:%d", self.config.fqdn, self.config.zh_host, self.port)
         if self.config.allowed_peers is None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
 from aiohttp import web
 
 from gba.kdf import NafId
+from gbaio.accept_errors import throttle_accept_errors
 from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterError
 from naf.config import NafConfig
@@ -76,6 +78,7 @@ class NafService:
         return None
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.tls).start()
         self.port = int(self._runner.addresses[0][1])

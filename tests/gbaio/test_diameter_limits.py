@@ -4,13 +4,18 @@ a peer that sends requests and never reads the answers, a flood of connections p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
+import resource
 import socket
 import time
 
 import pytest
 
 from gba import diameter as d
+from gbaio.accept_errors import throttle_accept_errors
 from gbaio.diameter_node import MAX_IN_FLIGHT, DiameterServer, NodeIdentity, PeerInfo, connect
 
 OURS = NodeIdentity("bsf.gba.test", "gba.test", (d.APP_ZN,))
@@ -155,4 +160,44 @@ async def test_a_cer_announcing_a_large_message_is_refused_before_it_is_read() -
         assert await asyncio.wait_for(reader.read(), 3) == b""
         writer.transport.abort()
     finally:
+        await server.close()
+
+
+async def test_the_accept_loop_outlives_running_out_of_descriptors(caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE on accept: the listener stops accepting for a second and tries again, one log line
+    (not a traceback a second), and accepts again once descriptors are free."""
+    loop = asyncio.get_running_loop()
+    throttle_accept_errors(loop)
+    server = DiameterServer(OURS, _answer_big, cer_timeout=10)
+    port = await server.start("127.0.0.1", 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    clients: list[socket.socket] = []
+    try:
+        with caplog.at_level(logging.WARNING):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+            try:
+                for _ in range(16):  # each accepted one takes two descriptors here: the limit comes first
+                    s = socket.socket()
+                    s.setblocking(False)
+                    clients.append(s)
+                    with contextlib.suppress(BlockingIOError):
+                        s.connect(("127.0.0.1", port))
+                    await asyncio.sleep(0.05)
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+            await asyncio.sleep(2.5)  # the accept loop meets EMFILE at every retry (once a second)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            for s in clients:
+                s.close()
+            clients.clear()
+            await asyncio.sleep(1.2)
+        conn = await connect(NAF, "127.0.0.1", port, timeout=3)
+        await conn.close()
+        lines = [r for r in caplog.records if "out of file descriptors" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].exc_info is None
+        assert not [r for r in caplog.records if r.name == "asyncio"]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for s in clients:
+            s.close()
         await server.close()
