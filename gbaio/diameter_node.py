@@ -165,6 +165,7 @@ class Connection:
         self._max_in_flight = max_in_flight
         self._slot_free: asyncio.Future[None] | None = None  # set while reading waits for a handler to end
         self._high_water = writer.transport.get_write_buffer_limits()[1]
+        self._dropped = False  # dropped for not reading (logged once)
         self._unknown_answers = _Throttled()
         self._undecodable = _Throttled()
         self._refused = _Throttled()
@@ -239,18 +240,21 @@ class Connection:
                     self._slot_free = asyncio.get_running_loop().create_future()
                     await self._slot_free
         except TimeoutError:
+            self._drop_unread()
+            raise ConnectionAbortedError from None
+
+    def _drop_unread(self) -> None:
+        """Drop the connection at once, unsent output and all: the peer is not reading it (logged once,
+        by whichever wait on the peer's reading ran out first: the read loop's or an answer's)."""
+        if not self._dropped:
+            self._dropped = True
             log.warning(
                 "dropping the connection to %s: it took no answer off the socket for %g s (%d waiting)",
                 self.peer.origin_host,
                 self._write_timeout,
                 len(self._tasks),
             )
-            self._abort()
-            raise ConnectionAbortedError from None
-
-    def _abort(self) -> None:
-        """Drop the connection at once, unsent output and all: the peer is not reading it."""
-        self._writer.transport.abort()
+        self._writer.transport.abort()  # a graceful close would wait for the peer to read
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -401,7 +405,7 @@ class Connection:
                 async with asyncio.timeout(self._write_timeout):
                     await self._writer.drain()
             except TimeoutError:
-                self._abort()  # the read loop, waiting on the same drain, logs it
+                self._drop_unread()
 
     async def _watchdog(self) -> None:
         """RFC 3539 / RFC 6733 5.5: DWR after Tw of silence; a missing DWA closes the connection."""
