@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -28,10 +29,19 @@ from bsf.zn_sbi import NbspGbaApp
 from bsf.zn_soap import create_soap_app, server_ssl_context
 from gba import diameter as d
 from gba.keywrap import Keyring
+from gbaio.accept_errors import throttle_accept_errors
+from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterError, DiameterServer, NodeIdentity
+from gbaio.hypercorn_config import apply_limits
+from gbaio.listener_metrics import register_listeners
 from gbaio.sqlite import BUSY_TIMEOUT
 
 log = logging.getLogger("gbagw.bsf")
+
+# aiohttp (Zn SOAP) closes a connection that has sent no request for this long, from its start or since
+# its last answer; its own default is an hour, which let a flood of idle connections hold their
+# descriptors (issue 27 class 2). Pipelined requests are bounded by aiohttp itself (it pauses reading).
+SOAP_IDLE_TIMEOUT = 75.0
 
 
 def open_store(url: str, keys: Keyring, busy_timeout: float = BUSY_TIMEOUT) -> ContextStore:
@@ -53,9 +63,18 @@ class BsfService:
         self._ub = create_ub_server(config, self.store, zh, metrics)
         zn_identity = NodeIdentity(config.fqdn, config.realm, (d.APP_ZN,), host_ip=config.zn_host)
         zn_handler = ZnHandler(config, self.zn_service, metrics)
-        self.zn = DiameterServer(zn_identity, zn_handler, allowed_peers=config.zn_peers)
+        self.zn = self._zn_server(zn_identity, zn_handler, "zn")
         # RFC 6733 2.1: TLS/TCP from connection start on its own port, beside plain TCP (NAFs behind NDS/IP).
-        self.zn_tls = DiameterServer(zn_identity, zn_handler, allowed_peers=config.zn_peers)
+        self.zn_tls = self._zn_server(zn_identity, zn_handler, "zn_tls")
+        register_listeners(
+            metrics.registry,
+            "bsf",
+            {
+                "ub": lambda: (len(self._ub.connections), self._ub.refused_connections),
+                "zn": lambda: (self.zn.open_connections, self.zn.refused_connections),
+                "zn_tls": lambda: (self.zn_tls.open_connections, self.zn_tls.refused_connections),
+            },
+        )
         self.ub_port: int | None = None
         self.zn_port: int | None = None
         self.zn_tls_port: int | None = None
@@ -72,9 +91,22 @@ class BsfService:
         self._soap_runner = web.AppRunner(
             create_soap_app(config, self.zn_service, lambda code: metrics.zn.labels("soap", str(code)).inc()),
             access_log=None,
+            keepalive_timeout=SOAP_IDLE_TIMEOUT,
+        )
+
+    def _zn_server(self, identity: NodeIdentity, handler: ZnHandler, name: str) -> DiameterServer:
+        c = self.config
+        return DiameterServer(
+            identity,
+            handler,
+            allowed_peers=c.zn_peers,
+            max_connections=c.zn_max_connections,
+            write_timeout=c.zn_write_timeout,
+            name=name,
         )
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         ub_tls = None
         if self.config.ub_tls_cert is not None and self.config.ub_tls_key is not None:
             ub_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -122,6 +154,7 @@ class BsfService:
         # journal; the BSF announces the listener itself. Its warnings and errors still come through.
         hc.errorlog.setLevel(logging.WARNING)
         hc.graceful_timeout = 5.0
+        apply_limits(hc, read_timeout=c.ub_request_timeout)
         if c.zn_tls_cert is not None and c.zn_tls_key is not None:
             hc.certfile, hc.keyfile = str(c.zn_tls_cert), str(c.zn_tls_key)
             hc.alpn_protocols = ["h2", "http/1.1"]
@@ -140,10 +173,34 @@ class BsfService:
             self.metrics.hss_peer_up.set(1 if self.zh.client.connected else 0)
             await asyncio.sleep(self.config.gauge_interval)
 
+    def ready_checks(self) -> dict[str, ReadinessCheck]:
+        """What /readyz checks: the store, the HSS peer and every listener (issue 27 class 2: a listener
+        that died while the process lives must turn the instance not ready)."""
+        checks: dict[str, ReadinessCheck] = {"bsf.store": self._store_ready, "bsf.hss": self._hss_ready}
+        listeners: dict[str, Callable[[], bool]] = {
+            "bsf.ub": lambda: self._ub.serving,
+            "bsf.zn": lambda: self.zn.serving,
+            "bsf.sbi": lambda: self._sbi_task is not None and not self._sbi_task.done(),
+            "bsf.soap": lambda: bool(self._soap_runner.addresses),
+        }
+        if self.config.zn_diameter_tls:
+            listeners["bsf.zn_tls"] = lambda: self.zn_tls.serving
+        for name, serving in listeners.items():
+            checks[name] = _listening(name, serving)
+        return checks
+
     async def readiness(self) -> str | None:
-        """Ready only when the store answers and the HSS peer is (or can be) connected."""
-        if (problem := await store_problem(self.store)) is not None:
-            return problem
+        """The first problem of :meth:`ready_checks`, None when there is none."""
+        for check in self.ready_checks().values():
+            if (problem := await check()) is not None:
+                return problem
+        return None
+
+    async def _store_ready(self) -> str | None:
+        return await store_problem(self.store)
+
+    async def _hss_ready(self) -> str | None:
+        """Ready only when the HSS peer is (or can be) connected."""
         try:
             await self.zh.client.ensure_connected()
         except DiameterError as exc:
@@ -168,6 +225,13 @@ class BsfService:
         await self.zn_tls.close()
         await self.zh.close()
         await self.store.close()
+
+
+def _listening(name: str, serving: Callable[[], bool]) -> ReadinessCheck:
+    async def check() -> str | None:
+        return None if serving() else f"{name} listener is not accepting connections"
+
+    return check
 
 
 def create_bsf(

@@ -51,6 +51,11 @@ class BsfConfig:
     hss_reconnect_interval: float = 30.0  # Tc (RFC 6733 12): Zh connection attempts while there is none
     ub_idle_timeout: float = 75.0  # seconds an idle keep-alive Ub connection stays open
     ub_request_timeout: float = 30.0  # seconds a Ub request may take to arrive whole (408 past it)
+    # Issue 27 class 2: connections each listener holds at most (a flood of one cannot take every fd).
+    ub_max_connections: int = 4096
+    zn_max_connections: int = 4096  # each Zn listener: Diameter, Diameter over TLS, Nbsp_GBA, SOAP
+    # Issue 27 class 1: seconds a Zn connection may stay unable to take our answers before it is dropped.
+    zn_write_timeout: float = 10.0
     retry_after: int = 5  # Retry-After on 503 when the HSS is unreachable or busy
     nafs: tuple[NafEntry, ...] = field(default_factory=tuple)
     # Diameter peers allowed to connect on Zn (CER); None = any. NAF authorization is separate (5402).

@@ -269,4 +269,6 @@ def create_ub_server(config: BsfConfig, store: ContextStore, zh: ZhClient, metri
         max_body=MAX_BODY,
         request_timeout=config.ub_request_timeout,
         idle_timeout=config.ub_idle_timeout,
+        max_connections=config.ub_max_connections,
+        name="ub",
     )

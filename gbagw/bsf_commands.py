@@ -82,7 +82,7 @@ def cmd_bsf_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    admin = admin_server(service.metrics.registry, readiness=[service.readiness], certificates=bsf.certificates)
+    admin = admin_server(service.metrics.registry, readiness=service.ready_checks(), certificates=bsf.certificates)
     asyncio.run(serve_until_signal(start, service.stop, (admin, bsf.ub_host, bsf.admin_port)))
     return EXIT_OK
 

@@ -15,7 +15,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, TypeAlias
@@ -111,7 +111,7 @@ def data_dir(args: argparse.Namespace) -> Path | None:
 
 def admin_server(
     *registries: CollectorRegistry,
-    readiness: Sequence[ReadinessCheck] = (),
+    readiness: Mapping[str, ReadinessCheck] | None = None,
     certificates: Mapping[str, Path] | None = None,
 ) -> AdminServer:
     """A serving process's admin listener: the process's own metrics (build, CPU, memory) once, the

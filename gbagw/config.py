@@ -381,6 +381,12 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
 def _seconds(name: str, value: Any, *, zero: bool = False) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (value == 0 and not zero):
         what = "a number of seconds >= 0 (0 = no bound)" if zero else "a positive number of seconds"
@@ -416,6 +422,8 @@ def hss_config(cfg: LoadedConfig) -> HssConfig:
         kek_file=_path(cfg, "hss.kek_file", s["kek_file"]),
         allowed_peers=tuple(peers) or None,
         watchdog_interval=_positive("hss.watchdog_interval", s["watchdog_interval"]),
+        max_connections=_count("hss.max_connections", s["max_connections"]),
+        write_timeout=_positive("hss.write_timeout", s["write_timeout"]),
         admin_port=_port("hss.admin_port", s["admin_port"]),
     )
 
@@ -478,6 +486,9 @@ def bsf_config(cfg: LoadedConfig) -> BsfConfig:
         hss_reconnect_interval=_positive("bsf.hss_reconnect_interval", s["hss_reconnect_interval"]),
         ub_idle_timeout=_positive("bsf.ub_idle_timeout", s["ub_idle_timeout"]),
         ub_request_timeout=_positive("bsf.ub_request_timeout", s["ub_request_timeout"]),
+        ub_max_connections=_count("bsf.ub_max_connections", s["ub_max_connections"]),
+        zn_max_connections=_count("bsf.zn_max_connections", s["zn_max_connections"]),
+        zn_write_timeout=_positive("bsf.zn_write_timeout", s["zn_write_timeout"]),
         nafs=tuple(nafs),
         zn_peers=tuple(zn_peers) or None,
         zn_proxies=tuple(str(x) for x in s["zn_proxies"]),

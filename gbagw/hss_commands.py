@@ -67,7 +67,7 @@ def cmd_hss_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"hss: Zh Diameter on {hss.zh_host}:{port} (Origin-Host {hss.fqdn})", flush=True)
 
-    admin = admin_server(service.metrics.registry, readiness=[service.readiness])
+    admin = admin_server(service.metrics.registry, readiness=service.ready_checks())
     try:
         asyncio.run(serve_until_signal(start, service.stop, (admin, hss.zh_host, hss.admin_port)))
     finally:

@@ -88,7 +88,7 @@ def cmd_mef_serve(args: argparse.Namespace) -> int:
         await service.stop()
         await service.store.close()
 
-    admin = admin_server(service.metrics.registry, readiness=[service.readiness], certificates=mef.certificates)
+    admin = admin_server(service.metrics.registry, readiness={"mef": service.readiness}, certificates=mef.certificates)
     asyncio.run(serve_until_signal(start, stop, (admin, mef.host, mef.admin_port)))
     return EXIT_OK
 

@@ -56,7 +56,7 @@ def cmd_naf_serve(args: argparse.Namespace) -> int:
         port = await service.start()
         print(f"naf: demo NAF on {service.scheme}://{naf.host}:{port}/ (Zn via {naf.zn_target})", flush=True)
 
-    admin = admin_server(service.metrics.registry, readiness=[service.readiness], certificates=naf.certificates)
+    admin = admin_server(service.metrics.registry, readiness=service.ready_checks(), certificates=naf.certificates)
     asyncio.run(serve_until_signal(start, service.stop, (admin, naf.host, naf.admin_port)))
     return EXIT_OK
 

@@ -78,7 +78,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         # One admin listener for the whole process: every service's registry and readiness check.
         services = (hss_service, bsf_service, naf_service, mef_service)
         admin.registries += [s.metrics.registry for s in services]
-        admin.checks += [s.readiness for s in services]
+        for service in (hss_service, bsf_service, naf_service):
+            for name, check in service.ready_checks().items():
+                admin.add_ready_check(name, check)
+        admin.add_ready_check("mef", mef_service.readiness)
         admin_port = await admin.start(bsf.ub_host, bsf.admin_port)
         print(f"admin: http://{bsf.ub_host}:{admin_port}/metrics /healthz /readyz")
         print(f"data: {cfg.data_dir.resolve()}   stop with Ctrl-C", flush=True)

@@ -56,11 +56,19 @@ def certificate_registry(files: Mapping[str, Path]) -> CollectorRegistry:
 
 
 class AdminServer:
+    """``/readyz`` runs named checks, one per thing the process needs (each listener it owns, its store,
+    its peers): ready only when every one is, and the answer names the ones that are not."""
+
     def __init__(
-        self, registries: Sequence[CollectorRegistry], checks: Sequence[ReadinessCheck], check_timeout: float = 2.0
+        self,
+        registries: Sequence[CollectorRegistry],
+        checks: Mapping[str, ReadinessCheck] | None = None,
+        check_timeout: float = 2.0,
     ) -> None:
         self.registries = list(registries)
-        self.checks = list(checks)
+        self.checks: dict[str, ReadinessCheck] = {}
+        for name, check in (checks or {}).items():
+            self.add_ready_check(name, check)
         self.check_timeout = check_timeout
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
@@ -68,6 +76,18 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         self.port: int | None = None
+
+    def add_ready_check(self, name: str, check: ReadinessCheck) -> None:
+        """Add a check to ``/readyz``; ``name`` (e.g. ``bsf.zn``) is how the answer names it."""
+        if name in self.checks:
+            raise ValueError(f"readiness check {name!r} is there already")
+        self.checks[name] = check
+
+    async def _run(self, check: ReadinessCheck) -> str | None:
+        try:
+            return await asyncio.wait_for(check(), self.check_timeout)
+        except Exception as exc:  # a failing check means "not ready", never a 500
+            return f"{type(exc).__name__}: {exc}"
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = b"".join(generate_latest(r) for r in self.registries)
@@ -77,17 +97,14 @@ class AdminServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        problems = []
-        for check in self.checks:
-            try:
-                problem = await asyncio.wait_for(check(), self.check_timeout)
-            except Exception as exc:  # a failing check means "not ready", never a 500
-                problem = f"{type(exc).__name__}: {exc}"
-            if problem:
-                problems.append(problem)
+        # Together: one slow check (a store timing out) does not add its timeout to the others'.
+        answers = await asyncio.gather(*(self._run(check) for check in self.checks.values()))
+        results = dict(zip(self.checks, answers, strict=True))
+        problems = [f"{name}: {problem}" for name, problem in results.items() if problem]
+        checks = {name: problem or "ok" for name, problem in results.items()}
         if problems:
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
-        return web.json_response({"status": "ready"})
+            return web.json_response({"status": "not ready", "problems": problems, "checks": checks}, status=503)
+        return web.json_response({"status": "ready", "checks": checks})
 
     async def start(self, host: str, port: int) -> int:
         await self._runner.setup()

@@ -36,6 +36,14 @@ LOG_INTERVAL = 10.0
 # RFC 6733 5.6 Closing state: how long the receiver of a DPR waits for its answers in flight before it
 # disconnects itself, should the DPR's sender not do so on our DPA (5.4).
 DPA_LINGER = 2.0
+# Issue 27 class 1: a peer that sends requests and never reads the answers. Reading stops while the
+# transport holds more unsent output than its high-water mark (asyncio's default, 64 KiB) or while this
+# many of the peer's requests are being handled; a connection blocked that way past ``write_timeout``
+# is dropped. Without these a NAF sending BIRs and reading nothing grew the BSF by hundreds of MB.
+MAX_IN_FLIGHT = 128
+WRITE_TIMEOUT = 10.0  # seconds a connection may stay unable to take our output
+# A CER is a few hundred octets: before its sender is known it may not make us buffer a whole message.
+MAX_CER_LEN = 8192
 
 
 class DiameterError(Exception):
@@ -111,9 +119,11 @@ class _Ids:
         return next(self._hbh) & 0xFFFFFFFF, next(self._e2e) & 0xFFFFFFFF
 
 
-async def _read_message(reader: asyncio.StreamReader) -> bytes:
+async def _read_message(reader: asyncio.StreamReader, limit: int = d.MAX_MESSAGE_LEN) -> bytes:
     head = await reader.readexactly(4)
     length = d.message_length(head)
+    if length > limit:
+        raise d.DiameterDecodeError(f"message length {length} over {limit}")
     return head + await reader.readexactly(length - 4)
 
 
@@ -136,6 +146,8 @@ class Connection:
         watchdog_interval: float,
         *,
         initiator: bool = False,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.identity = identity
         self.peer = peer
@@ -149,6 +161,11 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._watchdog_interval = watchdog_interval
+        self._write_timeout = write_timeout
+        self._max_in_flight = max_in_flight
+        self._slot_free: asyncio.Future[None] | None = None  # set while reading waits for a handler to end
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
+        self._dropped = False  # dropped for not reading (logged once)
         self._unknown_answers = _Throttled()
         self._undecodable = _Throttled()
         self._refused = _Throttled()
@@ -207,9 +224,47 @@ class Connection:
             # Every request leaves the table, answered or not (python-diameter's leak, fixed here).
             self._pending.pop(env.hop_by_hop, None)
 
+    async def _backpressure(self) -> None:
+        """Wait, before reading the next message, until the peer has taken our output below the
+        transport's high-water mark and fewer than ``max_in_flight`` of its requests are in hand; past
+        ``write_timeout`` the connection is dropped (issue 27 class 1)."""
+        # The usual case costs two comparisons: a timed wait per message cost ~10x a plain drain().
+        # asyncio pauses the writer (TCP and TLS transports alike) once the buffer passes the high mark.
+        transport = self._writer.transport
+        if len(self._tasks) < self._max_in_flight and transport.get_write_buffer_size() <= self._high_water:
+            return
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self._writer.drain()
+                while len(self._tasks) >= self._max_in_flight:
+                    self._slot_free = asyncio.get_running_loop().create_future()
+                    await self._slot_free
+        except TimeoutError:
+            self._drop_unread()
+            raise ConnectionAbortedError from None
+
+    def _drop_unread(self) -> None:
+        """Drop the connection at once, unsent output and all: the peer is not reading it (logged once,
+        by whichever wait on the peer's reading ran out first: the read loop's or an answer's)."""
+        if not self._dropped:
+            self._dropped = True
+            log.warning(
+                "dropping the connection to %s: it took no answer off the socket for %g s (%d waiting)",
+                self.peer.origin_host,
+                self._write_timeout,
+                len(self._tasks),
+            )
+        self._writer.transport.abort()  # a graceful close would wait for the peer to read
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._slot_free is not None and not self._slot_free.done():
+            self._slot_free.set_result(None)
+
     async def _read_loop(self) -> None:
         try:
             while True:
+                await self._backpressure()
                 raw = await _read_message(self._reader)
                 try:
                     env = d.Envelope.from_bytes(raw)
@@ -281,7 +336,7 @@ class Connection:
             return
         task = asyncio.create_task(self._handle(env))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
 
     async def _disconnect_after_dpa(self) -> None:
         """The Closing state after our DPA: let the answers in flight both ways arrive (bounded by
@@ -346,7 +401,11 @@ class Connection:
             ans.avps.extend(proxy_info)
         with contextlib.suppress(PeerUnavailable, ConnectionError, OSError):
             self._send(ans.encode())
-            await self._writer.drain()
+            try:
+                async with asyncio.timeout(self._write_timeout):
+                    await self._writer.drain()
+            except TimeoutError:
+                self._drop_unread()
 
     async def _watchdog(self) -> None:
         """RFC 3539 / RFC 6733 5.5: DWR after Tw of silence; a missing DWA closes the connection."""
@@ -415,7 +474,13 @@ def _peer_from(env: d.Envelope, address: str) -> PeerInfo:
 
 
 class DiameterServer:
-    """Accepts peers: CER/CEA with an optional Origin-Host allowlist, then serves ``handler``."""
+    """Accepts peers: CER/CEA with an optional Origin-Host allowlist, then serves ``handler``.
+
+    At most ``max_connections`` connections at a time, counting those still in their TLS handshake or
+    CER: past it a new connection is closed at once, counted in ``refused_connections`` and logged
+    once per LOG_INTERVAL, so one flood cannot take every file descriptor of the process (issue 27
+    class 2). The handshake and the CER together must be done within ``cer_timeout``.
+    """
 
     def __init__(
         self,
@@ -425,37 +490,81 @@ class DiameterServer:
         allowed_peers: Iterable[str] | None = None,
         watchdog_interval: float = 30.0,
         cer_timeout: float = 5.0,
+        max_connections: int = 4096,
+        write_timeout: float = WRITE_TIMEOUT,
+        name: str = "diameter",
     ) -> None:
         self.identity = identity
+        self.name = name  # in log lines and metrics: which listener
         self._handler = handler
         self._allowed = frozenset(allowed_peers) if allowed_peers is not None else None
         self._watchdog_interval = watchdog_interval
         self._cer_timeout = cer_timeout
+        self._write_timeout = write_timeout
+        self._tls: ssl.SSLContext | None = None
         self._ids = _Ids()
         self._server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
+        self.max_connections = max_connections
+        self.open_connections = 0  # accepted and not closed yet, in handshake or CER included
+        self.refused_connections = 0
+        self._refusals = _Throttled()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the listener accepts connections (readiness: /readyz)."""
+        return self._server is not None and self._server.is_serving()
 
     async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> int:
         """Listen on ``host:port``; with ``tls``, every connection starts with the TLS handshake (RFC 6733 13)."""
-        # A peer that never finishes the handshake is dropped as one that never sends its CER.
-        timeout = self._cer_timeout if tls is not None else None
-        self._server = await asyncio.start_server(self._accept, host, port, ssl=tls, ssl_handshake_timeout=timeout)
+        # The handshake starts once the connection is counted against max_connections (in _accept).
+        self._tls = tls
+        self._server = await asyncio.start_server(self._accept, host, port)
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
+
+    def _admit(self, addr: str) -> bool:
+        if self.open_connections < self.max_connections:
+            return True
+        self.refused_connections += 1
+        if (count := self._refusals.hit()) is not None:
+            log.warning(
+                "%s: %d connections open, the limit: refused %d new one(s) (the latest from %s)",
+                self.name,
+                self.open_connections,
+                count,
+                addr,
+            )
+        return False
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         addr = f"{host}:{port}"
+        if not self._admit(addr):
+            writer.transport.abort()  # nothing read or written: the descriptor is free at once
+            return
+        self.open_connections += 1
         try:
-            raw = await asyncio.wait_for(_read_message(reader), self._cer_timeout)
+            await self._serve(reader, writer, addr)
+        finally:
+            self.open_connections -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: str) -> None:
+        try:
+            # asyncio.timeout, not wait_for: start_tls must take the socket over before this task
+            # yields, or the first octets of the ClientHello land in the plain stream.
+            async with asyncio.timeout(self._cer_timeout):
+                if self._tls is not None:
+                    await writer.start_tls(self._tls, ssl_handshake_timeout=self._cer_timeout)
+                raw = await _read_message(reader, MAX_CER_LEN)
             cer = d.Envelope.from_bytes(raw)
         except (TimeoutError, asyncio.IncompleteReadError, d.DiameterDecodeError, ConnectionError, OSError) as exc:
             log.warning("peer %s: no valid CER (%s), closing", addr, type(exc).__name__)
-            writer.close()
+            writer.transport.abort()
             return
         if cer.command_code != d.CMD_CAPABILITIES_EXCHANGE or not cer.is_request:
             log.warning("peer %s: first message is not a CER, closing", addr)
-            writer.close()
+            writer.transport.abort()
             return
         ident = self.identity
         try:
@@ -466,7 +575,7 @@ class DiameterServer:
                     cer, d.ResultCode.MISSING_AVP, ident.origin_host, ident.origin_realm, message=str(exc)
                 ).encode()
             )
-            writer.close()
+            await self._close_after_answer(writer)
             return
         peer = replace(peer, certificate=_peer_certificate(writer))
         rc = d.ResultCode.SUCCESS
@@ -481,16 +590,32 @@ class DiameterServer:
         writer.write(cer.answer(cea_avps, error=3000 <= rc < 4000).encode())
         if rc != d.ResultCode.SUCCESS:
             log.warning("peer %s (%s) refused in CER: result %d", peer.origin_host, addr, rc)
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.drain()
-            writer.close()
+            await self._close_after_answer(writer)
             return
         log.info("peer %s (%s) connected", peer.origin_host, addr)
-        conn = Connection(ident, reader, writer, peer, self._handler, self._ids, self._watchdog_interval)
+        conn = Connection(
+            ident,
+            reader,
+            writer,
+            peer,
+            self._handler,
+            self._ids,
+            self._watchdog_interval,
+            write_timeout=self._write_timeout,
+        )
         self.connections.add(conn)
         await conn.wait_closed()
         self.connections.discard(conn)
         log.info("peer %s (%s) disconnected", peer.origin_host, addr)
+
+    async def _close_after_answer(self, writer: asyncio.StreamWriter) -> None:
+        """Close after the CEA leaves: nothing more is read from a refused peer, and the answer gets
+        ``write_timeout`` to go before the connection is dropped."""
+        writer.close()
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            async with asyncio.timeout(self._write_timeout):
+                await writer.wait_closed()
+        writer.transport.abort()
 
     async def close(self) -> None:
         if self._server is not None:

@@ -422,6 +422,11 @@ class HttpServer:
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def serving(self) -> bool:
+        """Whether the listener accepts connections (readiness: /readyz)."""
+        return self._server is not None and self._server.is_serving()
+
     def admit(self, remote: str) -> bool:
         """Whether a new connection fits under ``max_connections`` (counted and logged when it does not)."""
         if len(self.connections) < self.max_connections:

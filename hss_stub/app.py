@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from gba import diameter as d
+from gbaio.accept_errors import throttle_accept_errors
+from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterServer, NodeIdentity
+from gbaio.listener_metrics import register_listeners
 from hss_stub.config import HssConfig
 from hss_stub.metrics import HssMetrics
 from hss_stub.store import SubscriberStore
@@ -25,10 +29,17 @@ class HssService:
             ZhHandler(config, store, metrics),
             allowed_peers=config.allowed_peers,
             watchdog_interval=config.watchdog_interval,
+            max_connections=config.max_connections,
+            write_timeout=config.write_timeout,
+            name="zh",
+        )
+        register_listeners(
+            metrics.registry, "hss", {"zh": lambda: (self.server.open_connections, self.server.refused_connections)}
         )
         self.port: int | None = None
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         self.port = await self.server.start(self.config.zh_host, self.config.zh_port)
         log.info("HSS stub %s listening for Zh on %s:%d", self.config.fqdn, self.config.zh_host, self.port)
         if self.config.allowed_peers is None:
@@ -42,10 +53,20 @@ class HssService:
     async def stop(self) -> None:
         await self.server.close()
 
+    def ready_checks(self) -> dict[str, ReadinessCheck]:
+        """What /readyz checks: the Zh listener and the subscriber database."""
+        return {"hss.zh": self._zh_ready, "hss.store": self._store_ready}
+
     async def readiness(self) -> str | None:
         """Ready when Zh listens and the subscriber database answers."""
+        return await self._zh_ready() or await self._store_ready()
+
+    async def _zh_ready(self) -> str | None:
         if self.port is None:
             return "Zh listener not started"
+        return None if self.server.serving else "Zh listener is not accepting connections"
+
+    async def _store_ready(self) -> str | None:
         problem = await self.store.ping()
         return None if problem is None else f"subscriber store does not answer ({problem})"
 

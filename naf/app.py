@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
 from aiohttp import web
 
 from gba.kdf import NafId
+from gbaio.accept_errors import throttle_accept_errors
+from gbaio.admin import ReadinessCheck
 from gbaio.diameter_node import DiameterError
 from naf.config import NafConfig
 from naf.demo import create_demo_naf
@@ -19,6 +22,11 @@ from naf.zn_http_clients import create_zn_client
 
 log = logging.getLogger("gbagw.naf")
 
+# aiohttp closes a Ua connection that has sent no request for this long, from its start or since its
+# last answer; its own default is an hour, which let a flood of idle connections hold their descriptors
+# (issue 27 class 2). Pipelined requests are bounded by aiohttp itself (it pauses reading).
+UA_IDLE_TIMEOUT = 75.0
+
 
 class NafService:
     def __init__(self, config: NafConfig, zn: ZnKeySource, metrics: NafMetrics) -> None:
@@ -29,7 +37,7 @@ class NafService:
         metrics.cached_keys.set_function(lambda: len(self.keys))
         self.tls = _ua_tls(config)
         self.auth = UaDigestAuth(config, self.keys, metrics, self.tls)
-        self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None)
+        self._runner = web.AppRunner(create_demo_naf(self.auth), access_log=None, keepalive_timeout=UA_IDLE_TIMEOUT)
         self.port: int | None = None
 
     async def _fetch(self, btid: str, naf_id: NafId) -> NafKey:
@@ -48,7 +56,19 @@ class NafService:
         self.metrics.zn.labels("2001").inc()
         return key
 
+    def ready_checks(self) -> dict[str, ReadinessCheck]:
+        """What /readyz checks: the Ua listener and the Zn peer."""
+        return {"naf.ua": self._ua_ready, "naf.zn": self._zn_ready}
+
     async def readiness(self) -> str | None:
+        return await self._ua_ready() or await self._zn_ready()
+
+    async def _ua_ready(self) -> str | None:
+        if self.port is None:
+            return "Ua listener not started"
+        return None if self._runner.addresses else "Ua listener is not accepting connections"
+
+    async def _zn_ready(self) -> str | None:
         if not isinstance(self.zn, ZnClient):
             return None  # HTTP Zn flavours have no standing connection to check
         try:
@@ -58,6 +78,7 @@ class NafService:
         return None
 
     async def start(self) -> int:
+        throttle_accept_errors(asyncio.get_running_loop())
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.tls).start()
         self.port = int(self._runner.addresses[0][1])

@@ -210,6 +210,7 @@ def test_compose_file() -> None:
     assert "install -d -o 10001 -g 10001 -m 0700 /etc/gbagw/kek" in (DEPLOY / "Dockerfile").read_text()
     for name in ("hss", "bsf1", "bsf2", "naf"):  # no core file of a process holding keys
         assert doc["services"][name]["ulimits"]["core"] == 0, name
+        assert doc["services"][name]["ulimits"]["nofile"] >= 3 * 4096 + 64, name  # the listeners' caps
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
@@ -264,6 +265,7 @@ def test_systemd_units_run_existing_commands() -> None:
         assert cmd[0].endswith("/gbagw") and cmd[2] == "serve"
         assert cp["Service"]["User"] == "gbagw" and cp["Service"]["NoNewPrivileges"] == "yes"
         assert cp["Service"]["LimitCORE"] == "0"
+        assert int(cp["Service"]["LimitNOFILE"]) >= 3 * 4096 + 64  # the listeners' caps (issue 27 class 2)
         r = run_cli([cmd[1], "serve", "--help"])
         assert r.returncode == 0 and "--config" in r.stdout
 

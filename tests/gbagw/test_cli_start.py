@@ -91,7 +91,7 @@ async def test_a_failed_admin_listener_stops_the_service(held_port: int) -> None
         await _start_site(service, port)
 
     with pytest.raises(CliError, match="could not start"):
-        await serve_until_signal(start, service.cleanup, (AdminServer([], []), "127.0.0.1", held_port))
+        await serve_until_signal(start, service.cleanup, (AdminServer([]), "127.0.0.1", held_port))
     assert _bindable(port)
 
 

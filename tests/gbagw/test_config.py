@@ -206,3 +206,21 @@ def test_mef_listener_limits_default_and_validation(tmp_path: Path) -> None:
     ):
         with pytest.raises(config.ConfigError, match=message):
             config.mef_config(config.load(None, tmp_path, {var: value}))
+
+
+def test_listener_caps_and_write_timeouts_are_configurable_and_checked(tmp_path: Path) -> None:
+    """Issue 27 classes 1 and 2: bsf.ub_max_connections, bsf.zn_max_connections, bsf.zn_write_timeout,
+    hss.max_connections, hss.write_timeout."""
+    cfg = config.load(None, tmp_path, {"GBAGW_BSF_ZN_MAX_CONNECTIONS": "100", "GBAGW_HSS_WRITE_TIMEOUT": "3"})
+    bsf, hss = config.bsf_config(cfg), config.hss_config(cfg)
+    assert (bsf.ub_max_connections, bsf.zn_max_connections, bsf.zn_write_timeout) == (4096, 100, 10.0)
+    assert (hss.max_connections, hss.write_timeout) == (4096, 3.0)
+    for var, value, message in (
+        ("GBAGW_BSF_UB_MAX_CONNECTIONS", "0", r"bsf\.ub_max_connections must be a whole number of at least 1"),
+        ("GBAGW_BSF_ZN_MAX_CONNECTIONS", "1.5", r"bsf\.zn_max_connections must be an integer"),
+        ("GBAGW_BSF_ZN_WRITE_TIMEOUT", "0", r"bsf\.zn_write_timeout must be a positive number"),
+    ):
+        with pytest.raises(config.ConfigError, match=message):
+            config.bsf_config(config.load(None, tmp_path, {var: value}))
+    with pytest.raises(config.ConfigError, match=r"hss\.max_connections must be a whole number"):
+        config.hss_config(config.load(None, tmp_path, {"GBAGW_HSS_MAX_CONNECTIONS": "-3"}))

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import resource
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from gbagw.listeners import Listener, ListenerError, check_listeners, env_name
+from gbagw import config
+from gbagw.listeners import (
+    FD_RESERVE,
+    Listener,
+    ListenerError,
+    bsf_listeners,
+    check_listeners,
+    env_name,
+    fd_limit_problem,
+    hss_listeners,
+)
 from tests.procs import free_port
 
 
@@ -60,3 +74,27 @@ def test_unresolvable_host_names_the_host_key() -> None:
 
 def test_env_name_follows_the_configuration_contract() -> None:
     assert env_name("bsf.ub_port") == "GBAGW_BSF_UB_PORT"
+
+
+def test_an_open_files_limit_below_the_connection_caps_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 27 class 2: each connection is a descriptor; below the sum of the caps a flood of one
+    listener exhausts the process before its cap is reached."""
+    cfg = config.load(None, tmp_path, {"GBAGW_BSF_ZN_MAX_CONNECTIONS": "1000", "GBAGW_BSF_UB_MAX_CONNECTIONS": "2000"})
+    listeners = bsf_listeners(config.bsf_config(cfg))
+    problem = fd_limit_problem(listeners, soft_limit=1024)
+    assert problem is not None
+    assert "(1024)" in problem and "bsf.ub_port 2000" in problem and "bsf.zn_port 1000" in problem
+    assert f"({3000 + FD_RESERVE}" in problem and "LimitNOFILE=" in problem
+    assert fd_limit_problem(listeners, soft_limit=65536) is None
+    hss = config.hss_config(config.load(None, tmp_path, {}))
+    assert fd_limit_problem(hss_listeners(hss), soft_limit=1024) is not None  # hss.max_connections 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        with caplog.at_level(logging.WARNING, "gbagw.listeners"):
+            check_listeners([replace(item, port=0) for item in listeners])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [r.getMessage() for r in caplog.records] == [problem]
