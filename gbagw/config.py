@@ -394,12 +394,6 @@ def _seconds(name: str, value: Any, *, zero: bool = False) -> int:
     return value
 
 
-def _count(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
-    return value
-
-
 def _ub_qop(value: Any) -> tuple[str, ...]:
     """bsf.ub_qop: "auth-int", "auth" or both, comma separated, in the order offered (RFC 2617 qop-options)."""
     items = [q.strip() for q in value.split(",")] if isinstance(value, str) else []

@@ -200,7 +200,7 @@ def test_mef_listener_limits_default_and_validation(tmp_path: Path) -> None:
     mef = config.mef_config(config.load(None, tmp_path, env))
     assert (mef.max_connections, mef.handshake_timeout) == (50, 2.5)
     for var, value, message in (
-        ("GBAGW_MEF_MAX_CONNECTIONS", "0", r"mef\.max_connections must be a positive whole number, got 0"),
+        ("GBAGW_MEF_MAX_CONNECTIONS", "0", r"mef\.max_connections must be a whole number of at least 1, got 0"),
         ("GBAGW_MEF_HANDSHAKE_TIMEOUT", "0", r"mef\.handshake_timeout must be a positive number"),
         ("GBAGW_MEF_REQUEST_TIMEOUT", "-1", r"mef\.request_timeout must be a positive number"),
     ):
