@@ -242,9 +242,9 @@ def test_a_store_outage_answers_503_and_shows_on_the_admin_listener(mef: Mef, tm
     assert KPM.hex() not in proc.logs
 
 
-def test_openssl_s_client_psk_handshake(mef: Mef) -> None:
-    request = b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 0\r\n\r\n"
-    out = subprocess.run(
+def _s_client_psk(mef: Mef, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``data`` sent to the MEF's TLS-PSK listener by openssl s_client (an independent TLS stack)."""
+    return subprocess.run(
         [
             require("openssl"),
             "s_client",
@@ -261,10 +261,15 @@ def test_openssl_s_client_psk_handshake(mef: Mef) -> None:
             "mef.gba.test",
             "-quiet",
         ],
-        input=request,
+        input=data,
         capture_output=True,
         timeout=30,
     )
+
+
+def test_openssl_s_client_psk_handshake(mef: Mef) -> None:
+    request = b"POST /enrolment HTTP/1.1\r\nHost: mef.gba.test\r\nContent-Length: 0\r\n\r\n"
+    out = _s_client_psk(mef, request)
     assert b'"keId"' in out.stdout and b"CAE-psk" in out.stdout, out.stderr[-500:]
 
 
@@ -322,27 +327,7 @@ def test_cli_enrol_and_fetch_km(mef: Mef) -> None:
 )
 def test_smuggling_shapes_are_refused_and_store_nothing(mef: Mef, head: bytes) -> None:
     before = mef.enrolments()
-    out = subprocess.run(
-        [
-            require("openssl"),
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{mef.psk}",
-            "-tls1_2",
-            "-psk_identity",
-            "kpm-1",
-            "-psk",
-            KPM.hex(),
-            "-cipher",
-            "PSK-AES128-CBC-SHA256",
-            "-servername",
-            "mef.gba.test",
-            "-quiet",
-        ],
-        input=head,
-        capture_output=True,
-        timeout=30,
-    )
+    out = _s_client_psk(mef, head)
     assert out.stdout.startswith(b"HTTP/1.1 400 "), out.stdout[:200]
     assert b"malformed HTTP request" in out.stdout and b"keId" not in out.stdout
     assert mef.enrolments() == before
