@@ -26,7 +26,7 @@ from bsf.config import BsfConfig
 from bsf.sbi_auth import BearerAuth, BearerError
 from bsf.store import StoreUnavailable
 from bsf.zn import ZnRefusal, ZnService
-from gba import zn_sbi
+from gba import safejson, zn_sbi
 from gba.diameter import ExperimentalResult
 from gba.zn_sbi import SbiError
 from gbaio import logs
@@ -34,6 +34,7 @@ from gbaio import logs
 log = logging.getLogger("gbagw.bsf.sbi")
 
 MAX_BODY = 16 * 1024
+_CLOSE = [(b"connection", b"close")]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -128,6 +129,10 @@ class NbspGbaApp:
                 body += chunk
             if not msg.get("more_body"):
                 break
+        names = [name.lower() for name, _ in scope["headers"]]
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 6.1: the request-smuggling shape, refused and the connection closed, as on Ub.
+            raise _Problem(400, "Bad Request", detail="both Content-Length and Transfer-Encoding", headers=_CLOSE)
         if scope["path"] != self._operation:
             raise _Problem(404, "Not Found", detail=f"no operation at {scope['path']}")
         if scope["method"] != "POST":
@@ -150,9 +155,12 @@ class NbspGbaApp:
                     headers=[(b"www-authenticate", exc.challenge.encode())],
                 ) from None
         try:
-            req = zn_sbi.parse_request(json.loads(body))
-        except ValueError as exc:  # json.JSONDecodeError and SbiError are ValueErrors
-            raise _bad(exc if isinstance(exc, SbiError) else SbiError("/", "the body is not JSON")) from None
+            # Size and nesting depth checked before the recursive parser (docs/security.md).
+            req = zn_sbi.parse_request(safejson.loads(body, MAX_BODY))
+        except SbiError as exc:
+            raise _bad(exc) from None
+        except safejson.JsonError as exc:
+            raise _bad(SbiError("/", str(exc))) from None
         try:
             naf_host = self.zn.http_naf_identity(
                 naf_host, req.naf_id, plain_lab=not self._no_identity, remedy="OAuth2 is not configured"

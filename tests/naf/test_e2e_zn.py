@@ -587,6 +587,27 @@ async def test_nbsp_gba_speaks_http2_and_http11(lab: Lab) -> None:
         assert r.http_version == "HTTP/1.1" and r.status_code == 200
 
 
+async def test_nbsp_gba_refuses_deep_json_and_smuggling_framing(lab: Lab) -> None:
+    """Issue 27 classes 5 and 6: a deeply nested body was a 500 (RecursionError); Content-Length beside
+    Transfer-Encoding over HTTP/1.1 was answered and the connection kept for the next request."""
+    url = lab.sbi_url + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+    async with httpx.AsyncClient(http1=False, http2=True) as h2:
+        deep = await h2.post(url, content=b"[" * 10_000, headers={"content-type": "application/json"})
+        assert deep.status_code == 400 and deep.headers["content-type"] == "application/problem+json"
+        assert "nested deeper" in deep.text
+    path = API_PREFIX + "/nbsp-gba/v1/bootstrapping-info-retrieval"
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(lab.sbi_url.split(":")[2].split("/")[0]))
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: bsf\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)  # all of it: the server closes after its answer
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"both Content-Length and Transfer-Encoding" in answer
+
+
 def test_schemathesis_against_nbsp_gba(lab: Lab) -> None:
     spec = Path(__file__).resolve().parents[2] / "docs" / "openapi" / "nbsp-gba.yaml"
     r = subprocess.run(
