@@ -34,9 +34,10 @@ class NafPolicy:
         """The NAF host configured for this FQDN (the last entry naming it), if any."""
         return self._owner.get(naf_fqdn.lower())
 
-    def decide(
-        self, origin_host: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, ctx: BootstrapContext
-    ) -> Decision:
+    def admit(self, origin_host: str, naf_id: NafId, gsids: tuple[str, ...]) -> Decision:
+        """What needs no bootstrapping context: the NAF and the FQDN and GSIDs it asks for. Checked before
+        the B-TID is looked up, so a NAF that may not ask learns nothing of whether a B-TID exists (it
+        gets 5402 either way, never 5403 for an unknown one)."""
         naf = self._by_pair.get((origin_host.lower(), naf_id.fqdn.lower()))
         if naf is None:
             if origin_host.lower() in self._hosts:
@@ -48,6 +49,15 @@ class NafPolicy:
             denied = sorted(set(gsids) - set(naf.allowed_gsids))
             if denied:
                 return Decision(False, f"NAF {origin_host} may not ask for GSID {', '.join(denied)}", naf)
+        return Decision(True, "admitted", naf)
+
+    def decide(
+        self, origin_host: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, ctx: BootstrapContext
+    ) -> Decision:
+        admitted = self.admit(origin_host, naf_id, gsids)
+        naf = admitted.naf
+        if not admitted.allowed or naf is None:
+            return admitted
         guss = None
         if ctx.guss is not None:
             try:

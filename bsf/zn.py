@@ -58,6 +58,11 @@ class ZnService:
     async def retrieve(
         self, naf_host: str, btid: str, naf_id: NafId, gsids: tuple[str, ...], gba_u_aware: bool, via: str
     ) -> ZnKeys:
+        # An unauthorized NAF gets 5402 whatever the B-TID: nothing tells it whether one exists.
+        admitted = self.policy.admit(naf_host, naf_id, gsids)
+        if not admitted.allowed:
+            log.info("zn/%s: %s for %s: refused: %s -> 5402", via, naf_host, naf_id.fqdn, admitted.reason)
+            raise ZnRefusal(ExperimentalResult.ERROR_NOT_AUTHORIZED, admitted.reason)
         try:
             Btid.parse(btid)
         except BtidError as exc:

@@ -205,12 +205,17 @@ async def test_gba_u_keys_and_uss(lab: Lab) -> None:
     assert unaware.me_key == ext and unaware.uicc_key is None and unaware.uss == ()
 
 
+INTRUDER = kdf.NafId("intruder.gba.test", kdf.UaProtocol.HTTP_DIGEST)
+
+
 async def test_zn_refusals(lab: Lab) -> None:
     boot = await bootstrap(lab.ub, _ue())
     cases = [
         ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),  # unknown B-TID
         ("not a b-tid@bsf.gba.test", DIGEST_NAF, "naf.gba.test", 5403),
-        (boot.btid, kdf.NafId("intruder.gba.test", kdf.UaProtocol.HTTP_DIGEST), "intruder.gba.test", 5402),
+        (boot.btid, INTRUDER, "intruder.gba.test", 5402),
+        # Issue 27 class 10: an unconfigured NAF learns nothing of whether a B-TID exists (was 5403 here).
+        ("AAAAAAAAAAAAAAAAAAAAAA==@bsf.gba.test", INTRUDER, "intruder.gba.test", 5402),
         (boot.btid, kdf.NafId("naf-u.gba.test", kdf.UaProtocol.HTTP_DIGEST), "naf.gba.test", 5402),  # other FQDN
         (boot.btid, kdf.NafId("strict.gba.test", kdf.UaProtocol.HTTP_DIGEST), "strict.gba.test", 5402),  # no USS
     ]
