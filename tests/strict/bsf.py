@@ -70,6 +70,8 @@ class Context:
     created: int  # Unix time of the bootstrapping
     gba_u: bool = False  # GBA_U: Ks_ext_NAF and, to a GBA_U-aware NAF, Ks_int_NAF (TS 33.220 5.3.3)
     uss: bytes | None = None  # the <ussList> released on Zn, if any
+    # GBA-Type sent on Zn; None for 3G GBA (GBA_ME, GBA_U): 29.109 5.2 step 3 sends it only otherwise.
+    gba_type: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class StrictBsf:
                 await link.writer.drain()
                 return
             elif msg.code == 310:
+                link.violations += _session_id_problems(msg)
                 link.send(self.answer_bir(msg))
             else:
                 # RFC 6733 7.1.3: DIAMETER_COMMAND_UNSUPPORTED
@@ -210,7 +213,8 @@ class StrictBsf:
         ]
         if ctx.uss is not None:
             out.append(c.avp(400, ctx.uss, vendor=c.VENDOR_3GPP))
-        # GBA-Type is left out: both GBA_ME and GBA_U are 3G GBA, and 5.2 step 3 sends it only otherwise.
+        if ctx.gba_type is not None:
+            out.append(c.u32(410, ctx.gba_type, vendor=c.VENDOR_3GPP))
         self.served.append(Served(btid, naf_id.data, aware, SUCCESS))
         return bir.answer(out)
 
@@ -274,6 +278,16 @@ class StrictBsf:
                 return dpa, True
             await asyncio.sleep(0.05)
         return dpa, False
+
+
+def _session_id_problems(req: Message) -> list[str]:
+    """RFC 6733 8.8: a Session-Id begins with the sender's DiameterIdentity, then ";" and the rest."""
+    sid, host = req.find(263), req.find(264)
+    if sid is None or host is None:
+        return []  # check_message reports the missing AVP
+    if not sid.data.startswith(host.data + b";"):
+        return ["BIR: Session-Id does not begin with the sender's identity and ';' (RFC 6733 8.8)"]
+    return []
 
 
 def _utf8(a: Avp | None) -> str:

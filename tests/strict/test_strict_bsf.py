@@ -52,11 +52,11 @@ def test_kdf_matches_the_worked_vector() -> None:
     assert naf_key(ks, rand, impi, tls).hex() == "97949f98ad77c5d61cd5f98280f077cf5ff3615e164c2d4d25a74f8d8f525d9d"
 
 
-def _context(impi: str, *, gba_u: bool = False, lifetime: int = 3600) -> Context:
+def _context(impi: str, *, gba_u: bool = False, lifetime: int = 3600, gba_type: int | None = None) -> Context:
     rand = os.urandom(16)
     now = int(time.time())
     btid = base64.b64encode(rand).decode() + "@bsf.strict.test"  # TS 33.220 4.5.2: base64(RAND)@BSF name
-    return Context(btid, impi, os.urandom(32), rand, now + lifetime, now, gba_u=gba_u)
+    return Context(btid, impi, os.urandom(32), rand, now + lifetime, now, gba_u=gba_u, gba_type=gba_type)
 
 
 @dataclass
@@ -160,6 +160,16 @@ def test_2_unknown_btid_is_a_refusal(lab: Lab) -> None:
     lab.assert_conformant(before)
 
 
+def test_2_a_gba_type_the_kit_does_not_support_is_refused(lab: Lab) -> None:
+    # TS 29.109 5.2 step 3: a NAF that gets a GBA-Type it does not support stops (here: 2G GBA, 1).
+    ctx = _context("kit-2g@ims.strict.test", gba_type=1)
+    lab.bsf.contexts[ctx.btid] = ctx
+    before = len(lab.bsf.violations)
+    rc, out, err = lab.cli("fetch-key", "--btid", ctx.btid, "--naf-fqdn", APP, "--json")
+    assert rc == 3 and out == "", f"a 2G GBA key was accepted ({rc}): {out or err}"
+    lab.assert_conformant(before)
+
+
 def test_2_unknown_realm_is_refused_without_zn(lab: Lab) -> None:
     birs = len(lab.bsf.received(310))
     rc, _, err = lab.cli("fetch-key", "--btid", "AAAAAAAAAAAAAAAAAAAAAA==@bsf.elsewhere.test", "--naf-fqdn", APP)
@@ -254,6 +264,20 @@ def test_3_demo_naf_authenticates_a_ua_digest_ue(lab: Lab, naf: tuple[Proc, int]
     lab.assert_conformant(before)
 
 
+def test_3_demo_naf_stops_using_an_expired_key(lab: Lab, naf: tuple[Proc, int]) -> None:
+    # TS 24.109 B.2.1: the BSF gives the NAF the session's expiry; once it passes, the NAF stops using
+    # the key and the UE is told to bootstrap again (a fresh 401), whatever the NAF has cached.
+    _, port = naf
+    ctx = _context("kit-short@ims.strict.test", lifetime=2)
+    lab.bsf.contexts[ctx.btid] = ctx
+    ks_naf = naf_key(ctx.ks, ctx.rand, ctx.impi, KIT.encode() + UA_HTTP_DIGEST)
+    assert _ua_get(port, ctx.btid, ks_naf).status == 200
+    time.sleep(max(0.0, ctx.expires - time.time()) + 0.5)
+    late = _ua_get(port, ctx.btid, ks_naf)
+    assert late.status == 401, f"the NAF served a key past its Key-ExpiryTime ({late.status})"
+    assert [s.code for s in lab.bsf.served if s.btid == ctx.btid] == [2001, 5403]
+
+
 def test_4_dpr_from_the_strict_bsf_gets_a_plain_dpa_and_a_close(lab: Lab, naf: tuple[Proc, int]) -> None:
     _, port = naf
     ks_naf = naf_key(lab.me.ks, lab.me.rand, lab.me.impi, KIT.encode() + UA_HTTP_DIGEST)
@@ -303,15 +327,17 @@ def _bir(*extra: c.Avp, realm: str = "strict.test", drop: int | None = None, fla
     return c.Message(310, c.FLAG_R | c.FLAG_P | flags, APP_ZN, 0, 0, avps)
 
 
-def _probe(*birs: c.Message) -> list[c.Message]:
-    async def go() -> list[c.Message]:
+def _probe(*birs: c.Message) -> tuple[list[c.Message], list[str]]:
+    """The strict BSF's answers to hand-built BIRs, and the violations it recorded."""
+
+    async def go() -> tuple[list[c.Message], list[str]]:
         bsf = StrictBsf()
         async with running(bsf) as port:
             link, cea = await connect(Identity("probe.strict.test", "strict.test", APP_ZN), "127.0.0.1", port)
             assert cea.find(268) is not None and cea.find(268).u32() == 2001  # type: ignore[union-attr]
             answers = [await link.request(b) for b in birs]
             await link.close()
-            return answers
+            return answers, bsf.violations
 
     bg = Background()
     try:
@@ -329,7 +355,7 @@ def _code(msg: c.Message) -> int | None:
 
 
 def test_strict_bsf_refuses_what_rfc_6733_names() -> None:
-    answers = _probe(
+    answers, seen = _probe(
         _bir(),
         _bir(c.u32(607, 1, vendor=c.VENDOR_3GPP)),  # an M-bit AVP the BIR ABNF does not name
         _bir(drop=402),  # no {NAF-Id}
@@ -350,3 +376,12 @@ def test_strict_bsf_refuses_what_rfc_6733_names() -> None:
     assert all(a.flags & c.FLAG_E for a in answers[5:]) and not any(a.flags & c.FLAG_E for a in answers[:5])
     for a in answers:
         assert check_message(a.encode()) == [], check_message(a.encode())
+    assert not any("8.8" in v for v in seen), seen
+
+
+def test_strict_bsf_records_a_session_id_not_led_by_the_sender() -> None:
+    bir = _bir()
+    bir.avps[0] = c.utf8(263, "someone.else;1;2")
+    (answer,), seen = _probe(bir)
+    assert _code(answer) == 5403
+    assert any("RFC 6733 8.8" in v for v in seen), seen
