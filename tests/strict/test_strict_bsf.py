@@ -202,45 +202,55 @@ def _params(header: str) -> dict[str, str]:
 class UaResult:
     status: int
     body: str
-    challenge: dict[str, str]
+    realms: list[str]  # the realm of every challenge met, in order
     rspauth_ok: bool | None
 
 
-def _ua_get(port: int, btid: str, ks_naf: bytes, path: str = "/whoami") -> UaResult:
-    """GET behind Ua digest (TS 24.109 5.2.2): a first request for the challenge, then the answer with
-    qop=auth and MD5 as RFC 2617 3.2.2 computes it; rspauth of Authentication-Info checked (3.2.3)."""
+ME_REALM, UICC_REALM = f"3GPP-bootstrapping@{KIT}", f"3GPP-bootstrapping-uicc@{KIT}"
+
+
+def _ua_get(port: int, btid: str, ks_naf: bytes, ks_int_naf: bytes | None = None, path: str = "/whoami") -> UaResult:
+    """GET behind Ua digest (TS 24.109 5.2.2): each 401's challenge is answered with qop=auth and MD5 as
+    RFC 2617 3.2.2 computes it, with Ks_(ext_)NAF for the realm 3GPP-bootstrapping@ and Ks_int_NAF for
+    3GPP-bootstrapping-uicc@ (until a challenge repeats a realm); rspauth checked (3.2.3)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    keys = {ME_REALM: ks_naf, **({UICC_REALM: ks_int_naf} if ks_int_naf is not None else {})}
+    realms: list[str] = []
     try:
         conn.request("GET", path)
-        first = conn.getresponse()
-        first.read()
-        assert first.status == 401, f"no challenge: {first.status}"
-        ch = _params(first.getheader("WWW-Authenticate", ""))
-        assert ch.get("realm") == f"3GPP-bootstrapping@{KIT}", ch
-        assert "auth" in [q.strip() for q in ch.get("qop", "").split(",")], ch
-        password = base64.b64encode(ks_naf).decode()
-        cnonce, nc = os.urandom(8).hex(), "00000001"
-        ha1 = _md5(f"{btid}:{ch['realm']}:{password}")
-        response = _md5(f"{ha1}:{ch['nonce']}:{nc}:{cnonce}:auth:{_md5(f'GET:{path}')}")
-        fields = {
-            "username": btid,
-            "realm": ch["realm"],
-            "nonce": ch["nonce"],
-            "uri": path,
-            "response": response,
-            "cnonce": cnonce,
-            "opaque": ch.get("opaque", ""),
-        }
-        auth = "Digest " + ", ".join(f'{k}="{v}"' for k, v in fields.items()) + ", algorithm=MD5, qop=auth, nc=" + nc
-        conn.request("GET", path, headers={"Authorization": auth})
-        second = conn.getresponse()
-        body = second.read().decode()
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        while resp.status == 401:
+            ch = _params(resp.getheader("WWW-Authenticate", ""))
+            realm = ch.get("realm", "")
+            if realm in realms or realm not in keys:
+                realms.append(realm)
+                break
+            realms.append(realm)
+            assert "auth" in [q.strip() for q in ch.get("qop", "").split(",")], ch
+            password = base64.b64encode(keys[realm]).decode()
+            cnonce, nc = os.urandom(8).hex(), "00000001"
+            ha1 = _md5(f"{btid}:{realm}:{password}")
+            response = _md5(f"{ha1}:{ch['nonce']}:{nc}:{cnonce}:auth:{_md5(f'GET:{path}')}")
+            fields = {
+                "username": btid,
+                "realm": realm,
+                "nonce": ch["nonce"],
+                "uri": path,
+                "response": response,
+                "cnonce": cnonce,
+                "opaque": ch.get("opaque", ""),
+            }
+            auth = "Digest " + ", ".join(f'{k}="{v}"' for k, v in fields.items())
+            conn.request("GET", path, headers={"Authorization": auth + f", algorithm=MD5, qop=auth, nc={nc}"})
+            resp = conn.getresponse()
+            body = resp.read().decode()
         rspauth_ok = None
-        info = second.getheader("Authentication-Info")
-        if info is not None:
+        info = resp.getheader("Authentication-Info")
+        if info is not None and resp.status == 200:
             want = _md5(f"{ha1}:{ch['nonce']}:{nc}:{cnonce}:auth:{_md5(f':{path}')}")
             rspauth_ok = _params(info).get("rspauth") == want
-        return UaResult(second.status, body, _params(second.getheader("WWW-Authenticate", "")), rspauth_ok)
+        return UaResult(resp.status, body, realms, rspauth_ok)
     finally:
         conn.close()
 
@@ -260,7 +270,7 @@ def test_3_demo_naf_authenticates_a_ua_digest_ue(lab: Lab, naf: tuple[Proc, int]
     assert _ua_get(port, lab.u.btid, other).status == 200
     # 5403 at the BSF: the UE is challenged again, i.e. told to bootstrap anew (TS 24.109 5.2.2.1).
     unknown = _ua_get(port, "AAAAAAAAAAAAAAAAAAAAAA==@bsf.strict.test", ks_naf)
-    assert unknown.status == 401 and unknown.challenge.get("realm") == f"3GPP-bootstrapping@{KIT}"
+    assert unknown.status == 401 and unknown.realms == [ME_REALM, ME_REALM], unknown.realms
     lab.assert_conformant(before)
 
 
@@ -276,6 +286,38 @@ def test_3_demo_naf_stops_using_an_expired_key(lab: Lab, naf: tuple[Proc, int]) 
     late = _ua_get(port, ctx.btid, ks_naf)
     assert late.status == 401, f"the NAF served a key past its Key-ExpiryTime ({late.status})"
     assert [s.code for s in lab.bsf.served if s.btid == ctx.btid] == [2001, 5403]
+
+
+# TS 29.109 Annex A: a <ussList> whose USS asks for the UICC-based key.
+USS_UICC = (
+    b'<ussList xmlns="urn:3gpp:gba:GBAGUSSSchema-R9:2010-02"><uss id="1" type="1"><uids><uid>sip:kit@strict.test'
+    b"</uid></uids><flags/><Extension><keyChoice>UICC-based-key</keyChoice></Extension></uss></ussList>"
+)
+
+
+def test_3_uss_key_choice_decides_the_ua_key(lab: Lab, naf: tuple[Proc, int]) -> None:
+    # TS 33.220 4.4.6, 5.3.3; 33.222 5.3 (issue 23 item 15): a USS asking for the UICC-based key admits
+    # Ks_int_NAF only. A GBA_U-aware NAF challenges again with the -uicc realm and takes Ks_int_NAF; a
+    # NAF that is not GBA_U aware never gets Ks_int_NAF, so it refuses.
+    _, plain_port = naf
+    ctx = _context("kit-uicc@ims.strict.test", gba_u=True)
+    ctx = Context(ctx.btid, ctx.impi, ctx.ks, ctx.rand, ctx.expires, ctx.created, gba_u=True, uss=USS_UICC)
+    lab.bsf.contexts[ctx.btid] = ctx
+    nid = KIT.encode() + UA_HTTP_DIGEST
+    ext, int_ = naf_key(ctx.ks, ctx.rand, ctx.impi, nid), naf_key(ctx.ks, ctx.rand, ctx.impi, nid, uicc=True)
+    before = len(lab.bsf.violations)
+    refused = _ua_get(plain_port, ctx.btid, ext, int_)
+    assert refused.status == 403, f"a NAF without Ks_int_NAF served a UICC-based-key USS ({refused.status})"
+    args = ["naf", "serve", "--config", str(lab.config), "--data-dir", str(lab.tmp)]
+    env = {"GBAGW_NAF_PORT": "0", "GBAGW_NAF_GBA_U_AWARE": "true"}
+    with gbagw_process(args, lab.tmp, env, "naf-aware") as aware:
+        port = int(aware.wait_for(r"demo NAF on http://[\d.]+:(\d+)/").group(1))
+        me_only = _ua_get(port, ctx.btid, ext)
+        both = _ua_get(port, ctx.btid, ext, int_)
+    assert me_only.status == 401 and me_only.realms == [ME_REALM, UICC_REALM], me_only.realms
+    assert both.status == 200 and both.realms == [ME_REALM, UICC_REALM] and both.rspauth_ok, both
+    assert [s.aware for s in lab.bsf.served if s.btid == ctx.btid] == [False, True]
+    lab.assert_conformant(before)
 
 
 def test_4_dpr_from_the_strict_bsf_gets_a_plain_dpa_and_a_close(lab: Lab, naf: tuple[Proc, int]) -> None:
