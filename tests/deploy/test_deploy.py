@@ -210,7 +210,8 @@ def test_compose_file() -> None:
     assert "install -d -o 10001 -g 10001 -m 0700 /etc/gbagw/kek" in (DEPLOY / "Dockerfile").read_text()
     for name in ("hss", "bsf1", "bsf2", "naf"):  # no core file of a process holding keys
         assert doc["services"][name]["ulimits"]["core"] == 0, name
-        assert doc["services"][name]["ulimits"]["nofile"] >= 3 * 4096 + 64, name  # the listeners' caps
+        # No nofile: an engine refuses one above its own hard limit and the lab would not start at all.
+        assert "nofile" not in doc["services"][name]["ulimits"], name
     run_tool("docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q")
 
 
