@@ -23,15 +23,14 @@ from dataclasses import dataclass
 
 from tests.strict import codec as c
 from tests.strict.codec import Avp, DecodeError, Message
-from tests.strict.hss import _advertises, _flag_fault
-from tests.strict.peer import Identity, Link, experimental, origin, read_message, result, vsai
+from tests.strict.peer import Identity, Link, answer_cer, experimental, flag_fault, origin, read_message, result, vsai
 from tests.strict.rules import APP_ZN, BY_NAME, COMMANDS, check_message, known_base, name_of
 
 NTP_UNIX_OFFSET = 2208988800  # RFC 6733 4.3.1 Time: seconds since 1900-01-01 UTC
 # RFC 6733 7.1 / TS 29.109 6.2 result codes this BSF sends
 SUCCESS, UNABLE_TO_DELIVER, REALM_NOT_SERVED = 2001, 3002, 3003
 INVALID_HDR_BITS, INVALID_AVP_BITS = 3008, 3009
-AVP_UNSUPPORTED, MISSING_AVP, OCCURS_TOO_MANY, NO_COMMON_APP = 5001, 5005, 5009, 5010
+AVP_UNSUPPORTED, MISSING_AVP, OCCURS_TOO_MANY = 5001, 5005, 5009
 TRANSACTION_IDENTIFIER_INVALID = 5403
 _BIR = COMMANDS[(310, True)]
 _BIR_NAMED = {(BY_NAME[s.name].code, BY_NAME[s.name].vendor) for s in _BIR.slots}
@@ -136,25 +135,7 @@ class StrictBsf:
         if not (cer.is_request and cer.code == 257):
             link.violations.append(f"{name_of(raw)}: the first message is not a CER (RFC 6733 5.6: Wait-Conn-Ack)")
             return False
-        bad_bits = [a for a in cer.avps if _flag_fault(a)]
-        code, failed = SUCCESS, []
-        if bad_bits:
-            code, failed = INVALID_AVP_BITS, bad_bits[:1]
-        elif not _advertises(cer, APP_ZN):
-            code = NO_COMMON_APP
-        caps = [
-            result(code),
-            *origin(self.ident),
-            c.avp(257, b"\x00\x01\x7f\x00\x00\x01"),
-            c.u32(266, 0),
-            c.utf8(269, "strict-bsf", m=False),
-            c.u32(265, c.VENDOR_3GPP),
-            vsai(APP_ZN),
-        ]
-        if failed:
-            caps.append(c.grouped(279, failed))
-        link.send(cer.answer(caps, error=3000 <= code < 4000))
-        await link.writer.drain()
+        code = await answer_cer(link, cer, self.ident, "strict-bsf")
         if code != SUCCESS:
             self.refused_cers.append(code)
         return code == SUCCESS
@@ -223,7 +204,7 @@ class StrictBsf:
         error_head = [*head, *origin(self.ident)]
         if bir.flags & c.FLAG_E:
             return bir.answer([*error_head, result(INVALID_HDR_BITS)], error=True)
-        bad_bits = [a for a in bir.avps if _flag_fault(a)]
+        bad_bits = [a for a in bir.avps if flag_fault(a)]
         if bad_bits:  # RFC 6733 7.1.3: DIAMETER_INVALID_AVP_BITS
             return bir.answer([*error_head, result(INVALID_AVP_BITS), c.grouped(279, bad_bits[:1])], error=True)
         realm = _utf8(bir.find(283))

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from tests.strict import codec as c
 from tests.strict.codec import Avp, DecodeError, Message
 from tests.strict.milenage import Milenage, open_auts, vector
-from tests.strict.peer import Identity, Link, experimental, origin, read_message, result, vsai
-from tests.strict.rules import APP_ZH, AVPS, BY_NAME, COMMANDS, check_avp, check_message, known_base, name_of
+from tests.strict.peer import Identity, Link, answer_cer, experimental, origin, read_message, result, vsai
+from tests.strict.rules import APP_ZH, BY_NAME, COMMANDS, check_avp, check_message, known_base, name_of
 
 SCHEME_AKA = "Digest-AKAv1-MD5"
 # RFC 6733 7.1 / TS 29.109 6.2 result codes the HSS sends
-SUCCESS, INVALID_HDR_BITS, INVALID_AVP_BITS = 2001, 3008, 3009
-AVP_UNSUPPORTED, MISSING_AVP, OCCURS_TOO_MANY, NO_COMMON_APP = 5001, 5005, 5009, 5010
+SUCCESS, INVALID_HDR_BITS = 2001, 3008
+AVP_UNSUPPORTED, MISSING_AVP, OCCURS_TOO_MANY = 5001, 5005, 5009
 IDENTITY_UNKNOWN = 5401
 
 
@@ -78,26 +78,7 @@ class StrictHss:
         link.violations += [f"{name_of(raw)}: {p}" for p in problems]
         if not (cer.is_request and cer.code == 257):
             return False
-        bad_bits = [a for a in cer.avps if _flag_fault(a)]
-        code = SUCCESS
-        failed: list[Avp] = []
-        if bad_bits:
-            code, failed = INVALID_AVP_BITS, bad_bits[:1]
-        elif not _advertises(cer, APP_ZH):
-            code = NO_COMMON_APP
-        caps = [
-            result(code),
-            *origin(self.ident),
-            c.avp(257, b"\x00\x01\x7f\x00\x00\x01"),
-            c.u32(266, 0),
-            c.utf8(269, "strict-hss", m=False),
-            c.u32(265, c.VENDOR_3GPP),
-            vsai(APP_ZH),
-        ]
-        if failed:
-            caps.append(c.grouped(279, failed))
-        link.send(cer.answer(caps, error=3000 <= code < 4000))
-        await link.writer.drain()
+        code = await answer_cer(link, cer, self.ident, "strict-hss")
         if code != SUCCESS:
             self.refused_cers.append(code)
         return code == SUCCESS
@@ -205,19 +186,6 @@ class StrictHss:
                 return dpa, True
             await asyncio.sleep(0.05)
         return dpa, False
-
-
-def _flag_fault(a: Avp) -> bool:
-    """A known AVP whose V/M bits break its rule (what 3009 DIAMETER_INVALID_AVP_BITS names)."""
-    rule = AVPS.get(a.key)
-    return rule is not None and bool((rule.must & ~a.flags) | (rule.must_not & a.flags))
-
-
-def _advertises(cer: Message, app: int) -> bool:
-    apps = {a.u32() for a in cer.find_all(258)}
-    for v in cer.find_all(260):
-        apps |= {m.u32() for m in v.children() if m.key == (258, 0)}
-    return app in apps or 0xFFFFFFFF in apps
 
 
 def _unsupported(mar: Message) -> list[Avp]:

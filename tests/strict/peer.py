@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tests.strict import codec as c
 from tests.strict.codec import Avp, Message
-from tests.strict.rules import check_message, name_of
+from tests.strict.rules import AVPS, check_message, name_of
 
 PRODUCT = "gbagw-strict-peer"
 _ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
@@ -60,6 +60,45 @@ def result(code: int) -> Avp:
 
 def experimental(code: int) -> Avp:
     return c.grouped(297, [c.u32(266, c.VENDOR_3GPP), c.u32(298, code)])
+
+
+def flag_fault(a: Avp) -> bool:
+    """A known AVP whose V/M bits break its rule (what 3009 DIAMETER_INVALID_AVP_BITS names)."""
+    rule = AVPS.get(a.key)
+    return rule is not None and bool((rule.must & ~a.flags) | (rule.must_not & a.flags))
+
+
+def advertises(cer: Message, app: int) -> bool:
+    apps = {a.u32() for a in cer.find_all(258)}
+    for v in cer.find_all(260):
+        apps |= {m.u32() for m in v.children() if m.key == (258, 0)}
+    return app in apps or 0xFFFFFFFF in apps
+
+
+async def answer_cer(link: Link, cer: Message, ident: Identity, product: str) -> int:
+    """A strict server's CEA (RFC 6733 5.3.2): 3009 DIAMETER_INVALID_AVP_BITS with the first AVP whose
+    flags break the 4.5 table in Failed-AVP, 5010 when ``ident.app`` is not advertised, else 2001.
+    Returns the Result-Code sent."""
+    bad_bits = [a for a in cer.avps if flag_fault(a)]
+    code, failed = 2001, bad_bits[:1]
+    if bad_bits:
+        code = 3009
+    elif not advertises(cer, ident.app):
+        code = 5010
+    caps = [
+        result(code),
+        *origin(ident),
+        c.avp(257, b"\x00\x01\x7f\x00\x00\x01"),
+        c.u32(266, 0),
+        c.utf8(269, product, m=False),
+        c.u32(265, c.VENDOR_3GPP),
+        vsai(ident.app),
+    ]
+    if failed:
+        caps.append(c.grouped(279, failed))
+    link.send(cer.answer(caps, error=3000 <= code < 4000))
+    await link.writer.drain()
+    return code
 
 
 async def read_message(reader: asyncio.StreamReader, timeout: float = 10) -> bytes:
